@@ -1,0 +1,144 @@
+//! The command line: every subcommand and flag, with a worked example in each help.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::FlagSettings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pexinit",
+    version,
+    about = "Run PEX applications in containers with physical, writable HOME / XDG_CACHE_HOME / PEX_ROOT",
+    long_about = None,
+    after_help = "Exit status of `run` follows `docker run`: the program's own status; 125 when \
+                  pexinit itself failed (bad config, cannot normalize); 126 when the program cannot \
+                  be executed; 127 when it is not found.\n\n\
+                  Example:\n  pexinit run -- app.pex --port 8080"
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); overrides PEXINIT_LOG.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Normalize the environment, then run PROGRAM (a .pex or any command) in place.
+    #[command(after_help = "Examples:\n  \
+        pexinit run -- app.pex --port 8080\n  \
+        pexinit run --python /usr/bin/python3.11 -- /srv/app.pex\n  \
+        pexinit run -- python3.11 app.pex\n  \
+        pexinit run -- gunicorn app:wsgi\n\n\
+        HOME, XDG_CACHE_HOME, PEX_ROOT, TMPDIR and PWD are made physical (no symlinks) and \
+        writable; PEX_ROOT is always exported. `pexinit env` shows the result without running.")]
+    Run(RunArgs),
+
+    /// Print the environment `run` would give the program.
+    #[command(after_help = "Examples:\n  \
+        pexinit env                 # NAME=value lines\n  \
+        pexinit env --json          # the plan, for tools\n  \
+        eval \"$(pexinit env --export)\"   # adopt it in a shell")]
+    Env(EnvArgs),
+
+    /// Explain every decision run would take; exit 1 when something cannot be fixed.
+    #[command(after_help = "Examples:\n  \
+        pexinit doctor app.pex\n  \
+        pexinit doctor --json -- python3.11 app.pex\n\n\
+        For a PEX, reads PEX-INFO (pex version, venv, pex_hash) and names the known cache bugs \
+        of its pex runtime. Exit status: 0 healthy, 1 unhealthy, 125 bad configuration.")]
+    Doctor(DoctorArgs),
+
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  pexinit completions bash > /etc/bash_completion.d/pexinit")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Options shared by run, env and doctor: whatever changes the plan.
+#[derive(Debug, Clone, Args)]
+pub struct PlanOptions {
+    /// YAML config file [default: /etc/pexinit.yaml when it exists].
+    #[arg(long, value_name = "FILE", env = "PEXINIT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// PEX_ROOT for the program (made physical, created when missing).
+    #[arg(long, value_name = "DIR", env = "PEXINIT_PEX_ROOT")]
+    pub pex_root: Option<PathBuf>,
+
+    /// Interpreter for a PEX PROGRAM [default: the PEX's #! line].
+    #[arg(long, value_name = "PATH", env = "PEXINIT_PYTHON")]
+    pub python: Option<PathBuf>,
+}
+
+impl PlanOptions {
+    pub fn flag_settings(&self) -> FlagSettings {
+        FlagSettings {
+            config: self.config.clone(),
+            python: self.python.clone(),
+            pex_root: self.pex_root.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub options: PlanOptions,
+
+    /// The program and its arguments.
+    #[arg(
+        value_name = "PROGRAM",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub options: PlanOptions,
+
+    /// Print the whole plan as JSON.
+    #[arg(long, conflicts_with = "export")]
+    pub json: bool,
+
+    /// Print `export NAME='value'` lines for a POSIX shell.
+    #[arg(long)]
+    pub export: bool,
+
+    /// The program run would start (optional; shown with --json).
+    #[arg(
+        value_name = "PROGRAM",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub options: PlanOptions,
+
+    /// Print the diagnosis as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The program to diagnose, e.g. a .pex file (optional).
+    #[arg(
+        value_name = "PROGRAM",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}

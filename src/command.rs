@@ -1,0 +1,248 @@
+//! Which executable `run` starts, with which argv: a PEX with its interpreter, or any
+//! other program found the way execvp(3) finds it.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{Settings, Source};
+use crate::envmap::EnvMap;
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::pex::info::{self, Pex};
+
+/// What execvp uses when PATH is unset (and what Docker sets by default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterpreterSource {
+    /// `--python` or `PEXINIT_PYTHON`.
+    Flag,
+    /// The config file's `python`.
+    ConfigFile,
+    /// The PEX's own `#!` line.
+    Shebang,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandPlan {
+    /// The file handed to execve.
+    pub executable: PathBuf,
+    pub argv: Vec<String>,
+    #[serde(skip)]
+    pub argv_os: Vec<OsString>,
+    /// The PEX being run: PROGRAM itself, or the script argument of a python PROGRAM.
+    pub pex: Option<Pex>,
+    pub interpreter_source: Option<InterpreterSource>,
+}
+
+/// Plans how to execute `command` (PROGRAM and its arguments) with environment `env`.
+pub fn plan_command(
+    command: &[OsString],
+    settings: &Settings,
+    env: &EnvMap,
+    who: &Identity,
+) -> Result<CommandPlan> {
+    let Some((program, args)) = command.split_first() else {
+        return Err(Error::Usage(
+            "no PROGRAM given; usage: pexinit run [OPTIONS] [--] PROGRAM [ARGS...]".into(),
+        ));
+    };
+    let path_var = env.get("PATH").unwrap_or(OsStr::new(DEFAULT_PATH));
+    let program_path = locate_program(program, path_var, who)?;
+
+    if info::is_pex_candidate(&program_path) {
+        let pex = info::open(&program_path).map_err(|e| {
+            Error::CannotExecute(format!(
+                "{} {e}; rebuild it with pex or check the path",
+                program_path.display()
+            ))
+        })?;
+        let (interpreter, source, interpreter_args) = choose_interpreter(&pex, settings)?;
+        let executable = find_executable(OsStr::new(&interpreter), path_var, who).map_err(|e| {
+            let origin = match source {
+                InterpreterSource::Flag => "from --python / PEXINIT_PYTHON".to_owned(),
+                InterpreterSource::ConfigFile => "from the config file's python".to_owned(),
+                InterpreterSource::Shebang => format!("from the #! line of {}", pex.path.display()),
+            };
+            with_context(
+                e,
+                &format!("interpreter {} ({origin})", interpreter.display()),
+                "install it or pass --python PATH",
+            )
+        })?;
+        let mut argv_os = vec![executable.clone().into_os_string()];
+        argv_os.extend(interpreter_args.into_iter().map(OsString::from));
+        argv_os.push(program.clone());
+        argv_os.extend(args.iter().cloned());
+        return Ok(CommandPlan {
+            executable,
+            argv: lossy_all(&argv_os),
+            argv_os,
+            pex: Some(pex),
+            interpreter_source: Some(source),
+        });
+    }
+
+    check_executable(&program_path, who)?;
+    let pex = script_argument_pex(&program_path, args);
+    Ok(CommandPlan {
+        executable: program_path,
+        argv: lossy_all(command),
+        argv_os: command.to_vec(),
+        pex,
+        interpreter_source: None,
+    })
+}
+
+/// PROGRAM as execvp finds it, except that a PEX in the working directory is found by
+/// its bare name too (`pexinit run -- app.pex`), as users of `python app.pex` expect.
+fn locate_program(program: &OsStr, path_var: &OsStr, who: &Identity) -> Result<PathBuf> {
+    let as_path = Path::new(program);
+    if program.as_encoded_bytes().contains(&b'/') {
+        if fs::symlink_metadata(as_path).is_err() && fs::metadata(as_path).is_err() {
+            return Err(Error::NotFound(format!(
+                "{}: no such file; check the path",
+                as_path.display()
+            )));
+        }
+        return Ok(as_path.to_path_buf());
+    }
+    if info::is_pex_candidate(as_path) {
+        return Ok(as_path.to_path_buf());
+    }
+    find_executable(program, path_var, who).map_err(|e| {
+        with_context(
+            e,
+            &as_path.display().to_string(),
+            "install it, fix PATH or give the full path",
+        )
+    })
+}
+
+enum Lookup {
+    NotFound,
+    NotExecutable(PathBuf),
+}
+
+fn with_context(lookup: Lookup, what: &str, fix: &str) -> Error {
+    match lookup {
+        Lookup::NotFound => Error::NotFound(format!("{what}: command not found; {fix}")),
+        Lookup::NotExecutable(path) => Error::CannotExecute(format!(
+            "{what}: {} is not executable; fix its permissions or {fix}",
+            path.display()
+        )),
+    }
+}
+
+/// Finds `name` like execvp: a name with a slash is taken as is, others are searched on
+/// PATH; a match that is not executable is remembered in case nothing better follows.
+fn find_executable(name: &OsStr, path_var: &OsStr, who: &Identity) -> Result<PathBuf, Lookup> {
+    if name.as_encoded_bytes().contains(&b'/') {
+        let path = PathBuf::from(name);
+        return match fs::metadata(&path) {
+            Err(_) => Err(Lookup::NotFound),
+            Ok(m) if m.is_file() && is_executable(&m, who) => Ok(path),
+            Ok(_) => Err(Lookup::NotExecutable(path)),
+        };
+    }
+    let mut not_executable = None;
+    for dir in std::env::split_paths(path_var) {
+        // An empty PATH entry means the working directory, as for execvp.
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = dir.join(name);
+        if let Ok(meta) = fs::metadata(&candidate) {
+            if meta.is_file() && is_executable(&meta, who) {
+                return Ok(candidate);
+            }
+            not_executable.get_or_insert(candidate);
+        }
+    }
+    Err(not_executable.map_or(Lookup::NotFound, Lookup::NotExecutable))
+}
+
+fn check_executable(path: &Path, who: &Identity) -> Result<()> {
+    let meta = fs::metadata(path)
+        .map_err(|e| Error::NotFound(format!("{}: {e}; check the path", path.display())))?;
+    if meta.is_dir() {
+        return Err(Error::CannotExecute(format!(
+            "{}: is a directory (and not a PEX directory: no PEX-INFO); name a program or a PEX",
+            path.display()
+        )));
+    }
+    if !is_executable(&meta, who) {
+        return Err(Error::CannotExecute(format!(
+            "{}: permission denied; make it executable (chmod +x) or run it through its interpreter",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn is_executable(meta: &fs::Metadata, who: &Identity) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    if who.is_root() {
+        return mode & 0o111 != 0;
+    }
+    let bits = if meta.uid() == who.uid {
+        mode >> 6
+    } else if who.in_group(meta.gid()) {
+        mode >> 3
+    } else {
+        mode
+    };
+    bits & 1 != 0
+}
+
+fn choose_interpreter(
+    pex: &Pex,
+    settings: &Settings,
+) -> Result<(PathBuf, InterpreterSource, Vec<String>)> {
+    if let Some((python, source)) = &settings.python {
+        let source = match source {
+            Source::Flag => InterpreterSource::Flag,
+            Source::ConfigFile => InterpreterSource::ConfigFile,
+        };
+        return Ok((python.clone(), source, Vec::new()));
+    }
+    match &pex.shebang {
+        Some(shebang) => Ok((
+            PathBuf::from(&shebang.program),
+            InterpreterSource::Shebang,
+            shebang.args.clone(),
+        )),
+        None => Err(Error::CannotExecute(format!(
+            "{}: the PEX has no #! line naming its interpreter; pass --python PATH",
+            pex.path.display()
+        ))),
+    }
+}
+
+/// `python3.11 app.pex ...`: the PEX is the first argument that is not an option.
+fn script_argument_pex(program: &Path, args: &[OsString]) -> Option<Pex> {
+    let name = program.file_name()?.to_string_lossy();
+    if !name.starts_with("python") {
+        return None;
+    }
+    let script = args
+        .iter()
+        .find(|a| !a.as_encoded_bytes().starts_with(b"-"))?;
+    let script = Path::new(script);
+    info::is_pex_candidate(script)
+        .then(|| info::open(script).ok())
+        .flatten()
+}
+
+fn lossy_all(args: &[OsString]) -> Vec<String> {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}

@@ -1,0 +1,217 @@
+//! Recognising a PEX (zipapp, packed or loose directory) and reading its PEX-INFO.
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The metadata file every PEX carries at its root.
+pub const PEX_INFO: &str = "PEX-INFO";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// A single zip file (with a shebang line in front).
+    Zipapp,
+    /// A directory whose `.bootstrap` and dependencies are zip files.
+    Packed,
+    /// A directory with everything unpacked.
+    Loose,
+}
+
+/// The parts of PEX-INFO pexinit uses. Everything else in the file is ignored.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct PexInfo {
+    #[serde(default)]
+    pub build_properties: BuildProperties,
+    #[serde(default)]
+    pub pex_hash: Option<String>,
+    #[serde(default)]
+    pub code_hash: Option<String>,
+    #[serde(default)]
+    pub bootstrap_hash: Option<String>,
+    #[serde(default)]
+    pub venv: bool,
+    #[serde(default)]
+    pub entry_point: Option<String>,
+    #[serde(default)]
+    pub interpreter_constraints: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct BuildProperties {
+    #[serde(default)]
+    pub pex_version: Option<String>,
+}
+
+/// A PEX found on disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pex {
+    pub path: PathBuf,
+    pub layout: Layout,
+    pub info: PexInfo,
+    /// The interpreter the PEX asks for in its shebang line, if it has one.
+    pub shebang: Option<Shebang>,
+}
+
+/// An interpreter line `#!PROGRAM [ARG]`. With `/usr/bin/env NAME`, `program` is NAME,
+/// to be looked up on PATH as env would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shebang {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PexError {
+    #[error("is not a zip archive, so not a PEX file ({0})")]
+    NotZip(String),
+    #[error("is a zip archive without PEX-INFO, so not a PEX file")]
+    NoPexInfo,
+    #[error("is a directory without PEX-INFO, so not a PEX directory")]
+    DirWithoutPexInfo,
+    #[error("has an unreadable PEX-INFO ({0})")]
+    BadPexInfo(String),
+    #[error("cannot be read ({0})")]
+    Io(#[from] io::Error),
+}
+
+/// Whether `path` names something that should be treated as a PEX: a directory with
+/// PEX-INFO, a file named `*.pex`, or any file that is a zip archive holding PEX-INFO.
+///
+/// Cheap for the common case of a native binary: only files starting with `#!` or a
+/// zip signature are opened as archives.
+pub fn is_pex_candidate(path: &Path) -> bool {
+    let Ok(meta) = fs::metadata(path) else {
+        return false;
+    };
+    if meta.is_dir() {
+        return path.join(PEX_INFO).is_file();
+    }
+    if path.extension().is_some_and(|e| e == "pex") {
+        return true;
+    }
+    let mut head = [0u8; 4];
+    let starts_like_zipapp = File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && (head.starts_with(b"#!") || head == *b"PK\x03\x04");
+    starts_like_zipapp && read_zip_pex_info(path).is_ok()
+}
+
+/// Opens the PEX at `path`: a zipapp file or a packed/loose directory.
+pub fn open(path: &Path) -> Result<Pex, PexError> {
+    let meta = fs::metadata(path)?;
+    if meta.is_dir() {
+        let info_path = path.join(PEX_INFO);
+        let text = match fs::read_to_string(&info_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(PexError::DirWithoutPexInfo);
+            }
+            Err(e) => return Err(PexError::Io(e)),
+        };
+        let layout = if path.join(".bootstrap").is_dir() {
+            Layout::Loose
+        } else {
+            Layout::Packed
+        };
+        return Ok(Pex {
+            path: path.to_path_buf(),
+            layout,
+            info: parse_info(&text)?,
+            shebang: read_shebang(&path.join("__main__.py"))?,
+        });
+    }
+    Ok(Pex {
+        path: path.to_path_buf(),
+        layout: Layout::Zipapp,
+        info: read_zip_pex_info(path)?,
+        shebang: read_shebang(path)?,
+    })
+}
+
+fn read_zip_pex_info(path: &Path) -> Result<PexInfo, PexError> {
+    let file = File::open(path)?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| PexError::NotZip(e.to_string()))?;
+    let mut text = String::new();
+    match archive.by_name(PEX_INFO) {
+        Ok(mut entry) => {
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| PexError::BadPexInfo(e.to_string()))?;
+        }
+        Err(zip::result::ZipError::FileNotFound) => return Err(PexError::NoPexInfo),
+        Err(e) => return Err(PexError::BadPexInfo(e.to_string())),
+    }
+    parse_info(&text)
+}
+
+fn parse_info(text: &str) -> Result<PexInfo, PexError> {
+    serde_json::from_str(text).map_err(|e| PexError::BadPexInfo(e.to_string()))
+}
+
+/// Reads the `#!` line of `path`, if it has one. A missing file has none.
+fn read_shebang(path: &Path) -> Result<Option<Shebang>, PexError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // The kernel reads at most 256 bytes of an interpreter line; so do we.
+    let mut line = Vec::new();
+    BufReader::new(file.take(256)).read_until(b'\n', &mut line)?;
+    Ok(parse_shebang(&line))
+}
+
+pub fn parse_shebang(line: &[u8]) -> Option<Shebang> {
+    let rest = line.strip_prefix(b"#!")?;
+    let text = String::from_utf8_lossy(rest);
+    let mut words = text.split_whitespace().map(str::to_owned);
+    let program = words.next()?;
+    let args: Vec<String> = words.collect();
+    if Path::new(&program).file_name().is_some_and(|n| n == "env") {
+        // `#!/usr/bin/env python3.11`: the interpreter is the first word env is given,
+        // skipping env's own `-S` that some tools add to pass several arguments.
+        let mut args = args.into_iter().skip_while(|a| a == "-S");
+        let program = args.next()?;
+        return Some(Shebang {
+            program,
+            args: args.collect(),
+        });
+    }
+    Some(Shebang { program, args })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shebang_forms() {
+        assert_eq!(
+            parse_shebang(b"#!/usr/bin/env python3.11\n"),
+            Some(Shebang {
+                program: "python3.11".into(),
+                args: vec![]
+            })
+        );
+        assert_eq!(
+            parse_shebang(b"#!/usr/bin/python3 -sE\n"),
+            Some(Shebang {
+                program: "/usr/bin/python3".into(),
+                args: vec!["-sE".into()]
+            })
+        );
+        assert_eq!(
+            parse_shebang(b"#!/usr/bin/env -S python3 -I\n"),
+            Some(Shebang {
+                program: "python3".into(),
+                args: vec!["-I".into()]
+            })
+        );
+        assert_eq!(parse_shebang(b"PK\x03\x04"), None);
+        assert_eq!(parse_shebang(b"#!\n"), None);
+    }
+}

@@ -1,0 +1,220 @@
+//! What `env` and `doctor` print: the plan, in text for people and JSON for tools.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::command::{CommandPlan, InterpreterSource};
+use crate::paths::Usability;
+use crate::pex::bugs::{self, KnownBug};
+use crate::pex::info::{Layout, Pex};
+use crate::plan::{Action, EnvPlan};
+
+/// `env --json`: the environment and the plan that produced it.
+#[derive(Serialize)]
+pub struct EnvReport<'a> {
+    pub env: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub plan: &'a EnvPlan,
+    pub command: Option<&'a CommandPlan>,
+}
+
+impl<'a> EnvReport<'a> {
+    pub fn new(plan: &'a EnvPlan, command: Option<&'a CommandPlan>) -> Self {
+        let env = plan
+            .env
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        EnvReport { env, plan, command }
+    }
+}
+
+/// `NAME=value` lines, as env(1) prints them.
+pub fn env_lines(plan: &EnvPlan) -> String {
+    let mut out = String::new();
+    for (k, v) in plan.env.iter() {
+        let _ = writeln!(out, "{}={}", k.to_string_lossy(), v.to_string_lossy());
+    }
+    out
+}
+
+/// `export NAME='value'` lines, plus `unset` for what run drops, for `eval`.
+pub fn export_lines(plan: &EnvPlan) -> String {
+    let mut out = String::new();
+    for (k, v) in plan.env.iter() {
+        let _ = writeln!(
+            out,
+            "export {}={}",
+            k.to_string_lossy(),
+            shell_quote(&v.to_string_lossy())
+        );
+    }
+    for d in &plan.decisions {
+        if d.value.is_none() && d.input.is_some() {
+            let _ = writeln!(out, "unset {}", d.variable);
+        }
+    }
+    out
+}
+
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// The PEX part of a diagnosis.
+#[derive(Serialize)]
+pub struct PexReport {
+    pub path: PathBuf,
+    pub layout: Layout,
+    pub pex_version: Option<String>,
+    pub venv: bool,
+    pub pex_hash: Option<String>,
+    pub entry_point: Option<String>,
+    pub known_bugs: Vec<KnownBug>,
+}
+
+impl PexReport {
+    pub fn new(pex: &Pex) -> Self {
+        let version = pex.info.build_properties.pex_version.clone();
+        PexReport {
+            path: pex.path.clone(),
+            layout: pex.layout,
+            known_bugs: bugs::affecting(version.as_deref()),
+            pex_version: version,
+            venv: pex.info.venv,
+            pex_hash: pex.info.pex_hash.clone(),
+            entry_point: pex.info.entry_point.clone(),
+        }
+    }
+}
+
+/// `doctor`: the plan, the program, and whether run can make it all work.
+#[derive(Serialize)]
+pub struct Diagnosis<'a> {
+    pub healthy: bool,
+    pub config_file: Option<PathBuf>,
+    #[serde(flatten)]
+    pub plan: &'a EnvPlan,
+    pub command: Option<&'a CommandPlan>,
+    pub pex: Option<PexReport>,
+    /// Everything run cannot fix (plan problems and a program that cannot run).
+    pub problems: Vec<String>,
+}
+
+impl Diagnosis<'_> {
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let user = &self.plan.user;
+        let _ = writeln!(
+            out,
+            "user: uid {} gid {} ({}), passwd home {}",
+            user.uid,
+            user.gid,
+            user.name.as_deref().unwrap_or("no passwd entry"),
+            user.passwd_home
+                .as_ref()
+                .map_or("none".into(), |p| p.display().to_string()),
+        );
+        if let Some(path) = &self.config_file {
+            let _ = writeln!(out, "config: {}", path.display());
+        }
+        for d in &self.plan.decisions {
+            let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
+            let verdict = match d.action {
+                Action::Kept => format!("{} (already physical)", shown(&d.value)),
+                Action::Unset => "(unset)".into(),
+                Action::Dropped => format!("{} -> dropped", shown(&d.input)),
+                _ => format!(
+                    "{} -> {} ({})",
+                    shown(&d.input),
+                    shown(&d.value),
+                    action_word(d.action)
+                ),
+            };
+            let _ = writeln!(out, "{:<15} {verdict}", d.variable);
+            for hop in &d.links {
+                let _ = writeln!(
+                    out,
+                    "{:<15}   symlink {} -> {}",
+                    "",
+                    hop.link.display(),
+                    hop.target.display()
+                );
+            }
+            if let Some(status) = d
+                .status
+                .filter(|s| *s != Usability::Writable || d.variable != "PWD")
+            {
+                let _ = writeln!(out, "{:<15}   {}", "", status.describe());
+            }
+            if let Some(note) = &d.note {
+                let _ = writeln!(out, "{:<15}   {note}", "");
+            }
+        }
+        if let Some(command) = self.command {
+            let _ = writeln!(out, "exec: {}", command.argv.join(" "));
+            if let Some(source) = command.interpreter_source {
+                let origin = match source {
+                    InterpreterSource::Flag => "--python / PEXINIT_PYTHON",
+                    InterpreterSource::ConfigFile => "config file",
+                    InterpreterSource::Shebang => "the PEX's #! line",
+                };
+                let _ = writeln!(
+                    out,
+                    "interpreter: {} (from {origin})",
+                    command.executable.display()
+                );
+            }
+        }
+        if let Some(pex) = &self.pex {
+            let _ = writeln!(
+                out,
+                "pex: {} ({:?} layout{}), built by pex {}, pex_hash {}",
+                pex.path.display(),
+                pex.layout,
+                if pex.venv { ", venv mode" } else { "" },
+                pex.pex_version.as_deref().unwrap_or("(unknown version)"),
+                pex.pex_hash.as_deref().unwrap_or("(none)"),
+            );
+            for bug in &pex.known_bugs {
+                let _ = writeln!(
+                    out,
+                    "known bug {} (fixed in pex {}): {}\n  handled: {}",
+                    bug.id, bug.fixed_in, bug.summary, bug.mitigation
+                );
+            }
+        }
+        for warning in &self.plan.warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
+        for problem in &self.problems {
+            let _ = writeln!(out, "problem: {problem}");
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            if self.healthy { "healthy" } else { "unhealthy" }
+        );
+        out
+    }
+}
+
+fn action_word(action: Action) -> &'static str {
+    match action {
+        Action::Kept => "kept",
+        Action::Resolved => "resolved symlinks",
+        Action::FromPasswd => "from passwd",
+        Action::Derived => "derived",
+        Action::Fallback => "fallback",
+        Action::Dropped => "dropped",
+        Action::Unset => "unset",
+    }
+}
