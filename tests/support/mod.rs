@@ -1,0 +1,374 @@
+//! Test support: real pex installs, real PEX fixtures, sandboxes and command helpers.
+//!
+//! pex venvs and PEX files are built once and cached under target/ (CARGO_TARGET_TMPDIR),
+//! guarded by a file lock so parallel test binaries share them. Nothing is mocked: a
+//! missing tool is a test failure that names the command installing it.
+
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Debian's interpreter: the `python3.11` on PATH may be a pyenv shim.
+pub const PYTHON: &str = "/usr/bin/python3.11";
+/// PATH for every child, so `#!/usr/bin/env python3.11` finds Debian's python.
+pub const PATH: &str = "/usr/bin:/bin:/usr/sbin:/sbin";
+/// The buggy runtime (pex issue #2572 and PR #2626).
+pub const PEX_BUGGY: &str = "2.20.3";
+/// The first runtime with both fixes.
+pub const PEX_FIXED: &str = "2.27.1";
+/// The newest pex on PyPI when these tests were written; pinned so fixtures stay stable.
+pub const PEX_NEWEST: &str = "2.105.2";
+pub const ALL_PEX_VERSIONS: [&str; 3] = [PEX_BUGGY, PEX_FIXED, PEX_NEWEST];
+pub const INSTALL_HINT: &str = "run scripts/install-test-deps (apt-get install -y python3.11 python3.11-venv util-linux)";
+
+pub fn pexinit_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pexinit")
+}
+
+fn fixtures_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    fs::create_dir_all(&dir).expect("create fixtures dir");
+    // Fixtures are run by other uids too (setpriv tests): keep the path traversable.
+    for dir in [Path::new(env!("CARGO_TARGET_TMPDIR")), &dir] {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
+    }
+    dir
+}
+
+/// Holds an exclusive flock on a file under the fixtures dir while alive.
+struct FixtureLock(File);
+
+fn lock(name: &str) -> FixtureLock {
+    let file = File::create(fixtures_dir().join(format!(".{name}.lock"))).expect("lock file");
+    // SAFETY: flock on a file descriptor we own; blocks until the lock is ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {name}");
+    FixtureLock(file)
+}
+
+fn check(what: &str, output: std::io::Result<Output>) -> Output {
+    let output = output.unwrap_or_else(|e| panic!("{what}: cannot start: {e}; {INSTALL_HINT}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A venv with `pex==version` installed from PyPI, created on first use.
+pub fn pex_venv(version: &str) -> PathBuf {
+    assert!(Path::new(PYTHON).exists(), "{PYTHON} is missing; {INSTALL_HINT}");
+    let venv = fixtures_dir().join(format!("pex-{version}"));
+    let pex = venv.join("bin/pex");
+    if pex.exists() {
+        return venv;
+    }
+    let _guard = lock(&format!("venv-{version}"));
+    if pex.exists() {
+        return venv;
+    }
+    let _ = fs::remove_dir_all(&venv);
+    check(
+        "python3.11 -m venv",
+        Command::new(PYTHON).args(["-m", "venv"]).arg(&venv).output(),
+    );
+    check(
+        &format!("pip install pex=={version}"),
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("pex=={version}"))
+            .output(),
+    );
+    venv
+}
+
+/// How a PEX fixture is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A zipapp .pex file.
+    Zipapp,
+    /// A zipapp .pex file built with `--venv`.
+    Venv,
+    /// `--layout packed` directory.
+    Packed,
+    /// `--layout loose` directory.
+    Loose,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Zipapp, Kind::Venv, Kind::Packed, Kind::Loose];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Zipapp => "zipapp",
+            Kind::Venv => "venv",
+            Kind::Packed => "packed",
+            Kind::Loose => "loose",
+        }
+    }
+
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Kind::Zipapp => &[],
+            Kind::Venv => &["--venv"],
+            Kind::Packed => &["--layout", "packed"],
+            Kind::Loose => &["--layout", "loose"],
+        }
+    }
+}
+
+/// `cowsay.pex` (console script `cowsay`) built by pex `version` in layout `kind`.
+pub fn cowsay(version: &str, kind: Kind) -> PathBuf {
+    let venv = pex_venv(version);
+    let out = fixtures_dir().join(format!("cowsay-{version}-{}.pex", kind.name()));
+    let done = out.with_extension("pex.done");
+    if done.exists() {
+        return out;
+    }
+    let _guard = lock(&format!("cowsay-{version}-{}", kind.name()));
+    if done.exists() {
+        return out;
+    }
+    let _ = fs::remove_file(&out);
+    let _ = fs::remove_dir_all(&out);
+    check(
+        &format!("pex {version} cowsay {}", kind.name()),
+        Command::new(venv.join("bin/pex"))
+            .args(["cowsay", "-c", "cowsay", "--python", PYTHON, "-o"])
+            .arg(&out)
+            .args(kind.flags())
+            .env("PEX_ROOT", fixtures_dir().join(format!("build-root-{version}")))
+            .env("PATH", PATH)
+            .output(),
+    );
+    File::create(&done).expect("mark fixture done");
+    out
+}
+
+/// A scratch directory under /tmp (physical path, traversable by other uids).
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("pexinit-test-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let root = fs::canonicalize(dir.path()).expect("canonicalize sandbox");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod sandbox");
+        Sandbox { dir, root }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// mkdir -p, mode 0755.
+    pub fn mkdir(&self, rel: &str) -> PathBuf {
+        let path = self.join(rel);
+        fs::create_dir_all(&path).expect("mkdir");
+        let mut dir = path.as_path();
+        while dir != self.root {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+            dir = dir.parent().expect("parent");
+        }
+        path
+    }
+
+    /// A symlink at `rel` pointing to `target` (verbatim).
+    pub fn symlink(&self, target: impl AsRef<Path>, rel: &str) -> PathBuf {
+        let link = self.join(rel);
+        symlink(target, &link).expect("symlink");
+        link
+    }
+
+    pub fn write(&self, rel: &str, contents: &[u8]) -> PathBuf {
+        let path = self.join(rel);
+        let mut f = File::create(&path).expect("create");
+        f.write_all(contents).expect("write");
+        path
+    }
+
+    /// Every path below the sandbox with its type, sorted: a snapshot for
+    /// "nothing was created" assertions.
+    pub fn tree(&self) -> Vec<String> {
+        tree(&self.root)
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let meta = fs::symlink_metadata(&path).expect("lstat");
+            let kind = if meta.file_type().is_symlink() {
+                "l"
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                "d"
+            } else {
+                "f"
+            };
+            out.push(format!("{kind} {}", path.display()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A command with a clean, explicit environment: only PATH unless the test adds more.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear().env("PATH", PATH);
+    cmd
+}
+
+pub fn pexinit() -> Command {
+    clean_command(pexinit_bin())
+}
+
+/// `setpriv` in front of `cmd`'s program: run as `uid:gid` with no supplementary groups.
+pub fn as_user(uid: u32, gid: u32, cmd: &Command) -> Command {
+    let mut wrapped = Command::new("/usr/bin/setpriv");
+    wrapped
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    copy_env_and_dir(cmd, &mut wrapped);
+    wrapped
+}
+
+/// `unshare --mount` with `/etc/passwd` replaced by `passwd` (a bind mount private to
+/// the new namespace), then `cmd`. Lets a test give a uid a passwd home of its choosing.
+pub fn with_passwd(passwd: &Path, cmd: &Command) -> Command {
+    let mut wrapped = Command::new("/usr/bin/unshare");
+    wrapped
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/passwd && exec \"$@\"")
+        .arg(passwd)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    copy_env_and_dir(cmd, &mut wrapped);
+    wrapped
+}
+
+fn copy_env_and_dir(from: &Command, to: &mut Command) {
+    to.env_clear();
+    for (k, v) in from.get_envs() {
+        if let Some(v) = v {
+            to.env(k, v);
+        }
+    }
+    if let Some(dir) = from.get_current_dir() {
+        to.current_dir(dir);
+    }
+}
+
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.describe()))
+    }
+
+    /// Non-empty stderr lines.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Ran {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}; {INSTALL_HINT}", cmd.get_program()));
+    Ran {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The ModuleNotFoundError every symlink-poisoned cache of the buggy runtimes gives.
+pub const POISONED: &str = "No module named 'pex'";
+
+/// cowsay drew the word: the app really ran.
+pub fn assert_cowsay_said(ran: &Ran, word: &str) {
+    assert!(
+        ran.success() && ran.stdout.contains(&format!("| {word} |")) && ran.stdout.contains("(oo)"),
+        "the app did not run:\n{}",
+        ran.describe()
+    );
+}
+
+/// The top-level directories a pex runtime creates in its PEX_ROOT (which ones depends
+/// on the layout: a loose PEX needs only `isolated`, a zipapp unzips and installs wheels).
+pub const CACHE_DIRS: [&str; 5] = ["isolated", "installed_wheels", "unzipped_pexes", "venvs", "bootstraps"];
+
+/// `pex_root` holds a cache with no dangling link, and no pex cache directory exists
+/// anywhere else below `search`: one root, never split.
+pub fn assert_single_cache(search: &Path, pex_root: &Path) {
+    assert!(
+        pex_root.join("isolated").is_dir() || pex_root.join("installed_wheels").is_dir(),
+        "no cache in {}: {:#?}",
+        pex_root.display(),
+        tree(pex_root)
+    );
+    let strays: Vec<String> = tree(search)
+        .into_iter()
+        .filter_map(|e| e.strip_prefix("d ").map(PathBuf::from))
+        .filter(|dir| !dir.starts_with(pex_root))
+        .filter(|dir| dir.file_name().is_some_and(|n| CACHE_DIRS.iter().any(|c| n == *c)))
+        .map(|dir| dir.display().to_string())
+        .collect();
+    assert!(strays.is_empty(), "pex caches outside {}: {strays:?}", pex_root.display());
+    let dangling: Vec<String> = tree(pex_root)
+        .into_iter()
+        .filter_map(|e| e.strip_prefix("l ").map(PathBuf::from))
+        .filter(|link| fs::metadata(link).is_err())
+        .map(|link| format!("{} -> {:?}", link.display(), fs::read_link(&link)))
+        .collect();
+    assert!(dangling.is_empty(), "dangling links in the cache: {dangling:#?}");
+}
