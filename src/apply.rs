@@ -1,52 +1,181 @@
-//! Applying a plan: create the directories it names, then replace pexinit with the program.
+//! Applying a plan: create the directories it names, then replace pexinit with the
+//! program ([`exec`]) or start it under [`crate::init::supervise`].
 
 use std::convert::Infallible;
 use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
 
 use crate::command::CommandPlan;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
+use crate::init;
 use crate::paths::create_dirs;
 use crate::plan::EnvPlan;
+use crate::privileges::Credentials;
 
 /// Creates every directory the plan needs, without following links.
+///
+/// When root prepares for another user (`--user`), the directories it creates are
+/// chowned to that user, so the program can write where the plan said it could.
 pub fn prepare(plan: &EnvPlan, who: &Identity) -> Result<()> {
+    let chown_to = {
+        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        (uid.is_root() && (uid.as_raw() != who.uid || gid.as_raw() != who.gid)).then_some(who)
+    };
     for dir in &plan.mkdirs {
-        create_dirs(&dir.root, &dir.path, dir.policy, who).map_err(|e| {
-            Error::Normalize(format!(
-                "cannot create {}: {e}; remove what is in the way or set HOME / PEX_ROOT to a \
-                 writable directory",
-                dir.path.display()
-            ))
-        })?;
+        let missing = match chown_to {
+            Some(_) => missing_components(&dir.root, &dir.path),
+            None => 0,
+        };
+        create_dirs(&dir.root, &dir.path, dir.policy, who)
+            .and_then(|()| match chown_to {
+                Some(owner) if missing > 0 => chown_tail(&dir.root, &dir.path, missing, owner),
+                _ => Ok(()),
+            })
+            .map_err(|e| {
+                Error::Normalize(format!(
+                    "cannot create {}: {e}; remove what is in the way or set HOME / PEX_ROOT to \
+                     a writable directory",
+                    dir.path.display()
+                ))
+            })?;
     }
     Ok(())
 }
 
-/// execve(2) the program in place of pexinit: no extra process stays around.
-pub fn exec(plan: &EnvPlan, command: &CommandPlan) -> Result<Infallible> {
-    let program = cstring(command.executable.as_os_str().as_bytes())?;
-    let argv = command
-        .argv_os
-        .iter()
-        .map(|a| cstring(a.as_bytes()))
-        .collect::<Result<Vec<_>>>()?;
-    let mut env = Vec::new();
-    for (k, v) in plan.env.iter() {
-        let mut pair = k.as_bytes().to_vec();
-        pair.push(b'=');
-        pair.extend_from_slice(v.as_bytes());
-        env.push(cstring(&pair)?);
+/// How many trailing components of `path` (below `root`) do not exist yet.
+fn missing_components(root: &Path, path: &Path) -> usize {
+    let Ok(rest) = path.strip_prefix(root) else {
+        return 0;
+    };
+    let names: Vec<_> = rest.components().map(Component::as_os_str).collect();
+    let mut current = PathBuf::from(root);
+    for (i, name) in names.iter().enumerate() {
+        current.push(name);
+        if std::fs::symlink_metadata(&current).is_err() {
+            return names.len() - i;
+        }
     }
-    let err = nix::unistd::execve(&program, &argv, &env).unwrap_err();
-    let shown = command.executable.display();
-    Err(match err {
-        nix::errno::Errno::ENOENT => Error::NotFound(format!(
-            "{shown}: cannot execute: {err} (a missing #! interpreter?); fix the program's first line"
-        )),
-        _ => Error::CannotExecute(format!("{shown}: cannot execute: {err}")),
-    })
+    0
+}
+
+/// Chowns the last `count` components of `path` (below `root`) to `owner`, walking with
+/// O_NOFOLLOW like [`create_dirs`] so a link planted meanwhile is refused, not followed.
+fn chown_tail(root: &Path, path: &Path, count: usize, owner: &Identity) -> io::Result<()> {
+    let rest = path.strip_prefix(root).map_err(|_| {
+        io::Error::other(format!("{} is outside {}", path.display(), root.display()))
+    })?;
+    let names: Vec<_> = rest.components().map(Component::as_os_str).collect();
+    let first_new = names.len().saturating_sub(count);
+    let mut dir: OwnedFd = nix::fcntl::open(
+        root,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    for (i, name) in names.iter().enumerate() {
+        dir = openat(
+            dir.as_fd(),
+            *name,
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        if i >= first_new {
+            nix::unistd::fchown(dir.as_fd(), Some(owner.uid.into()), Some(owner.gid.into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The program as execve(2) wants it: path, argv and environment as C strings, with the
+/// pointer arrays built up front so that exec'ing after fork allocates nothing.
+pub struct Program {
+    path: CString,
+    /// Where the pointers below point; kept alive (and never touched) with them.
+    _strings: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    shown: String,
+}
+
+impl Program {
+    pub fn new(plan: &EnvPlan, command: &CommandPlan) -> Result<Self> {
+        let path = cstring(command.executable.as_os_str().as_bytes())?;
+        let mut strings = Vec::with_capacity(command.argv_os.len() + 64);
+        for arg in &command.argv_os {
+            strings.push(cstring(arg.as_bytes())?);
+        }
+        let argc = strings.len();
+        for (k, v) in plan.env.iter() {
+            let mut pair = Vec::with_capacity(k.len() + v.len() + 1);
+            pair.extend_from_slice(k.as_bytes());
+            pair.push(b'=');
+            pair.extend_from_slice(v.as_bytes());
+            strings.push(cstring(&pair)?);
+        }
+        // A CString's bytes live on the heap: moving the Vec below does not move them.
+        let pointers = |list: &[CString]| {
+            list.iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let argv = pointers(&strings[..argc]);
+        let envp = pointers(&strings[argc..]);
+        Ok(Program {
+            path,
+            _strings: strings,
+            argv,
+            envp,
+            shown: command.executable.display().to_string(),
+        })
+    }
+
+    /// execve(2); returns only on failure, with its errno. Async-signal-safe.
+    pub fn execve(&self) -> Errno {
+        // SAFETY: every pointer points into `self`, which outlives the call, and both
+        // arrays end with a null pointer.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        Errno::last()
+    }
+
+    /// The error for a failed execve, with the exit status `docker run` would use:
+    /// 127 for ENOENT, 126 for anything else (EACCES, ENOEXEC, EISDIR, ...).
+    pub fn exec_error(&self, errno: Errno) -> Error {
+        let shown = &self.shown;
+        match errno {
+            Errno::ENOENT => Error::NotFound(format!(
+                "{shown}: cannot execute: {} (a missing #! interpreter?); fix the program's first \
+                 line",
+                errno.desc()
+            )),
+            Errno::ENOEXEC => Error::CannotExecute(format!(
+                "{shown}: cannot execute: {} (not a binary for this machine, and no #! line)",
+                errno.desc()
+            )),
+            _ => Error::CannotExecute(format!("{shown}: cannot execute: {}", errno.desc())),
+        }
+    }
+}
+
+/// execve(2) the program in place of pexinit: no extra process stays around.
+///
+/// Drops privileges first when `credentials` says so, and resets the signal
+/// dispositions pexinit itself changed (Rust ignores SIGPIPE) to what pexinit inherited.
+pub fn exec(program: &Program, credentials: Option<&Credentials>) -> Result<Infallible> {
+    if let Some(credentials) = credentials {
+        credentials
+            .apply()
+            .map_err(|(step, errno)| credentials.error(step, errno))?;
+    }
+    init::restore_dispositions();
+    Err(program.exec_error(program.execve()))
 }
 
 fn cstring(bytes: &[u8]) -> Result<CString> {

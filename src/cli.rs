@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::FlagSettings;
+use crate::config::{FlagSettings, InitMode, parse_grace};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,14 +29,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Normalize the environment, then run PROGRAM (a .pex or any command) in place.
+    /// Normalize the environment, then run PROGRAM (a .pex or any command), as PID 1 if need be.
     #[command(after_help = "Examples:\n  \
         pexinit run -- app.pex --port 8080\n  \
         pexinit run --python /usr/bin/python3.11 -- /srv/app.pex\n  \
         pexinit run -- python3.11 app.pex\n  \
-        pexinit run -- gunicorn app:wsgi\n\n\
+        pexinit run -- gunicorn app:wsgi\n  \
+        pexinit run --user app --init always -g --grace 10 -- app.pex\n\n\
         HOME, XDG_CACHE_HOME, PEX_ROOT, TMPDIR and PWD are made physical (no symlinks) and \
-        writable; PEX_ROOT is always exported. `pexinit env` shows the result without running.")]
+        writable; PEX_ROOT is always exported. `pexinit env` shows the result without running.\n\n\
+        As PID 1 (or with --init always) pexinit stays as a tiny init: it forwards signals to \
+        PROGRAM, reaps orphaned processes, and exits with PROGRAM's status (128+N when it died \
+        of signal N); otherwise PROGRAM replaces pexinit.")]
     Run(RunArgs),
 
     /// Print the environment `run` would give the program.
@@ -76,6 +80,11 @@ pub struct PlanOptions {
     /// Interpreter for a PEX PROGRAM [default: the PEX's #! line].
     #[arg(long, value_name = "PATH", env = "PEXINIT_PYTHON")]
     pub python: Option<PathBuf>,
+
+    /// Run PROGRAM as USER[:GROUP] (names or numeric ids; needs root). HOME and
+    /// writability are planned for that user.
+    #[arg(long, value_name = "USER[:GROUP]", env = "PEXINIT_USER")]
+    pub user: Option<String>,
 }
 
 impl PlanOptions {
@@ -84,6 +93,8 @@ impl PlanOptions {
             config: self.config.clone(),
             python: self.python.clone(),
             pex_root: self.pex_root.clone(),
+            user: self.user.clone(),
+            ..FlagSettings::default()
         }
     }
 }
@@ -93,6 +104,29 @@ pub struct RunArgs {
     #[command(flatten)]
     pub options: PlanOptions,
 
+    /// Supervise PROGRAM as an init (forward signals, reap zombies): auto = only when
+    /// pexinit is PID 1; always = also elsewhere (as a child subreaper); never = exec in place.
+    #[arg(long, value_enum, value_name = "MODE", env = "PEXINIT_INIT")]
+    pub init: Option<InitMode>,
+
+    /// Seconds the rest of PROGRAM's process group gets between SIGTERM and SIGKILL once
+    /// PROGRAM has exited; 0 = SIGKILL at once [default: 5].
+    #[arg(long, value_name = "SECONDS", env = "PEXINIT_GRACE", value_parser = parse_grace)]
+    pub grace: Option<f64>,
+
+    /// Forward signals to PROGRAM's whole process group, not only to PROGRAM.
+    #[arg(
+        short = 'g',
+        long,
+        value_name = "BOOL",
+        env = "PEXINIT_KILL_PROCESS_GROUP",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub kill_process_group: Option<bool>,
+
     /// The program and its arguments.
     #[arg(
         value_name = "PROGRAM",
@@ -101,6 +135,17 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<OsString>,
+}
+
+impl RunArgs {
+    pub fn flag_settings(&self) -> FlagSettings {
+        FlagSettings {
+            init: self.init,
+            grace: self.grace,
+            kill_process_group: self.kill_process_group,
+            ..self.options.flag_settings()
+        }
+    }
 }
 
 #[derive(Debug, Args)]

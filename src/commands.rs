@@ -4,11 +4,15 @@ use std::io::Write;
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command, DoctorArgs, EnvArgs, PlanOptions, RunArgs};
+use crate::cli::{Cli, Command, DoctorArgs, EnvArgs, RunArgs};
 use crate::command::{CommandPlan, plan_command};
-use crate::config::Settings;
+use crate::config::{FlagSettings, InitMode, Settings};
+use crate::envmap::EnvMap;
 use crate::error::{EXIT_UNHEALTHY, Error, Result};
+use crate::identity::Identity;
+use crate::init::{self, InitOptions};
 use crate::plan::{EnvPlan, Inputs, plan_environment};
+use crate::privileges::Credentials;
 use crate::report::{Diagnosis, EnvReport, PexReport, env_lines, export_lines};
 use crate::{apply, log};
 
@@ -31,8 +35,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 }
 
 /// Loads settings and starts logging: the common start of every planning command.
-fn settings(options: &PlanOptions, verbose: u8) -> Result<Settings> {
-    let settings = Settings::load(&options.flag_settings())?;
+fn settings(flags: &FlagSettings, verbose: u8) -> Result<Settings> {
+    let settings = Settings::load(flags)?;
     let env_level = std::env::var("PEXINIT_LOG").ok();
     let level =
         log::level(verbose, env_level.as_deref(), settings.log.as_deref()).map_err(|message| {
@@ -53,21 +57,87 @@ fn settings(options: &PlanOptions, verbose: u8) -> Result<Settings> {
 }
 
 fn run(args: RunArgs, verbose: u8) -> Result<u8> {
-    let settings = settings(&args.options, verbose)?;
-    let inputs = Inputs::from_process();
+    let settings = settings(&args.flag_settings(), verbose)?;
+    let current = Identity::current();
+    let (inputs, credentials) = match &settings.user {
+        Some(spec) => {
+            let target = Identity::for_user(spec)?;
+            let credentials = Credentials::switch(&current, &target)?;
+            (inputs_for_user(&current, target), credentials)
+        }
+        None => (process_inputs(current), None),
+    };
     let plan = plan_environment(&settings, &inputs);
     let command = plan_command(&args.command, &settings, &plan.env, &inputs.identity)?;
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
-    tracing::info!("exec {}", command.argv.join(" "));
     apply::prepare(&plan, &inputs.identity)?;
-    match apply::exec(&plan, &command)? {}
+    let program = apply::Program::new(&plan, &command)?;
+    let pid1 = init::is_pid1();
+    let supervise = match settings.init {
+        InitMode::Always => true,
+        InitMode::Auto => pid1,
+        InitMode::Never => false,
+    };
+    if !supervise {
+        tracing::info!("exec {}", command.argv.join(" "));
+        match apply::exec(&program, credentials.as_ref())? {}
+    }
+    tracing::info!("supervising {}", command.argv.join(" "));
+    init::supervise(
+        &program,
+        credentials.as_ref(),
+        &InitOptions {
+            kill_process_group: settings.kill_process_group,
+            grace: settings.grace,
+            subreaper: !pid1,
+        },
+    )
+}
+
+/// The process's environment and working directory, planned for `identity`.
+fn process_inputs(identity: Identity) -> Inputs {
+    Inputs {
+        env: EnvMap::from_process(),
+        cwd: std::env::current_dir(),
+        identity,
+    }
+}
+
+/// Inputs for running as `target` when pexinit runs as `current`. A HOME that is just
+/// `current`'s own passwd home (what `docker run` sets for root) is not the target
+/// user's: it is dropped, so the plan takes the target's passwd home instead.
+fn inputs_for_user(current: &Identity, target: Identity) -> Inputs {
+    let mut inputs = process_inputs(target);
+    if current.uid != inputs.identity.uid {
+        let inherited = current
+            .passwd
+            .as_ref()
+            .is_some_and(|p| inputs.env.get("HOME") == Some(p.home.as_os_str()));
+        if inherited {
+            tracing::debug!(
+                "HOME is uid {}'s passwd home: not the --user's",
+                current.uid
+            );
+            inputs.env.remove("HOME");
+        }
+    }
+    inputs
+}
+
+/// What env and doctor plan for: `--user`'s identity when given, else our own.
+fn plan_inputs(settings: &Settings) -> Result<Inputs> {
+    let current = Identity::current();
+    match &settings.user {
+        Some(spec) => Ok(inputs_for_user(&current, Identity::for_user(spec)?)),
+        None => Ok(process_inputs(current)),
+    }
 }
 
 fn env(args: EnvArgs, verbose: u8) -> Result<u8> {
-    let settings = settings(&args.options, verbose)?;
-    let inputs = Inputs::from_process();
+    let settings = settings(&args.options.flag_settings(), verbose)?;
+    let inputs = plan_inputs(&settings)?;
     let plan = plan_environment(&settings, &inputs);
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
@@ -98,8 +168,8 @@ fn optional_command(
 }
 
 fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
-    let settings = settings(&args.options, verbose)?;
-    let inputs = Inputs::from_process();
+    let settings = settings(&args.options.flag_settings(), verbose)?;
+    let inputs = plan_inputs(&settings)?;
     let plan = plan_environment(&settings, &inputs);
     let mut problems = plan.problems.clone();
     let command = match optional_command(&args.command, &settings, &plan, &inputs) {

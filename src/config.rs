@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,49 @@ pub struct FileConfig {
     pub env: BTreeMap<String, EnvValue>,
     /// Log level: off, error, warn, info, debug, trace.
     pub log: Option<String>,
+    /// Supervise the program as an init: auto, always or never.
+    pub init: Option<InitMode>,
+    /// Seconds the rest of the program's process group gets between SIGTERM and SIGKILL.
+    pub grace: Option<f64>,
+    /// Forward signals to the program's whole process group, not just the program.
+    pub kill_process_group: Option<bool>,
+    /// Run the program as USER[:GROUP] (names or numbers).
+    pub user: Option<EnvValue>,
+}
+
+/// When `run` supervises the program (fork, forward signals, reap) instead of exec'ing it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum InitMode {
+    /// Supervise when pexinit is PID 1, otherwise exec the program in place.
+    #[default]
+    Auto,
+    /// Always supervise; outside PID 1 pexinit becomes a child subreaper.
+    Always,
+    /// Always exec the program in place (no init duties).
+    Never,
+}
+
+/// Seconds between SIGTERM and SIGKILL for the program's leftover process group.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// Parses a grace period in seconds: a finite, non-negative number (`0`, `2.5`).
+pub fn parse_grace(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    check_grace(value)
+}
+
+fn check_grace(value: f64) -> Result<f64, String> {
+    if value.is_finite() && (0.0..=1e9).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{value} is not a usable number of seconds (0 or more, e.g. 5 or 0.5)"
+        ))
+    }
 }
 
 /// A scalar YAML value used as an environment variable (`PORT: 8080` is fine).
@@ -73,13 +117,34 @@ pub enum Source {
 }
 
 /// The merged settings a plan is built from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub config_file: Option<PathBuf>,
     pub python: Option<(PathBuf, Source)>,
     pub pex_root: Option<(PathBuf, Source)>,
     pub env: Vec<(String, String)>,
     pub log: Option<String>,
+    pub init: InitMode,
+    pub grace: Duration,
+    pub kill_process_group: bool,
+    /// `USER[:GROUP]` the program runs as; None = as pexinit's own user.
+    pub user: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            config_file: None,
+            python: None,
+            pex_root: None,
+            env: Vec::new(),
+            log: None,
+            init: InitMode::default(),
+            grace: DEFAULT_GRACE,
+            kill_process_group: false,
+            user: None,
+        }
+    }
 }
 
 /// What the command line (flags and their variables) said; `None` = not given.
@@ -88,6 +153,11 @@ pub struct FlagSettings {
     pub config: Option<PathBuf>,
     pub python: Option<PathBuf>,
     pub pex_root: Option<PathBuf>,
+    pub init: Option<InitMode>,
+    /// Seconds, already checked by [`parse_grace`].
+    pub grace: Option<f64>,
+    pub kill_process_group: Option<bool>,
+    pub user: Option<String>,
 }
 
 impl Settings {
@@ -109,11 +179,22 @@ impl Settings {
                 .map(|v| (v, Source::Flag))
                 .or(file.map(|v| (v, Source::ConfigFile)))
         };
+        let grace = flags
+            .grace
+            .or(file.grace)
+            .map_or(DEFAULT_GRACE, |seconds| Duration::from_secs_f64(seconds));
         Ok(Settings {
             python: pick(&flags.python, file.python),
             pex_root: pick(&flags.pex_root, file.pex_root),
             env: file.env.into_iter().map(|(k, v)| (k, v.0)).collect(),
             log: file.log,
+            init: flags.init.or(file.init).unwrap_or_default(),
+            grace,
+            kill_process_group: flags
+                .kill_process_group
+                .or(file.kill_process_group)
+                .unwrap_or(false),
+            user: flags.user.clone().or(file.user.map(|u| u.0)),
             config_file,
         })
     }
@@ -134,6 +215,14 @@ fn read_file(path: &Path) -> Result<FileConfig> {
             "{e} (the keys are listed in the README under Configuration)"
         ))
     })?;
+    if let Some(grace) = config.grace {
+        check_grace(grace).map_err(|e| config_error(format!("grace: {e}")))?;
+    }
+    if config.user.as_ref().is_some_and(|u| u.0.trim().is_empty()) {
+        return Err(config_error(
+            "user: is empty; give USER[:GROUP] or remove the key".to_owned(),
+        ));
+    }
     for name in config.env.keys() {
         if name.is_empty() || name.contains('=') || name.contains('\0') {
             return Err(config_error(format!(
@@ -165,5 +254,57 @@ mod tests {
         let c = parse("env:\n  PORT: 8080\n  DEBUG: true\n  NAME: x\n").unwrap();
         assert_eq!(c.env["PORT"].0, "8080");
         assert_eq!(c.env["DEBUG"].0, "true");
+    }
+
+    #[test]
+    fn init_keys_parse() {
+        let c =
+            parse("init: always\ngrace: 2\nkill_process_group: true\nuser: 65534:65534\n").unwrap();
+        assert_eq!(c.init, Some(InitMode::Always));
+        assert_eq!(c.grace, Some(2.0));
+        assert_eq!(c.kill_process_group, Some(true));
+        assert_eq!(c.user.unwrap().0, "65534:65534");
+        assert_eq!(parse("user: 1000\n").unwrap().user.unwrap().0, "1000");
+        let err = parse("init: sometimes\n").unwrap_err();
+        assert!(err.contains("init") && err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn grace_must_be_a_non_negative_number() {
+        assert_eq!(parse_grace("0"), Ok(0.0));
+        assert_eq!(parse_grace("2.5"), Ok(2.5));
+        assert!(parse_grace("-1").is_err());
+        assert!(parse_grace("nan").is_err());
+        assert!(parse_grace("inf").is_err());
+        assert!(parse_grace("soon").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "init: never\ngrace: 1\nkill_process_group: true\nuser: nobody\n",
+        )
+        .unwrap();
+        let mut flags = FlagSettings {
+            config: Some(path),
+            ..FlagSettings::default()
+        };
+        let s = Settings::load(&flags).unwrap();
+        assert_eq!(s.init, InitMode::Never);
+        assert_eq!(s.grace, Duration::from_secs(1));
+        assert!(s.kill_process_group);
+        assert_eq!(s.user.as_deref(), Some("nobody"));
+        flags.init = Some(InitMode::Always);
+        flags.grace = Some(0.0);
+        flags.kill_process_group = Some(false);
+        flags.user = Some("1:1".into());
+        let s = Settings::load(&flags).unwrap();
+        assert_eq!(s.init, InitMode::Always);
+        assert_eq!(s.grace, Duration::ZERO);
+        assert!(!s.kill_process_group);
+        assert_eq!(s.user.as_deref(), Some("1:1"));
     }
 }

@@ -33,6 +33,9 @@ pub enum Error {
     /// The environment cannot be made safe for the program.
     #[error("{0}")]
     Normalize(String),
+    /// `--user` names an unknown user or group, or cannot be honoured.
+    #[error("{0}")]
+    User(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -54,6 +57,7 @@ impl Error {
             | Error::Config { .. }
             | Error::ConfigEnv { .. }
             | Error::Normalize(_)
+            | Error::User(_)
             | Error::Io { .. } => EXIT_PEXINIT_FAILED,
         }
     }

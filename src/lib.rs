@@ -12,10 +12,12 @@ pub mod config;
 pub mod envmap;
 pub mod error;
 pub mod identity;
+pub mod init;
 pub mod log;
 pub mod paths;
 pub mod pex;
 pub mod plan;
+pub mod privileges;
 pub mod report;
 
 mod commands;
