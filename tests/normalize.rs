@@ -111,6 +111,23 @@ fn parent_link() -> Scenario {
     }
 }
 
+/// HOME is physical but `~/.cache` is a link (a cache volume mounted elsewhere).
+fn symlinked_dot_cache() -> Scenario {
+    let sandbox = Sandbox::new();
+    let home = sandbox.mkdir("home");
+    let real = sandbox.mkdir("x/y/z/cache");
+    sandbox.symlink(&real, "home/.cache");
+    Scenario {
+        env: vec![("HOME", home.clone())],
+        cwd: sandbox.path().to_path_buf(),
+        user: None,
+        passwd: None,
+        pex_root: real.join("pex"),
+        home,
+        sandbox,
+    }
+}
+
 fn symlinked_xdg_cache_home() -> Scenario {
     let sandbox = Sandbox::new();
     let (real, link) = linked_dir(&sandbox);
@@ -214,7 +231,7 @@ fn decision<'a>(plan: &'a Value, variable: &str) -> &'a Value {
 }
 
 /// `env --json` and `doctor --json` tell the truth about the scenario.
-fn check_reports(s: &Scenario, pex: &Path) {
+fn check_reports(s: &Scenario, pex: &Path, version: &str) {
     let env = s.pexinit(&["env".as_ref(), "--json".as_ref()]);
     assert!(env.success(), "env --json:\n{}", env.describe());
     let env = env.json();
@@ -227,14 +244,15 @@ fn check_reports(s: &Scenario, pex: &Path) {
     let doctor = doctor.json();
     assert_eq!(doctor["healthy"], true);
     assert_eq!(doctor["env"], Value::Null, "doctor prints the plan, not the env dump");
-    assert_eq!(doctor["pex"]["pex_version"], PEX_BUGGY);
+    assert_eq!(doctor["pex"]["pex_version"], version);
     let bugs: Vec<&str> = doctor["pex"]["known_bugs"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|b| b["id"].as_str())
         .collect();
-    assert_eq!(bugs, ["pex#2572", "pex#2626"]);
+    let expected: &[&str] = if version == PEX_BUGGY { &["pex#2572", "pex#2626"] } else { &[] };
+    assert_eq!(bugs, expected, "known bugs of pex {version}");
     assert_eq!(decision(&doctor, "HOME")["value"], s.home.to_str().unwrap());
 }
 
@@ -246,13 +264,20 @@ enum Raw {
     TemporaryCache,
     /// Creates a directory literally named `~` in the working directory.
     TildeDirectory,
+    /// Splits the cache: the unzip layer under HOME, the runtime layer under
+    /// XDG_CACHE_HOME (every pex version does this when PEX_ROOT is unset).
+    SplitCache,
     /// The runtime copes on its own; pexinit must not get in the way.
     Works,
 }
 
 fn check_scenario(make: fn() -> Scenario, raw: Raw, kinds: &[Kind]) {
+    check_scenario_with(make, PEX_BUGGY, raw, kinds)
+}
+
+fn check_scenario_with(make: fn() -> Scenario, version: &str, raw: Raw, kinds: &[Kind]) {
     for &kind in kinds {
-        let pex = cowsay(PEX_BUGGY, kind);
+        let pex = cowsay(version, kind);
 
         let bare = make();
         let ran = bare.raw(&pex);
@@ -272,6 +297,19 @@ fn check_scenario(make: fn() -> Scenario, raw: Raw, kinds: &[Kind]) {
                 "{kind:?}: the raw run was expected to create '~' in the cwd:\n{}",
                 ran.describe()
             ),
+            Raw::SplitCache => {
+                let roots: Vec<String> = tree(bare.sandbox.path())
+                    .into_iter()
+                    .filter(|e| e.ends_with("/installed_wheels") || e.ends_with("/isolated"))
+                    .collect();
+                let parents: std::collections::BTreeSet<_> =
+                    roots.iter().map(|e| Path::new(e).parent().unwrap().to_path_buf()).collect();
+                assert!(
+                    ran.success() && parents.len() == 2,
+                    "{kind:?}: the raw run was expected to split its cache in two roots: {roots:#?}\n{}",
+                    ran.describe()
+                );
+            }
             Raw::Works => assert!(ran.success(), "{kind:?}: raw run:\n{}", ran.describe()),
         }
 
@@ -288,7 +326,7 @@ fn check_scenario(make: fn() -> Scenario, raw: Raw, kinds: &[Kind]) {
         if let Some((uid, _)) = s.user {
             assert_eq!(fs::metadata(&s.pex_root).unwrap().uid(), uid, "PEX_ROOT owner");
         }
-        check_reports(&s, &pex);
+        check_reports(&s, &pex, version);
 
         // The interpreter form gives the same result, warm this time.
         let mut cmd = s.command(pexinit_bin());
@@ -315,8 +353,13 @@ fn run_parent_directory_link_like_home_to_var_home() {
 }
 
 #[test]
+fn run_symlinked_dot_cache_in_home() {
+    check_scenario(symlinked_dot_cache, Raw::Poisoned, ZIP_AND_VENV);
+}
+
+#[test]
 fn run_symlinked_xdg_cache_home() {
-    check_scenario(symlinked_xdg_cache_home, Raw::Works, ZIP_AND_VENV);
+    check_scenario(symlinked_xdg_cache_home, Raw::SplitCache, ZIP_AND_VENV);
 }
 
 #[test]
@@ -336,7 +379,9 @@ fn run_home_is_root_for_an_unprivileged_user() {
 
 #[test]
 fn run_uid_without_passwd_entry() {
+    // 2.20.3 gives up on the cache; 2.27.1 and later create `./~/.cache/pex`.
     check_scenario(uid_without_passwd_entry, Raw::TemporaryCache, ZIP_AND_VENV);
+    check_scenario_with(uid_without_passwd_entry, PEX_NEWEST, Raw::TildeDirectory, ZIP_AND_VENV);
 }
 
 /// Fixed and newest runtimes, every layout: pexinit never gets in their way.
