@@ -18,16 +18,16 @@ const BUGS: &[KnownBug] = &[
     KnownBug {
         id: "pex#2572",
         fixed_in: "2.20.4",
-        summary: "relative cache symlinks are computed from the logical PEX_ROOT path: a symlinked \
-                  HOME, XDG_CACHE_HOME or PEX_ROOT writes broken links (ModuleNotFoundError: No \
-                  module named 'pex')",
-        mitigation: "pexinit run exports physical HOME, XDG_CACHE_HOME and PEX_ROOT",
+        summary: "relative cache symlinks are computed from the logical path of HOME: a HOME or \
+                  ~/.cache that is (or sits below) a symlink writes dangling links \
+                  (ModuleNotFoundError: No module named 'pex')",
+        mitigation: "pexinit run exports a physical HOME and an explicit physical PEX_ROOT",
     },
     KnownBug {
         id: "pex#2626",
         fixed_in: "2.27.1",
-        summary: "the default PEX_ROOT derived from the passwd home directory is not made \
-                  physical: a home that is (or sits below) a symlink writes broken cache links",
+        summary: "PEX_ROOT from the environment is expanded but not made physical (realpath), so \
+                  cache paths can carry a logical prefix",
         mitigation: "pexinit run always exports an explicit physical PEX_ROOT",
     },
 ];
