@@ -15,7 +15,10 @@ fn main() -> ExitCode {
         Err(e) => {
             // Bad flags are pexinit's own failure (125, as `docker run` does), reported
             // on one line so log scrapers and people see the whole message at once.
-            eprintln!("pexinit: error: {}", one_line_usage_error(&e.render().to_string()));
+            eprintln!(
+                "pexinit: error: {}",
+                one_line_usage_error(&e.render().to_string())
+            );
             return ExitCode::from(EXIT_PEXINIT_FAILED);
         }
     };

@@ -45,12 +45,29 @@ impl Case {
         let ran = run(&mut cmd);
         assert_eq!(ran.code, Some(code), "{}", ran.describe());
         let lines = ran.stderr_lines();
-        assert_eq!(lines.len(), 1, "expected one line on stderr:\n{}", ran.describe());
-        assert!(lines[0].starts_with("pexinit: error: "), "{}", ran.describe());
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one line on stderr:\n{}",
+            ran.describe()
+        );
+        assert!(
+            lines[0].starts_with("pexinit: error: "),
+            "{}",
+            ran.describe()
+        );
         for fragment in fragments {
-            assert!(lines[0].contains(fragment), "missing {fragment:?}:\n{}", ran.describe());
+            assert!(
+                lines[0].contains(fragment),
+                "missing {fragment:?}:\n{}",
+                ran.describe()
+            );
         }
-        assert_eq!(self.sandbox.tree(), before, "something was created or removed");
+        assert_eq!(
+            self.sandbox.tree(),
+            before,
+            "something was created or removed"
+        );
         ran
     }
 }
@@ -58,16 +75,32 @@ impl Case {
 #[test]
 fn invalid_yaml_names_the_line() {
     let case = Case::new();
-    let config = case.sandbox.write("bad.yaml", b"python: /usr/bin/python3.11\nenv: [unclosed\n");
-    let cmd = case.pexinit(&["run", "--config", config.to_str().unwrap(), "--", "/bin/true"]);
+    let config = case
+        .sandbox
+        .write("bad.yaml", b"python: /usr/bin/python3.11\nenv: [unclosed\n");
+    let cmd = case.pexinit(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
     case.expect_failure(cmd, 125, &["bad.yaml", "line"]);
 }
 
 #[test]
 fn unknown_key_names_key_and_line() {
     let case = Case::new();
-    let config = case.sandbox.write("c.yaml", b"python: /usr/bin/python3.11\npyton: x\n");
-    let cmd = case.pexinit(&["run", "--config", config.to_str().unwrap(), "--", "/bin/true"]);
+    let config = case
+        .sandbox
+        .write("c.yaml", b"python: /usr/bin/python3.11\npyton: x\n");
+    let cmd = case.pexinit(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
     case.expect_failure(cmd, 125, &["unknown field `pyton`", "line 2"]);
 }
 
@@ -83,10 +116,26 @@ fn wrong_type_names_key_and_line() {
 #[test]
 fn unreadable_config() {
     let case = Case::new();
-    let config = case.sandbox.write("secret.yaml", b"python: /usr/bin/python3.11\n");
+    let config = case
+        .sandbox
+        .write("secret.yaml", b"python: /usr/bin/python3.11\n");
     fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
-    let cmd = as_user(65534, 65534, &case.pexinit(&["run", "--config", config.to_str().unwrap(), "--", "/bin/true"]));
-    case.expect_failure(cmd, 125, &["secret.yaml", "cannot read", "Permission denied"]);
+    let cmd = as_user(
+        65534,
+        65534,
+        &case.pexinit(&[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--",
+            "/bin/true",
+        ]),
+    );
+    case.expect_failure(
+        cmd,
+        125,
+        &["secret.yaml", "cannot read", "Permission denied"],
+    );
 
     // A directory where the file should be is just as unreadable.
     let dir = case.sandbox.mkdir("conf.d");
@@ -102,15 +151,28 @@ fn missing_program() {
     let case = Case::new();
     case.expect_failure(case.pexinit(&["run"]), 125, &["PROGRAM", "usage"]);
     case.expect_failure(case.pexinit(&["run", "--"]), 125, &["PROGRAM", "usage"]);
-    case.expect_failure(case.pexinit(&["run", "--", "no-such-program-x"]), 127, &["no-such-program-x", "not found"]);
-    case.expect_failure(case.pexinit(&["run", "--", "./missing.pex"]), 127, &["missing.pex"]);
+    case.expect_failure(
+        case.pexinit(&["run", "--", "no-such-program-x"]),
+        127,
+        &["no-such-program-x", "not found"],
+    );
+    case.expect_failure(
+        case.pexinit(&["run", "--", "./missing.pex"]),
+        127,
+        &["missing.pex"],
+    );
 }
 
 #[test]
 fn a_pex_that_is_not_a_zip() {
     let case = Case::new();
-    case.sandbox.write("app.pex", b"#!/usr/bin/env python3.11\nprint('hello')\n");
-    case.expect_failure(case.pexinit(&["run", "--", "app.pex"]), 126, &["app.pex", "not a zip"]);
+    case.sandbox
+        .write("app.pex", b"#!/usr/bin/env python3.11\nprint('hello')\n");
+    case.expect_failure(
+        case.pexinit(&["run", "--", "app.pex"]),
+        126,
+        &["app.pex", "not a zip"],
+    );
 }
 
 #[test]
@@ -119,7 +181,11 @@ fn a_corrupt_zip() {
     let good = fs::read(cowsay(PEX_BUGGY, Kind::Zipapp)).unwrap();
     // Cut the central directory off: the local headers remain, the archive is unreadable.
     case.sandbox.write("cut.pex", &good[..good.len() / 2]);
-    case.expect_failure(case.pexinit(&["run", "--", "./cut.pex"]), 126, &["cut.pex", "not a zip"]);
+    case.expect_failure(
+        case.pexinit(&["run", "--", "./cut.pex"]),
+        126,
+        &["cut.pex", "not a zip"],
+    );
 
     // A valid zip that is not a PEX.
     let mut garbled = good.clone();
@@ -129,16 +195,28 @@ fn a_corrupt_zip() {
         .expect("PEX-INFO in the central directory");
     garbled[at..at + 8].copy_from_slice(b"NOT-INFO");
     case.sandbox.write("renamed.pex", &garbled);
-    case.expect_failure(case.pexinit(&["run", "--", "./renamed.pex"]), 126, &["renamed.pex", "without PEX-INFO"]);
+    case.expect_failure(
+        case.pexinit(&["run", "--", "./renamed.pex"]),
+        126,
+        &["renamed.pex", "without PEX-INFO"],
+    );
 }
 
 #[test]
 fn a_directory_without_pex_info() {
     let case = Case::new();
     case.sandbox.mkdir("app.pex");
-    case.expect_failure(case.pexinit(&["run", "--", "./app.pex"]), 126, &["app.pex", "PEX-INFO"]);
+    case.expect_failure(
+        case.pexinit(&["run", "--", "./app.pex"]),
+        126,
+        &["app.pex", "PEX-INFO"],
+    );
     case.sandbox.mkdir("plain");
-    case.expect_failure(case.pexinit(&["run", "--", "./plain"]), 126, &["plain", "directory"]);
+    case.expect_failure(
+        case.pexinit(&["run", "--", "./plain"]),
+        126,
+        &["plain", "directory"],
+    );
 }
 
 #[test]
@@ -157,7 +235,11 @@ fn home_symlink_loop_falls_back_with_one_warning() {
     assert_eq!(ran.code, Some(0), "{}", ran.describe());
     let lines = ran.stderr_lines();
     assert_eq!(lines.len(), 1, "{}", ran.describe());
-    assert!(lines[0].starts_with("pexinit: warning: HOME=") && lines[0].contains("symlink loop"), "{}", ran.describe());
+    assert!(
+        lines[0].starts_with("pexinit: warning: HOME=") && lines[0].contains("symlink loop"),
+        "{}",
+        ran.describe()
+    );
     let fallback = case.tmp.join("pexinit-0/home");
     assert_eq!(ran.json()["env"]["HOME"], fallback.to_str().unwrap());
     assert_eq!(case.sandbox.tree(), before, "env must not create anything");
@@ -168,7 +250,10 @@ fn home_symlink_loop_falls_back_with_one_warning() {
     cmd.env("HOME", &l1);
     let ran = run(&mut cmd);
     assert_cowsay_said(&ran, "loop");
-    assert_eq!(fs::metadata(&fallback).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(&fallback).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     assert_single_cache(case.sandbox.path(), &fallback.join(".cache/pex"));
 }
 
@@ -182,6 +267,10 @@ fn hijacked_fallback_directory_is_refused() {
     cmd.env("HOME", "/");
     let ran = run(&mut cmd);
     assert_eq!(ran.code, Some(125), "{}", ran.describe());
-    assert!(ran.stderr.contains("owned by uid 65534"), "{}", ran.describe());
+    assert!(
+        ran.stderr.contains("owned by uid 65534"),
+        "{}",
+        ran.describe()
+    );
     assert!(!planted.join("home").exists());
 }

@@ -63,7 +63,13 @@ impl Scenario {
     }
 
     fn pexinit_run(&self, pex: &Path) -> Ran {
-        self.pexinit(&["run".as_ref(), "--".as_ref(), pex.as_os_str(), "-t".as_ref(), "moo".as_ref()])
+        self.pexinit(&[
+            "run".as_ref(),
+            "--".as_ref(),
+            pex.as_os_str(),
+            "-t".as_ref(),
+            "moo".as_ref(),
+        ])
     }
 }
 
@@ -167,7 +173,10 @@ fn home_unset_passwd_home_symlink() -> Scenario {
     std::os::unix::fs::chown(&real, Some(TEST_UID), Some(TEST_UID)).expect("chown home");
     let link = sandbox.symlink(&real, "home-app");
     let mut passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    passwd.push_str(&format!("app:x:{TEST_UID}:{TEST_UID}::{}:/bin/sh\n", link.display()));
+    passwd.push_str(&format!(
+        "app:x:{TEST_UID}:{TEST_UID}::{}:/bin/sh\n",
+        link.display()
+    ));
     let passwd = sandbox.write("passwd", passwd.as_bytes());
     Scenario {
         env: vec![],
@@ -236,14 +245,25 @@ fn check_reports(s: &Scenario, pex: &Path, version: &str) {
     assert!(env.success(), "env --json:\n{}", env.describe());
     let env = env.json();
     assert_eq!(env["env"]["HOME"], s.home.to_str().unwrap(), "{env:#}");
-    assert_eq!(env["env"]["PEX_ROOT"], s.pex_root.to_str().unwrap(), "{env:#}");
-    assert_eq!(decision(&env, "PEX_ROOT")["value"], s.pex_root.to_str().unwrap());
+    assert_eq!(
+        env["env"]["PEX_ROOT"],
+        s.pex_root.to_str().unwrap(),
+        "{env:#}"
+    );
+    assert_eq!(
+        decision(&env, "PEX_ROOT")["value"],
+        s.pex_root.to_str().unwrap()
+    );
 
     let doctor = s.pexinit(&["doctor".as_ref(), "--json".as_ref(), pex.as_os_str()]);
     assert_eq!(doctor.code, Some(0), "doctor:\n{}", doctor.describe());
     let doctor = doctor.json();
     assert_eq!(doctor["healthy"], true);
-    assert_eq!(doctor["env"], Value::Null, "doctor prints the plan, not the env dump");
+    assert_eq!(
+        doctor["env"],
+        Value::Null,
+        "doctor prints the plan, not the env dump"
+    );
     assert_eq!(doctor["pex"]["pex_version"], version);
     let bugs: Vec<&str> = doctor["pex"]["known_bugs"]
         .as_array()
@@ -251,7 +271,11 @@ fn check_reports(s: &Scenario, pex: &Path, version: &str) {
         .iter()
         .filter_map(|b| b["id"].as_str())
         .collect();
-    let expected: &[&str] = if version == PEX_BUGGY { &["pex#2572", "pex#2626"] } else { &[] };
+    let expected: &[&str] = if version == PEX_BUGGY {
+        &["pex#2572", "pex#2626"]
+    } else {
+        &[]
+    };
     assert_eq!(bugs, expected, "known bugs of pex {version}");
     assert_eq!(decision(&doctor, "HOME")["value"], s.home.to_str().unwrap());
 }
@@ -302,8 +326,10 @@ fn check_scenario_with(make: fn() -> Scenario, version: &str, raw: Raw, kinds: &
                     .into_iter()
                     .filter(|e| e.ends_with("/installed_wheels") || e.ends_with("/isolated"))
                     .collect();
-                let parents: std::collections::BTreeSet<_> =
-                    roots.iter().map(|e| Path::new(e).parent().unwrap().to_path_buf()).collect();
+                let parents: std::collections::BTreeSet<_> = roots
+                    .iter()
+                    .map(|e| Path::new(e).parent().unwrap().to_path_buf())
+                    .collect();
                 assert!(
                     ran.success() && parents.len() == 2,
                     "{kind:?}: the raw run was expected to split its cache in two roots: {roots:#?}\n{}",
@@ -322,15 +348,24 @@ fn check_scenario_with(make: fn() -> Scenario, version: &str, raw: Raw, kinds: &
             ran.describe()
         );
         assert_single_cache(s.sandbox.path(), &s.pex_root);
-        assert!(!s.cwd.join("~").exists(), "a '~' directory appeared in the cwd");
+        assert!(
+            !s.cwd.join("~").exists(),
+            "a '~' directory appeared in the cwd"
+        );
         if let Some((uid, _)) = s.user {
-            assert_eq!(fs::metadata(&s.pex_root).unwrap().uid(), uid, "PEX_ROOT owner");
+            assert_eq!(
+                fs::metadata(&s.pex_root).unwrap().uid(),
+                uid,
+                "PEX_ROOT owner"
+            );
         }
         check_reports(&s, &pex, version);
 
         // The interpreter form gives the same result, warm this time.
         let mut cmd = s.command(pexinit_bin());
-        cmd.args(["run", "--", "python3.11"]).arg(&pex).args(["-t", "again"]);
+        cmd.args(["run", "--", "python3.11"])
+            .arg(&pex)
+            .args(["-t", "again"]);
         assert_cowsay_said(&run(&mut s.wrap(cmd)), "again");
     }
 }
@@ -339,7 +374,11 @@ const ZIP_AND_VENV: &[Kind] = &[Kind::Zipapp, Kind::Venv];
 
 #[test]
 fn run_symlinked_home_is_made_physical() {
-    check_scenario(symlinked_home, Raw::Poisoned, &[Kind::Zipapp, Kind::Venv, Kind::Packed]);
+    check_scenario(
+        symlinked_home,
+        Raw::Poisoned,
+        &[Kind::Zipapp, Kind::Venv, Kind::Packed],
+    );
 }
 
 #[test]
@@ -381,7 +420,12 @@ fn run_home_is_root_for_an_unprivileged_user() {
 fn run_uid_without_passwd_entry() {
     // 2.20.3 gives up on the cache; 2.27.1 and later create `./~/.cache/pex`.
     check_scenario(uid_without_passwd_entry, Raw::TemporaryCache, ZIP_AND_VENV);
-    check_scenario_with(uid_without_passwd_entry, PEX_NEWEST, Raw::TildeDirectory, ZIP_AND_VENV);
+    check_scenario_with(
+        uid_without_passwd_entry,
+        PEX_NEWEST,
+        Raw::TildeDirectory,
+        ZIP_AND_VENV,
+    );
 }
 
 /// Fixed and newest runtimes, every layout: pexinit never gets in their way.

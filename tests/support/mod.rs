@@ -24,7 +24,8 @@ pub const PEX_FIXED: &str = "2.27.1";
 /// The newest pex on PyPI when these tests were written; pinned so fixtures stay stable.
 pub const PEX_NEWEST: &str = "2.105.2";
 pub const ALL_PEX_VERSIONS: [&str; 3] = [PEX_BUGGY, PEX_FIXED, PEX_NEWEST];
-pub const INSTALL_HINT: &str = "run scripts/install-test-deps (apt-get install -y python3.11 python3.11-venv util-linux)";
+pub const INSTALL_HINT: &str =
+    "run scripts/install-test-deps (apt-get install -y python3.11 python3.11-venv util-linux)";
 
 pub fn pexinit_bin() -> &'static str {
     env!("CARGO_BIN_EXE_pexinit")
@@ -65,7 +66,10 @@ fn check(what: &str, output: std::io::Result<Output>) -> Output {
 
 /// A venv with `pex==version` installed from PyPI, created on first use.
 pub fn pex_venv(version: &str) -> PathBuf {
-    assert!(Path::new(PYTHON).exists(), "{PYTHON} is missing; {INSTALL_HINT}");
+    assert!(
+        Path::new(PYTHON).exists(),
+        "{PYTHON} is missing; {INSTALL_HINT}"
+    );
     let venv = fixtures_dir().join(format!("pex-{version}"));
     let pex = venv.join("bin/pex");
     if pex.exists() {
@@ -78,7 +82,10 @@ pub fn pex_venv(version: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&venv);
     check(
         "python3.11 -m venv",
-        Command::new(PYTHON).args(["-m", "venv"]).arg(&venv).output(),
+        Command::new(PYTHON)
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output(),
     );
     check(
         &format!("pip install pex=={version}"),
@@ -145,7 +152,10 @@ pub fn cowsay(version: &str, kind: Kind) -> PathBuf {
             .args(["cowsay", "-c", "cowsay", "--python", PYTHON, "-o"])
             .arg(&out)
             .args(kind.flags())
-            .env("PEX_ROOT", fixtures_dir().join(format!("build-root-{version}")))
+            .env(
+                "PEX_ROOT",
+                fixtures_dir().join(format!("build-root-{version}")),
+            )
             .env("PATH", PATH)
             .output(),
     );
@@ -221,7 +231,9 @@ pub fn tree(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let meta = fs::symlink_metadata(&path).expect("lstat");
@@ -316,7 +328,10 @@ impl Ran {
 
     /// Non-empty stderr lines.
     pub fn stderr_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
     }
 }
 
@@ -345,7 +360,13 @@ pub fn assert_cowsay_said(ran: &Ran, word: &str) {
 
 /// The top-level directories a pex runtime creates in its PEX_ROOT (which ones depends
 /// on the layout: a loose PEX needs only `isolated`, a zipapp unzips and installs wheels).
-pub const CACHE_DIRS: [&str; 5] = ["isolated", "installed_wheels", "unzipped_pexes", "venvs", "bootstraps"];
+pub const CACHE_DIRS: [&str; 5] = [
+    "isolated",
+    "installed_wheels",
+    "unzipped_pexes",
+    "venvs",
+    "bootstraps",
+];
 
 /// `pex_root` holds a cache with no dangling link, and no pex cache directory exists
 /// anywhere else below `search`: one root, never split.
@@ -360,15 +381,25 @@ pub fn assert_single_cache(search: &Path, pex_root: &Path) {
         .into_iter()
         .filter_map(|e| e.strip_prefix("d ").map(PathBuf::from))
         .filter(|dir| !dir.starts_with(pex_root))
-        .filter(|dir| dir.file_name().is_some_and(|n| CACHE_DIRS.iter().any(|c| n == *c)))
+        .filter(|dir| {
+            dir.file_name()
+                .is_some_and(|n| CACHE_DIRS.iter().any(|c| n == *c))
+        })
         .map(|dir| dir.display().to_string())
         .collect();
-    assert!(strays.is_empty(), "pex caches outside {}: {strays:?}", pex_root.display());
+    assert!(
+        strays.is_empty(),
+        "pex caches outside {}: {strays:?}",
+        pex_root.display()
+    );
     let dangling: Vec<String> = tree(pex_root)
         .into_iter()
         .filter_map(|e| e.strip_prefix("l ").map(PathBuf::from))
         .filter(|link| fs::metadata(link).is_err())
         .map(|link| format!("{} -> {:?}", link.display(), fs::read_link(&link)))
         .collect();
-    assert!(dangling.is_empty(), "dangling links in the cache: {dangling:#?}");
+    assert!(
+        dangling.is_empty(),
+        "dangling links in the cache: {dangling:#?}"
+    );
 }
