@@ -182,7 +182,7 @@ impl Settings {
         let grace = flags
             .grace
             .or(file.grace)
-            .map_or(DEFAULT_GRACE, |seconds| Duration::from_secs_f64(seconds));
+            .map_or(DEFAULT_GRACE, Duration::from_secs_f64);
         Ok(Settings {
             python: pick(&flags.python, file.python),
             pex_root: pick(&flags.pex_root, file.pex_root),

@@ -312,12 +312,7 @@ impl Supervisor<'_> {
         let mut killed = false;
         loop {
             match self.wait(deadline) {
-                Event::Signal(libc::SIGCHLD) => {
-                    if self.reap(&mut status) && status.is_some() {
-                        // No children at all: nobody left in the group either.
-                        return Ok(status.unwrap_or(0));
-                    }
-                }
+                Event::Signal(libc::SIGCHLD) => self.reap(&mut status),
                 Event::Signal(sig) => self.forward(sig, status.is_some()),
                 Event::Timeout if !killed => {
                     killed = true;
@@ -396,18 +391,18 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Reaps every child that has exited, recording the program's status. Returns
-    /// true when pexinit has no children left at all.
-    fn reap(&self, status: &mut Option<u8>) -> bool {
+    /// Reaps every child that has exited, recording the program's status.
+    fn reap(&self, status: &mut Option<u8>) {
         loop {
             let mut raw = 0;
             // SAFETY: plain waitpid on any child, without blocking.
             let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
             match pid {
-                0 => return false,
+                0 => return,
                 -1 => match Errno::last() {
                     Errno::EINTR => continue,
-                    _ => return true,
+                    // ECHILD: no children left at all.
+                    _ => return,
                 },
                 pid => {
                     let code = if libc::WIFSIGNALED(raw) {
