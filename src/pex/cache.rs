@@ -183,7 +183,7 @@ impl CacheRoot {
         let how = OpenHow::new()
             .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-        openat2(self.fd(), dot_if_empty(rel), how)
+        retry_races(|| openat2(self.fd(), dot_if_empty(rel), how))
     }
 
     /// Whether `rel` resolves to something that exists without leaving PEX_ROOT at any
@@ -193,7 +193,7 @@ impl CacheRoot {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        openat2(self.fd(), dot_if_empty(rel), how).map(drop)
+        retry_races(|| openat2(self.fd(), dot_if_empty(rel), how)).map(drop)
     }
 
     /// Walks every entry of the linked top-level directories.
@@ -234,6 +234,22 @@ impl CacheRoot {
         };
         walker.visit_entry(parent_fd.as_fd(), name, kind, file_kind);
         true
+    }
+}
+
+/// How often a lookup is retried when the kernel saw a rename race.
+const RACE_RETRIES: usize = 100;
+
+/// With RESOLVE_BENEATH the kernel answers EAGAIN when any rename on the system raced
+/// with a `..` step (its rename seqlock is global): busy machines see it routinely. The
+/// lookup is simply retried; a caller still getting EAGAIN treats it as "unknown".
+fn retry_races<T>(mut lookup: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    let mut tries = 0;
+    loop {
+        match lookup() {
+            Err(Errno::EAGAIN | Errno::EINTR) if tries < RACE_RETRIES => tries += 1,
+            other => return other,
+        }
     }
 }
 

@@ -233,6 +233,33 @@ enum Verdict {
     Suspicious(String),
 }
 
+/// Whether a path inside PEX_ROOT can be reached. Only a definite "no" makes an entry
+/// broken: a directory this user cannot search (EACCES) or a lookup that kept racing
+/// proves nothing, and quarantining on it would throw away a good entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Yes,
+    No(Errno),
+    Unknown(Errno),
+}
+
+impl Reach {
+    fn of(result: Result<(), Errno>) -> Reach {
+        match result {
+            Ok(()) => Reach::Yes,
+            Err(e @ (Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR)) => Reach::No(e),
+            Err(e) => Reach::Unknown(e),
+        }
+    }
+}
+
+fn unverifiable(e: Errno) -> Verdict {
+    Verdict::Suspicious(format!(
+        "its target cannot be checked: {}",
+        io::Error::from(e)
+    ))
+}
+
 impl<'r> Judge<'r> {
     fn new(root: &'r CacheRoot) -> Self {
         Judge {
@@ -318,22 +345,27 @@ impl<'r> Judge<'r> {
     fn judge_absolute(&self, entry: &EntryRef<'_>, link: &LinkRef<'_>, text: &Path) -> Verdict {
         if let Ok(inside) = text.strip_prefix(self.root.path()) {
             // pex 2.20.3 writes `venvs/0/s/<h>/venv -> <PEX_ROOT>/venvs/0/<h>/<i>`.
-            return match normal_parts(inside) {
-                Some(parts) if !parts.is_empty() && self.exists(inside) => Verdict::Healthy,
-                _ => Verdict::Broken {
+            let reach = match normal_parts(inside) {
+                Some(parts) if !parts.is_empty() => self.reach(inside),
+                _ => Reach::No(Errno::ENOENT),
+            };
+            return match reach {
+                Reach::Yes => Verdict::Healthy,
+                Reach::Unknown(e) => unverifiable(e),
+                Reach::No(_) => Verdict::Broken {
                     reason: "absolute link into PEX_ROOT whose target is missing".into(),
                     lexical: Some(inside.to_path_buf()),
                 },
             };
         }
         if let Some(inside) = self.alias_inside(text) {
-            return if self.exists(&inside) {
-                Verdict::Poisoned(self.root.path().join(inside).into_os_string())
-            } else {
-                Verdict::Broken {
+            return match self.reach(&inside) {
+                Reach::Yes => Verdict::Poisoned(self.root.path().join(inside).into_os_string()),
+                Reach::Unknown(e) => unverifiable(e),
+                Reach::No(_) => Verdict::Broken {
                     reason: "points into a symlinked alias of PEX_ROOT at a missing entry".into(),
                     lexical: None,
-                }
+                },
             };
         }
         let parent = link.rel.parent();
@@ -347,18 +379,21 @@ impl<'r> Judge<'r> {
     fn judge_relative(&self, link: &LinkRef<'_>, text: &Path, failure: Errno) -> Verdict {
         let dir = link.rel.parent().unwrap_or(Path::new(""));
         match lexical(dir, text) {
-            Lexical::Inside(target) => match failure {
+            Lexical::Inside(target) => match Reach::of(Err(failure)) {
                 // Stays inside but crosses another link that leaves the root: that link
                 // gets its own verdict, and this one is fine once it is healed.
-                Errno::EXDEV => Verdict::Healthy,
-                e => Verdict::Broken {
+                Reach::Unknown(Errno::EXDEV) => Verdict::Healthy,
+                Reach::No(e) => Verdict::Broken {
                     reason: describe(e).into(),
                     lexical: Some(target),
                 },
+                Reach::Unknown(e) => unverifiable(e),
+                Reach::Yes => Verdict::Healthy,
             },
             Lexical::Escapes(rest) => match self.logical_inside(&rest) {
-                Some((inside, true)) => Verdict::Poisoned(relative_path(dir, &inside)),
-                Some((_, false)) => Verdict::Broken {
+                Some((inside, Reach::Yes)) => Verdict::Poisoned(relative_path(dir, &inside)),
+                Some((_, Reach::Unknown(e))) => unverifiable(e),
+                Some((_, Reach::No(_))) => Verdict::Broken {
                     reason: "written from a symlinked PEX_ROOT path; its target is missing".into(),
                     lexical: None,
                 },
@@ -368,15 +403,14 @@ impl<'r> Judge<'r> {
         }
     }
 
-    fn exists(&self, inside: &Path) -> bool {
-        self.root.resolves_beneath(inside).is_ok()
+    fn reach(&self, inside: &Path) -> Reach {
+        Reach::of(self.root.resolves_beneath(inside))
     }
 
     /// The place inside PEX_ROOT a poisoned relative link meant: `rest` (the text after
     /// its leading `..`s) is a tail of the physical root's components followed by a
-    /// path inside the root. Prefers a candidate that exists; the bool says whether it
-    /// does.
-    fn logical_inside(&self, rest: &[OsString]) -> Option<(PathBuf, bool)> {
+    /// path inside the root. Prefers a candidate that exists.
+    fn logical_inside(&self, rest: &[OsString]) -> Option<(PathBuf, Reach)> {
         let parts = &self.root_parts;
         let mut first = None;
         for k in 0..parts.len() {
@@ -389,10 +423,12 @@ impl<'r> Judge<'r> {
                 continue;
             }
             let inside: PathBuf = inside.iter().collect();
-            if self.exists(&inside) {
-                return Some((inside, true));
+            match self.reach(&inside) {
+                Reach::Yes => return Some((inside, Reach::Yes)),
+                reach => {
+                    first.get_or_insert((inside, reach));
+                }
             }
-            first.get_or_insert((inside, false));
         }
         first
     }
@@ -484,7 +520,6 @@ fn describe(e: Errno) -> &'static str {
         Errno::ENOENT => "dangling: the target does not exist",
         Errno::ELOOP => "a symlink loop",
         Errno::ENOTDIR => "a path component of the target is not a directory",
-        Errno::EACCES => "the target cannot be reached (permission denied)",
         _ => "the target cannot be resolved",
     }
 }
