@@ -446,6 +446,12 @@ fn hostile_caches_are_reported_never_followed_and_nothing_outside_changes() {
         .collect();
     suspicious.sort();
     assert_eq!(suspicious, ["evil", "outdir", "up"], "{report:#?}");
+    let text = report.text();
+    assert!(
+        text.contains("-> /etc/passwd (absolute link out of PEX_ROOT): left alone"),
+        "{text}"
+    );
+    assert!(text.contains("quarantined unzipped_pexes/0/1111"), "{text}");
     let problems: Vec<String> = report
         .remaining
         .problems

@@ -846,6 +846,72 @@ pub struct RepairReport {
 }
 
 impl RepairReport {
+    /// For people: one summary line, then one line per change, suspicious link,
+    /// problem and failure.
+    pub fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let plan = &self.plan;
+        let mut out = format!(
+            "{}: scanned {} entries ({} links): {} poisoned link(s) in {} entries, {} to \
+             quarantine, {} suspicious, {} problem(s)\n",
+            plan.pex_root.display(),
+            plan.entries_scanned,
+            plan.links_checked,
+            plan.poisoned_links(),
+            plan.heal.len(),
+            plan.quarantine.len(),
+            self.remaining.suspicious.len(),
+            self.remaining.problems.len(),
+        );
+        let verb = if self.dry_run { "would heal" } else { "healed" };
+        let heals = if self.dry_run {
+            &plan.heal
+        } else {
+            &self.outcome.healed
+        };
+        for heal in heals {
+            for link in &heal.links {
+                let _ = writeln!(
+                    out,
+                    "{verb} {} -> {} (was {})",
+                    link.path.display(),
+                    link.new.to_string_lossy(),
+                    link.old.to_string_lossy()
+                );
+            }
+        }
+        if self.dry_run {
+            for q in &plan.quarantine {
+                let _ = writeln!(out, "would quarantine {} ({})", q.entry.display(), q.reason);
+            }
+        }
+        for q in &self.outcome.quarantined {
+            let _ = writeln!(
+                out,
+                "quarantined {} -> {} ({})",
+                q.entry.display(),
+                q.moved_to.display(),
+                q.reason
+            );
+        }
+        for s in &self.remaining.suspicious {
+            let _ = writeln!(
+                out,
+                "suspicious {} -> {} ({}): left alone",
+                s.path.display(),
+                s.target.to_string_lossy(),
+                s.reason
+            );
+        }
+        for p in &self.remaining.problems {
+            let _ = writeln!(out, "problem {}: {:?}", p.path.display(), p.problem);
+        }
+        for f in &self.outcome.failed {
+            let _ = writeln!(out, "failed {}: {}", f.entry.display(), f.error);
+        }
+        out
+    }
+
     /// The exit status of `pexinit repair` (see [`exit`]).
     pub fn exit_code(&self) -> u8 {
         if !self.outcome.failed.is_empty() || (!self.dry_run && self.remaining.has_work()) {
