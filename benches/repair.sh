@@ -7,8 +7,8 @@
 #   ROUNDS=21 benches/repair.sh  # more rounds
 #   NO_APPEND=1 benches/repair.sh
 #
-# The PEX_ROOT is filled by real runs: `pex requests rich boto3 numpy` built by pex
-# 2.20.3 and 2.105.2, each as a zipapp and with --venv, run once each.
+# The PEX_ROOT is filled by real runs of three apps (`pex requests rich boto3 numpy`, …)
+# built by pex 2.20.3 and 2.105.2, each as a zipapp and with --venv, run once each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=$(command -v cargo)
@@ -20,9 +20,10 @@ FIXTURES=$PWD/target/tmp/fixtures
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd -P)
 ROOT=$WORK/pex_root
-# Two apps; every PEX runs once, so each pex version installs its own wheels.
-APP_REQUIREMENTS=("requests rich boto3 numpy" "pandas scipy sympy django")
-APPS="${APP_REQUIREMENTS[0]} / ${APP_REQUIREMENTS[1]}"
+# Three apps; every PEX runs once, so each pex version installs its own wheels.
+APP_REQUIREMENTS=("requests rich boto3 numpy" "pandas scipy sympy django"
+    "matplotlib scikit-learn networkx sqlalchemy")
+APPS=$(IFS=/; echo "${APP_REQUIREMENTS[*]}")
 
 pex_for() { # the pex CLI of a version, from the tests' fixtures or installed here
     local v=$1 venv=$FIXTURES/pex-$1
@@ -37,13 +38,14 @@ if [ ! -e "$WORK/.populated" ]; then
     rm -rf "$ROOT"
     for v in 2.20.3 2.105.2; do
         pex=$(pex_for $v)
-        for i in 0 1; do
+        for i in "${!APP_REQUIREMENTS[@]}"; do
             requirements=${APP_REQUIREMENTS[$i]}
             for mode in zipapp venv; do
                 flags=(); [ $mode = venv ] && flags=(--venv)
                 app=$WORK/app$i-$v-$mode.pex
                 [ -e "$app" ] || PEX_ROOT=$WORK/build-root "$pex" $requirements --python "$PY" "${flags[@]}" -o "$app"
-                env -i PATH=$PATH PEX_ROOT="$ROOT" "$PY" "$app" -c "import ${requirements// /, }"
+                modules=${requirements//scikit-learn/sklearn}
+                env -i PATH=$PATH PEX_ROOT="$ROOT" "$PY" "$app" -c "import ${modules// /, }"
             done
         done
     done
@@ -53,8 +55,9 @@ fi
 # The scanner: `pexinit repair` once the CLI has it, else the library through the
 # release build of the repair tests' child entry point (same code, same output).
 "$CARGO" build --release --quiet
-if target/release/pexinit repair --help >/dev/null 2>&1; then
-    scan=(target/release/pexinit repair --dry-run --json "$ROOT")
+TARGET=${CARGO_TARGET_DIR:-target}
+if "$TARGET/release/pexinit" repair --help >/dev/null 2>&1; then
+    scan=("$TARGET/release/pexinit" repair --dry-run --json "$ROOT")
     scan_name="pexinit repair --dry-run --json $ROOT"
 else
     bin=$("$CARGO" test --release --test repair --no-run --message-format=json 2>/dev/null |
@@ -86,7 +89,7 @@ ratio=$("$PY" -c "print(f'{$ms / $mf:.2f}')")
 report=$(cat <<MD
 
 ### Repair scan — $(date -u +%Y-%m-%d) ($(nproc) cores, $(uname -r))
-PEX_ROOT: two apps (\`$APPS\`) built by pex 2.20.3 and 2.105.2, zipapp and --venv, run once each:
+PEX_ROOT: ${#APP_REQUIREMENTS[@]} apps (\`$APPS\`) built by pex 2.20.3 and 2.105.2, zipapp and --venv, run once each:
 $entries paths, $links symlinks. Medians of $ROUNDS alternating rounds (µs):
 
 | command | median | all rounds |
