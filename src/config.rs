@@ -210,6 +210,10 @@ fn read_file(path: &Path) -> Result<FileConfig> {
             "cannot read it ({e}); fix its permissions or point --config / PEXINIT_CONFIG at a readable file"
         ))
     })?;
+    if text.trim().is_empty() {
+        // An empty file (or /dev/null) sets nothing; skip the YAML parser's start-up.
+        return Ok(FileConfig::default());
+    }
     let config: FileConfig = serde_yaml::from_str(&text).map_err(|e| {
         config_error(format!(
             "{e} (the keys are listed in the README under Configuration)"

@@ -10,9 +10,16 @@
 //!   entry gets gid 0 and supplementary groups `[0]`.
 //! - With GROUP (a name or a gid; a gid needs no group entry), the gid is GROUP and the
 //!   supplementary groups are exactly `[GROUP]`.
+//!
+//! Lookups read `/etc/passwd` and `/etc/group` directly, as runc and gosu do, and ask
+//! NSS (getpwnam(3) and friends) only when the files do not have the answer and
+//! `/etc/nsswitch.conf` names other sources: glibc's NSS start-up costs more than the
+//! rest of pexinit's planning, and pexinit pays it on every container start.
 
 use std::ffi::CString;
+use std::fs;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use nix::unistd::{Gid, Group, Uid, User};
 use serde::Serialize;
@@ -38,44 +45,42 @@ pub struct PasswdEntry {
 impl Identity {
     /// The effective identity of this process.
     pub fn current() -> Self {
-        let uid = Uid::effective();
-        let groups = nix::unistd::getgroups()
-            .map(|gs| gs.into_iter().map(Gid::as_raw).collect())
-            .unwrap_or_default();
+        let uid = Uid::effective().as_raw();
         Identity {
-            uid: uid.as_raw(),
+            uid,
             gid: Gid::effective().as_raw(),
-            groups,
-            passwd: passwd_entry(uid),
+            groups: current_groups(),
+            // A lookup failure (broken /etc/passwd or NSS) is treated like a missing
+            // entry: both leave us without a trustworthy home directory.
+            passwd: user(UserKey::Uid(uid)).ok().flatten().map(|u| PasswdEntry {
+                name: u.name,
+                home: u.home,
+            }),
         }
     }
 
     /// The identity `--user SPEC` switches to (`USER[:GROUP]`, names or numbers).
     pub fn for_user(spec: &str) -> Result<Self> {
         let bad = |message: String| Error::User(format!("--user {spec}: {message}"));
-        let (user, group) = match spec.split_once(':') {
-            Some((user, group)) => (user, Some(group)),
+        let (name, group) = match spec.split_once(':') {
+            Some((name, group)) => (name, Some(group)),
             None => (spec, None),
         };
-        if user.is_empty() || group.is_some_and(str::is_empty) {
+        if name.is_empty() || group.is_some_and(str::is_empty) {
             return Err(bad("expected USER[:GROUP], names or numeric ids".into()));
         }
-        let entry = match numeric_id(user) {
-            Some(uid) => User::from_uid(Uid::from_raw(uid))
-                .map_err(|e| bad(format!("cannot read the passwd database: {e}")))?,
-            None => Some(
-                User::from_name(user)
-                    .map_err(|e| bad(format!("cannot read the passwd database: {e}")))?
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "no user named {user:?} in the passwd database; use a numeric uid or \
-                             add the user to the image"
-                        ))
-                    })?,
-            ),
+        let unreadable = |e: std::io::Error| bad(format!("cannot read the passwd database: {e}"));
+        let entry = match numeric_id(name) {
+            Some(uid) => user(UserKey::Uid(uid)).map_err(unreadable)?,
+            None => Some(user(UserKey::Name(name)).map_err(unreadable)?.ok_or_else(|| {
+                bad(format!(
+                    "no user named {name:?} in /etc/passwd; use a numeric uid or add the user to \
+                     the image"
+                ))
+            })?),
         };
-        let uid = match (&entry, numeric_id(user)) {
-            (Some(e), _) => e.uid.as_raw(),
+        let uid = match (&entry, numeric_id(name)) {
+            (Some(e), _) => e.uid,
             (None, Some(uid)) => uid,
             (None, None) => unreachable!("a name without entry was rejected above"),
         };
@@ -83,29 +88,19 @@ impl Identity {
             Some(group) => {
                 let gid = match numeric_id(group) {
                     Some(gid) => gid,
-                    None => Group::from_name(group)
+                    None => group_gid(group)
                         .map_err(|e| bad(format!("cannot read the group database: {e}")))?
                         .ok_or_else(|| {
                             bad(format!(
-                                "no group named {group:?} in the group database; use a numeric \
-                                 gid or add the group to the image"
+                                "no group named {group:?} in /etc/group; use a numeric gid or add \
+                                 the group to the image"
                             ))
-                        })?
-                        .gid
-                        .as_raw(),
+                        })?,
                 };
                 (gid, vec![gid])
             }
             None => match &entry {
-                Some(e) => {
-                    let gid = e.gid.as_raw();
-                    let groups = CString::new(e.name.as_bytes())
-                        .ok()
-                        .and_then(|name| nix::unistd::getgrouplist(&name, e.gid).ok())
-                        .map(|gs| gs.into_iter().map(Gid::as_raw).collect())
-                        .unwrap_or_else(|| vec![gid]);
-                    (gid, groups)
-                }
+                Some(e) => (e.gid, initgroups_list(&e.name, e.gid)),
                 None => (0, vec![0]),
             },
         };
@@ -115,7 +110,7 @@ impl Identity {
             groups,
             passwd: entry.map(|e| PasswdEntry {
                 name: e.name,
-                home: e.dir,
+                home: e.home,
             }),
         })
     }
@@ -129,14 +124,154 @@ impl Identity {
     }
 }
 
-fn passwd_entry(uid: Uid) -> Option<PasswdEntry> {
-    // A lookup failure (no NSS, broken /etc/passwd) is treated like a missing entry:
-    // both leave us without a trustworthy home directory.
-    let user = User::from_uid(uid).ok().flatten()?;
-    Some(PasswdEntry {
-        name: user.name,
-        home: user.dir,
+/// getgroups(2), sized by asking first (nix's version reads /proc for NGROUPS_MAX).
+fn current_groups() -> Vec<u32> {
+    // SAFETY: a zero-sized query, then a buffer of the size the kernel reported.
+    unsafe {
+        let count = libc::getgroups(0, std::ptr::null_mut());
+        if count <= 0 {
+            return Vec::new();
+        }
+        let mut groups = vec![0 as libc::gid_t; count as usize];
+        let got = libc::getgroups(count, groups.as_mut_ptr());
+        groups.truncate(got.max(0) as usize);
+        groups
+    }
+}
+
+enum UserKey<'a> {
+    Uid(u32),
+    Name(&'a str),
+}
+
+struct UserEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+}
+
+/// A user from /etc/passwd, else from NSS when nsswitch.conf names more than files.
+fn user(key: UserKey) -> std::io::Result<Option<UserEntry>> {
+    if let Ok(text) = fs::read_to_string("/etc/passwd") {
+        let found = text.lines().find_map(|line| {
+            let entry = parse_passwd_line(line)?;
+            let hit = match key {
+                UserKey::Uid(uid) => entry.uid == uid,
+                UserKey::Name(name) => entry.name == name,
+            };
+            hit.then_some(entry)
+        });
+        if found.is_some() || files_only("passwd") {
+            return Ok(found);
+        }
+    }
+    let user = match key {
+        UserKey::Uid(uid) => User::from_uid(Uid::from_raw(uid)),
+        UserKey::Name(name) => User::from_name(name),
+    };
+    Ok(user.map_err(std::io::Error::from)?.map(|u| UserEntry {
+        name: u.name,
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+        home: u.dir,
+    }))
+}
+
+/// `name:password:uid:gid:gecos:home:shell`; NIS compat lines (`+`, `-`) are skipped.
+fn parse_passwd_line(line: &str) -> Option<UserEntry> {
+    if line.starts_with(['#', '+', '-']) {
+        return None;
+    }
+    let mut fields = line.split(':');
+    let name = fields.next()?;
+    let _password = fields.next()?;
+    let uid = fields.next()?.parse().ok()?;
+    let gid = fields.next()?.parse().ok()?;
+    let _gecos = fields.next()?;
+    let home = fields.next()?;
+    Some(UserEntry {
+        name: name.to_owned(),
+        uid,
+        gid,
+        home: PathBuf::from(home),
     })
+}
+
+/// `name:password:gid:member,member` as (name, gid, members).
+fn parse_group_line(line: &str) -> Option<(&str, u32, &str)> {
+    if line.starts_with(['#', '+', '-']) {
+        return None;
+    }
+    let mut fields = line.split(':');
+    let name = fields.next()?;
+    let _password = fields.next()?;
+    let gid = fields.next()?.parse().ok()?;
+    Some((name, gid, fields.next().unwrap_or("")))
+}
+
+/// The gid of group `name`.
+fn group_gid(name: &str) -> std::io::Result<Option<u32>> {
+    if let Ok(text) = fs::read_to_string("/etc/group") {
+        let found = text
+            .lines()
+            .filter_map(parse_group_line)
+            .find_map(|(group, gid, _)| (group == name).then_some(gid));
+        if found.is_some() || files_only("group") {
+            return Ok(found);
+        }
+    }
+    Ok(Group::from_name(name)
+        .map_err(std::io::Error::from)?
+        .map(|g| g.gid.as_raw()))
+}
+
+/// What initgroups(3) would set for `name`: `gid` plus every group listing `name` as a
+/// member.
+fn initgroups_list(name: &str, gid: u32) -> Vec<u32> {
+    if files_only("group")
+        && let Ok(text) = fs::read_to_string("/etc/group")
+    {
+        let mut groups = vec![gid];
+        for (_, group_gid, members) in text.lines().filter_map(parse_group_line) {
+            if members.split(',').any(|m| m.trim() == name) && !groups.contains(&group_gid) {
+                groups.push(group_gid);
+            }
+        }
+        return groups;
+    }
+    CString::new(name)
+        .ok()
+        .and_then(|c| nix::unistd::getgrouplist(&c, Gid::from_raw(gid)).ok())
+        .map(|gs| gs.into_iter().map(Gid::as_raw).collect())
+        .unwrap_or_else(|| vec![gid])
+}
+
+/// Whether nsswitch.conf gives `database` no source but the files (`systemd` only
+/// synthesizes users of a running systemd, which containers do not have). Without
+/// nsswitch.conf, glibc uses the files.
+fn files_only(database: &str) -> bool {
+    static NSSWITCH: OnceLock<Option<String>> = OnceLock::new();
+    let Some(text) = NSSWITCH.get_or_init(|| fs::read_to_string("/etc/nsswitch.conf").ok()) else {
+        return true;
+    };
+    files_only_in(text, database)
+}
+
+fn files_only_in(nsswitch: &str, database: &str) -> bool {
+    for line in nsswitch.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let Some((db, sources)) = line.split_once(':') else {
+            continue;
+        };
+        if db.trim() == database {
+            return sources
+                .split_whitespace()
+                .filter(|s| !s.starts_with('['))
+                .all(|s| s == "files" || s == "systemd");
+        }
+    }
+    true
 }
 
 /// A uid or gid written as a number; `-1` (4294967295) means "unchanged" to the kernel and
@@ -176,6 +311,49 @@ mod tests {
         // A uid with an entry is treated like its name.
         let who = Identity::for_user("0").unwrap();
         assert_eq!(who.passwd.unwrap().name, "root");
+    }
+
+    #[test]
+    fn nsswitch_sources() {
+        let conf =
+            "# comment\npasswd:         files systemd\ngroup: files [NOTFOUND=return] ldap\n";
+        assert!(files_only_in(conf, "passwd"));
+        assert!(!files_only_in(conf, "group"));
+        assert!(files_only_in(conf, "shadow"));
+        assert!(!files_only_in("passwd: compat\n", "passwd"));
+    }
+
+    #[test]
+    fn passwd_and_group_lines() {
+        let e = parse_passwd_line("app:x:1000:1001:App,,,:/home/app:/bin/sh").unwrap();
+        assert_eq!((e.name.as_str(), e.uid, e.gid), ("app", 1000, 1001));
+        assert_eq!(e.home, PathBuf::from("/home/app"));
+        assert!(parse_passwd_line("+nisuser::::::").is_none());
+        assert!(parse_passwd_line("broken:x:notanumber:0::/:/bin/sh").is_none());
+        assert_eq!(
+            parse_group_line("audio:x:29:app,pulse"),
+            Some(("audio", 29, "app,pulse"))
+        );
+    }
+
+    #[test]
+    fn files_agree_with_nss() {
+        // What we read from the files must be what glibc answers (files come first).
+        let me = Identity::current();
+        let nss = User::from_uid(Uid::from_raw(me.uid)).unwrap();
+        assert_eq!(me.passwd.map(|p| p.home), nss.map(|u| u.dir));
+        let nobody = Identity::for_user("nobody").unwrap();
+        let nss = User::from_name("nobody").unwrap().unwrap();
+        assert_eq!(
+            (nobody.uid, nobody.gid),
+            (nss.uid.as_raw(), nss.gid.as_raw())
+        );
+        let list = nix::unistd::getgrouplist(&CString::new("nobody").unwrap(), nss.gid).unwrap();
+        let mut expected: Vec<u32> = list.into_iter().map(Gid::as_raw).collect();
+        let mut got = nobody.groups.clone();
+        expected.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -14,13 +14,11 @@
 //!   it died of signal N.
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::Pid;
 
 use crate::apply::Program;
 use crate::error::{Error, Result};
@@ -30,7 +28,14 @@ use crate::privileges::{Credentials, Step};
 /// (members whose parent outside our reach never reaps them stay zombies forever).
 const AFTER_KILL: Duration = Duration::from_secs(2);
 
-/// Signals 1..=64 that were SIG_IGN when the process started (bit N-1 for signal N).
+/// The only signals whose disposition pexinit changes: the Rust runtime ignores SIGPIPE
+/// and handles SIGSEGV/SIGBUS (stack overflow reports); the child ignores SIGTTOU around
+/// tcsetpgrp. Every other disposition pexinit inherited is still in place when it execs
+/// the program (handlers are reset by execve itself; pexinit installs none), so
+/// restoring these four gives the program exactly what pexinit's parent gave pexinit.
+const TOUCHED: [libc::c_int; 4] = [libc::SIGPIPE, libc::SIGSEGV, libc::SIGBUS, libc::SIGTTOU];
+
+/// Bit N-1 set: signal N (one of [`TOUCHED`]) was SIG_IGN when the process started.
 static INHERITED_IGNORED: AtomicU64 = AtomicU64::new(0);
 static CAPTURED: AtomicBool = AtomicBool::new(false);
 
@@ -41,55 +46,46 @@ static CAPTURED: AtomicBool = AtomicBool::new(false);
 static CAPTURE_AT_START: extern "C" fn() = capture_inherited;
 
 extern "C" fn capture_inherited() {
-    let mut ignored = 0u64;
-    for sig in 1..=64 {
-        if disposition_is_ignore(sig) {
-            ignored |= 1 << (sig - 1);
-        }
-    }
-    INHERITED_IGNORED.store(ignored, Ordering::Relaxed);
+    INHERITED_IGNORED.store(ignored_now(), Ordering::Relaxed);
     CAPTURED.store(true, Ordering::Release);
 }
 
-fn disposition_is_ignore(sig: libc::c_int) -> bool {
-    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
-    // SAFETY: a null new action only queries the current one into `old`.
-    let rc = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) };
-    // SAFETY: sigaction filled `old` on success (and it was zeroed anyway).
-    rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
-}
-
-/// The signals pexinit's parent left ignored (bit N-1 for signal N).
-fn inherited_ignored() -> u64 {
-    if CAPTURED.load(Ordering::Acquire) {
-        return INHERITED_IGNORED.load(Ordering::Relaxed);
-    }
-    // The constructor did not run (an unusual loader): the best we can do is the
-    // current state, minus SIGPIPE, which the Rust runtime ignores on its own.
+fn ignored_now() -> u64 {
     let mut ignored = 0u64;
-    for sig in 1..=64 {
-        if sig != libc::SIGPIPE && disposition_is_ignore(sig) {
+    for sig in TOUCHED {
+        let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+        // SAFETY: a null new action only queries the current one into `old`.
+        let rc = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) };
+        // SAFETY: sigaction filled `old` on success (and it was zeroed anyway).
+        if rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN {
             ignored |= 1 << (sig - 1);
         }
     }
     ignored
 }
 
-/// Sets every signal's disposition to what pexinit inherited: SIG_IGN where its parent
-/// ignored it, SIG_DFL everywhere else. Only system calls: safe between fork and exec.
+/// The [`TOUCHED`] signals pexinit's parent left ignored (bit N-1 for signal N).
+fn inherited_ignored() -> u64 {
+    if CAPTURED.load(Ordering::Acquire) {
+        return INHERITED_IGNORED.load(Ordering::Relaxed);
+    }
+    // The constructor did not run (an unusual loader): the best we can do is the
+    // current state, minus SIGPIPE, which the Rust runtime ignores on its own.
+    ignored_now() & !(1 << (libc::SIGPIPE - 1))
+}
+
+/// Gives the program the signal dispositions pexinit inherited: SIG_IGN where its parent
+/// ignored a signal, SIG_DFL everywhere else. Only system calls: safe between fork and
+/// exec.
 pub fn restore_dispositions() {
     let ignored = inherited_ignored();
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
+    for sig in TOUCHED {
         let handler = if ignored & (1 << (sig - 1)) != 0 {
             libc::SIG_IGN
         } else {
             libc::SIG_DFL
         };
-        // SAFETY: plain sigaction with a zeroed (empty-mask) struct; failures (the
-        // signals glibc reserves) are harmless.
+        // SAFETY: plain sigaction with a zeroed (empty-mask) struct.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = handler;
@@ -114,7 +110,7 @@ pub fn is_pid1() -> bool {
     nix::unistd::getpid().as_raw() == 1
 }
 
-/// What the child reports through the CLOEXEC pipe when it cannot exec.
+/// Where the child failed when it cannot exec.
 #[derive(Clone, Copy)]
 #[repr(u32)]
 enum ChildStage {
@@ -149,26 +145,7 @@ pub fn supervise(
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| Error::io("becoming a child subreaper", e.into()))?;
     }
-    let (report_read, report_write) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("creating a pipe", e.into()))?;
-
-    // SAFETY: pexinit has no other threads; the child only makes system calls
-    // before execve or _exit.
-    let child = match unsafe { nix::unistd::fork() } {
-        Err(e) => return Err(Error::io("fork", e.into())),
-        Ok(ForkResult::Child) => {
-            drop(report_read);
-            child_exec(program, credentials, &inherited_mask, &report_write)
-        }
-        Ok(ForkResult::Parent { child }) => child,
-    };
-    drop(report_write);
-    if let Some((stage, errno)) = read_report(&report_read) {
-        // The child never ran the program; collect it before saying why.
-        let _ = nix::sys::wait::waitpid(child, None);
-        return Err(stage_error(program, credentials, stage, errno));
-    }
-    drop(report_read);
+    let child = spawn(program, credentials, &inherited_mask)?;
     tracing::debug!("supervising pid {child}");
     Supervisor {
         child,
@@ -187,45 +164,107 @@ fn full_set() -> libc::sigset_t {
     }
 }
 
-/// In the forked child: own process group, foreground of the terminal if there is one,
-/// inherited signal state, the target user, then execve. Never returns.
-fn child_exec(
+/// What the child reports back when it cannot exec: the stage and the errno, packed
+/// as `stage << 32 | errno`; 0 = it did exec.
+struct SpawnContext<'a> {
+    program: &'a Program,
+    credentials: Option<&'a Credentials>,
+    inherited_mask: &'a libc::sigset_t,
+    failure: AtomicU64,
+}
+
+/// The child's stack: it only makes system calls, but Rust frames want some room.
+const CHILD_STACK: usize = 256 * 1024;
+
+/// Starts the child like posix_spawn(3) does: clone(CLONE_VM | CLONE_VFORK) shares
+/// pexinit's memory instead of copying its page tables, and pexinit is suspended until
+/// the child has exec'd or given up, so whatever the child wrote in `failure` is there
+/// when clone returns.
+fn spawn(
     program: &Program,
     credentials: Option<&Credentials>,
     inherited_mask: &libc::sigset_t,
-    report: &OwnedFd,
-) -> ! {
-    let fail = |stage: ChildStage, errno: Errno| -> ! {
-        let mut message = [0u8; 8];
-        message[..4].copy_from_slice(&(stage as u32).to_ne_bytes());
-        message[4..].copy_from_slice(&(errno as i32).to_ne_bytes());
-        // SAFETY: writing a stack buffer to our pipe, then leaving without running
-        // any of the parent's atexit handlers or destructors.
-        unsafe {
-            libc::write(report.as_raw_fd(), message.as_ptr().cast(), message.len());
-            libc::_exit(127)
-        }
+) -> Result<Pid> {
+    let context = SpawnContext {
+        program,
+        credentials,
+        inherited_mask,
+        failure: AtomicU64::new(0),
     };
+    // Untouched pages of a large zeroed allocation are never faulted in.
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: the stack grows down from its (16-byte aligned) top; `stack` and `context`
+    // outlive the child's use of them because CLONE_VFORK suspends us until it execs or
+    // exits. All signals are blocked, so no handler runs on the shared memory.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(CHILD_STACK);
+        let top = top.sub(top as usize % 16);
+        libc::clone(
+            child_main,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::from_ref(&context).cast_mut().cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(Error::io(
+            "starting the program (clone)",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let failure = context.failure.load(Ordering::Acquire);
+    drop(stack);
+    if failure != 0 {
+        // The child never ran the program; collect it before saying why.
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        let errno = Errno::from_raw((failure & 0xffff_ffff) as i32);
+        return Err(stage_error(
+            program,
+            credentials,
+            (failure >> 32) as u32,
+            errno,
+        ));
+    }
+    Ok(Pid::from_raw(pid))
+}
+
+/// The child: own process group, foreground of the terminal if there is one, inherited
+/// signal state, the target user, then execve. Only system calls, no allocation: it
+/// runs on pexinit's memory.
+extern "C" fn child_main(context: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `spawn` passes a SpawnContext that outlives this function.
+    let context = unsafe { &*(context as *const SpawnContext) };
+    let (stage, errno) = child_setup_and_exec(context);
+    context.failure.store(
+        u64::from(stage as u32) << 32 | u64::from(errno as i32 as u32),
+        Ordering::Release,
+    );
+    // SAFETY: leave without running anything of pexinit's (atexit, destructors).
+    unsafe { libc::_exit(127) }
+}
+
+/// Returns only on failure: which stage failed, with its errno.
+fn child_setup_and_exec(context: &SpawnContext) -> (ChildStage, Errno) {
     // SAFETY (this block): only async-signal-safe system calls.
     unsafe {
         if libc::setpgid(0, 0) != 0 {
-            fail(ChildStage::SetPgid, Errno::last());
+            return (ChildStage::SetPgid, Errno::last());
         }
         if libc::isatty(libc::STDIN_FILENO) == 1 {
             // A background process group changing the terminal's foreground group gets
-            // SIGTTOU: ignore it for the call (the loop below restores it).
+            // SIGTTOU: ignore it for the call (restore_dispositions puts it back).
             libc::signal(libc::SIGTTOU, libc::SIG_IGN);
             if libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp()) != 0 {
                 let errno = Errno::last();
                 // No controlling terminal (ENOTTY) or a hung-up one (ENXIO): fine.
                 if errno != Errno::ENOTTY && errno != Errno::ENXIO {
-                    fail(ChildStage::TcSetPgrp, errno);
+                    return (ChildStage::TcSetPgrp, errno);
                 }
             }
         }
     }
     restore_dispositions();
-    if let Some(credentials) = credentials
+    if let Some(credentials) = context.credentials
         && let Err((step, errno)) = credentials.apply()
     {
         let stage = match step {
@@ -234,31 +273,17 @@ fn child_exec(
             Step::SetUid => ChildStage::SetUid,
             Step::Verify => ChildStage::VerifyIds,
         };
-        fail(stage, errno);
+        return (stage, errno);
     }
     // SAFETY: restoring the mask pexinit inherited.
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, inherited_mask, std::ptr::null_mut()) };
-    fail(ChildStage::Exec, program.execve())
-}
-
-/// Reads the child's report: None when the pipe closed empty (execve succeeded).
-fn read_report(pipe: &OwnedFd) -> Option<(u32, Errno)> {
-    let mut message = [0u8; 8];
-    let mut got = 0;
-    while got < message.len() {
-        match nix::unistd::read(pipe, &mut message[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    if got < message.len() {
-        return None;
-    }
-    let stage = u32::from_ne_bytes([message[0], message[1], message[2], message[3]]);
-    let errno = i32::from_ne_bytes([message[4], message[5], message[6], message[7]]);
-    Some((stage, Errno::from_raw(errno)))
+    unsafe {
+        libc::sigprocmask(
+            libc::SIG_SETMASK,
+            context.inherited_mask,
+            std::ptr::null_mut(),
+        )
+    };
+    (ChildStage::Exec, context.program.execve())
 }
 
 fn stage_error(

@@ -64,12 +64,24 @@ impl Credentials {
         }))
     }
 
-    /// Switches this process to the credentials, irrevocably. Only system calls: safe
-    /// between fork and exec.
+    /// Switches this process to the credentials, irrevocably. Raw system calls, not
+    /// glibc's wrappers (which may try to signal every thread of the process): safe in a
+    /// child that shares pexinit's memory between clone and exec. pexinit has a single
+    /// thread, so the switch covers the whole process.
     pub fn apply(&self) -> std::result::Result<(), (Step, Errno)> {
-        nix::unistd::setgroups(&self.groups).map_err(|e| (Step::SetGroups, e))?;
-        nix::unistd::setgid(self.gid).map_err(|e| (Step::SetGid, e))?;
-        nix::unistd::setuid(self.uid).map_err(|e| (Step::SetUid, e))?;
+        // SAFETY: plain system calls; `groups` is a live slice of gid_t-sized values.
+        unsafe {
+            let groups = self.groups.as_ptr().cast::<libc::gid_t>();
+            if libc::syscall(libc::SYS_setgroups, self.groups.len(), groups) != 0 {
+                return Err((Step::SetGroups, Errno::last()));
+            }
+            if libc::syscall(libc::SYS_setgid, self.gid.as_raw()) != 0 {
+                return Err((Step::SetGid, Errno::last()));
+            }
+            if libc::syscall(libc::SYS_setuid, self.uid.as_raw()) != 0 {
+                return Err((Step::SetUid, Errno::last()));
+            }
+        }
         let ok = Uid::current() == self.uid
             && Uid::effective() == self.uid
             && Gid::current() == self.gid
