@@ -2,5 +2,9 @@
 
 pub mod bugs;
 pub mod cache;
+pub mod fastpath;
 pub mod info;
+pub mod manifest;
+pub mod materialize;
 pub mod repair;
+pub mod seed;

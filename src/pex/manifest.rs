@@ -1,0 +1,312 @@
+//! The seed manifest: what `pexinit seed` warmed, and what `run` needs to trust it.
+//!
+//! Written as `DIR/.pexinit-seed.json` at the root of the seeded PEX_ROOT. pex never
+//! looks at unknown names at the root of its cache (it only opens `access.lck` and its
+//! own top-level directories), and `pex3 cache prune` only walks those directories too,
+//! so the file survives every pex version. It is written atomically (temp file, fsync,
+//! rename), so a reader sees the old manifest or the new one, never half of one.
+//!
+//! Paths to cache entries are stored relative to PEX_ROOT: a seed may be reached through
+//! a link farm at another path (see [`crate::pex::materialize`]), and the fast path must
+//! exec the venv through the PEX_ROOT pex itself would use.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::pex::info::{self, PEX_INFO, Pex};
+
+/// The manifest's file name at the root of a seeded PEX_ROOT.
+pub const MANIFEST_NAME: &str = ".pexinit-seed.json";
+/// Bumped when a reader of an older format would misread the file.
+pub const FORMAT: u32 = 1;
+
+/// How a seeded PEX runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// pex unzips (or for loose PEXes, runs in place) and imports from the cache.
+    Zipapp,
+    /// A `--venv` PEX: pex execs a venv under `PEX_ROOT/venvs`.
+    Venv,
+    /// A zipapp built with `--include-tools` run with `PEX_VENV=1` (config `venv: true`).
+    VenvByEnv,
+}
+
+impl RunMode {
+    pub fn is_venv(self) -> bool {
+        matches!(self, RunMode::Venv | RunMode::VenvByEnv)
+    }
+}
+
+/// How pex's bootstrap execs a venv; it changed between pex generations (research §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStyle {
+    /// pex ≤ 2.27: `<venv>/bin/python [python args] [-sE] <venv>/pex ARGS`.
+    VenvPython,
+    /// Newer pex: the interpreter and flag on the first line of `<venv>/pex`.
+    Shebang,
+}
+
+/// A seeded venv, relative to PEX_ROOT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VenvEntry {
+    /// `venvs/<N>/<pex hash>/<interpreter hash>`.
+    pub dir: PathBuf,
+    pub exec_style: ExecStyle,
+    /// `venv_hermetic_scripts` from PEX-INFO: pex ≤ 2.27 adds `-sE`.
+    pub hermetic: bool,
+    /// The venv's `__main__.py` honours `_PEX_CACHE_SET_LAST_ACCESS` (newer pex): the
+    /// fast path sets it to 0 so a read-only seed needs no write at all.
+    pub last_access_env: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The PEX as given to `seed` (physical path at seed time; provenance only).
+    pub pex: PathBuf,
+    /// sha256 of the zipapp file, or of PEX-INFO for packed and loose directories
+    /// (pex_hash already covers their content; hashing a whole tree costs too much).
+    pub sha256: String,
+    pub digest_of: DigestOf,
+    pub pex_hash: String,
+    pub pex_version: Option<String>,
+    pub layout: Layout,
+    pub mode: RunMode,
+    /// PEX-INFO `inject_python_args`: pex puts them between interpreter and script.
+    #[serde(default)]
+    pub inject_python_args: Vec<String>,
+    /// `unzipped_pexes/<N>/<pex hash>` for zipapp and packed PEXes.
+    pub unzipped: Option<PathBuf>,
+    pub venv: Option<VenvEntry>,
+}
+
+/// The PEX's layout, as recorded (mirrors [`info::Layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    Zipapp,
+    Packed,
+    Loose,
+}
+
+impl From<info::Layout> for Layout {
+    fn from(layout: info::Layout) -> Self {
+        match layout {
+            info::Layout::Zipapp => Layout::Zipapp,
+            info::Layout::Packed => Layout::Packed,
+            info::Layout::Loose => Layout::Loose,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestOf {
+    File,
+    PexInfo,
+}
+
+/// Who the seed was made usable for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ownership {
+    /// Owner of every file (None: left as created, i.e. the seeding user).
+    pub uid: Option<u32>,
+    pub gid: u32,
+    /// Group permissions copied from the user's (the OpenShift convention).
+    pub group_like_user: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// The physical PEX_ROOT the seed was built at. Venvs embed it in shebangs and
+    /// links, so the seed works only when this path reaches it (directly or as a farm).
+    pub pex_root: PathBuf,
+    /// realpath of the interpreter: part of pex's venv hash.
+    pub python: PathBuf,
+    pub source_date_epoch: i64,
+    pub ownership: Ownership,
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    /// The entry for a PEX with this hash, if seeded.
+    pub fn entry(&self, pex_hash: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.pex_hash == pex_hash)
+    }
+
+    /// Serialized form: stable key order and a final newline, so equal manifests are
+    /// equal bytes (the seed must be reproducible).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("manifest serializes to JSON");
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("no seed manifest {0}; build the seed with `pexinit seed --pex-root DIR APP.pex`")]
+    Missing(PathBuf),
+    #[error("cannot read seed manifest {path}: {message}; rebuild the seed with `pexinit seed`")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Reads `DIR/.pexinit-seed.json`.
+pub fn read(seed_dir: &Path) -> Result<Manifest, ManifestError> {
+    let path = seed_dir.join(MANIFEST_NAME);
+    let text = match fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ManifestError::Missing(path)),
+        Err(e) => {
+            return Err(ManifestError::Invalid {
+                path,
+                message: e.to_string(),
+            });
+        }
+    };
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| ManifestError::Invalid {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if manifest.format != FORMAT {
+        return Err(ManifestError::Invalid {
+            path,
+            message: format!(
+                "format {} is not the {FORMAT} this pexinit reads",
+                manifest.format
+            ),
+        });
+    }
+    Ok(manifest)
+}
+
+/// Writes the manifest atomically: a reader (or a crash) never sees half a file.
+pub fn write(seed_dir: &Path, manifest: &Manifest) -> io::Result<()> {
+    write_atomic(seed_dir, MANIFEST_NAME, &manifest.to_bytes(), 0o644)
+}
+
+/// Writes `dir/name` via a temp file in `dir` (created O_EXCL, never through a link),
+/// fsync, rename.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, dir.join(name))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The digest recorded for a PEX: the file for a zipapp, PEX-INFO for a directory.
+pub fn pex_digest(pex: &Pex) -> io::Result<(String, DigestOf)> {
+    match pex.layout {
+        info::Layout::Zipapp => Ok((sha256_file(&pex.path)?, DigestOf::File)),
+        info::Layout::Packed | info::Layout::Loose => {
+            Ok((sha256_file(&pex.path.join(PEX_INFO))?, DigestOf::PexInfo))
+        }
+    }
+}
+
+/// A member of the PEX (`PEX-INFO`, `__main__.py`) as bytes: from the zip, or the file.
+pub fn read_member(pex: &Pex, name: &str) -> io::Result<Vec<u8>> {
+    match pex.layout {
+        info::Layout::Zipapp => {
+            let file = File::open(&pex.path)?;
+            let mut archive = zip::ZipArchive::new(file).map_err(io::Error::other)?;
+            let mut entry = archive.by_name(name).map_err(io::Error::other)?;
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            Ok(bytes)
+        }
+        info::Layout::Packed | info::Layout::Loose => fs::read(pex.path.join(name)),
+    }
+}
+
+/// The PEX-INFO keys the seed and the fast path need beyond [`crate::pex::info::PexInfo`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct RuntimeInfo {
+    #[serde(default)]
+    pub includes_tools: bool,
+    #[serde(default)]
+    pub inject_python_args: Vec<String>,
+    #[serde(default = "yes")]
+    pub venv_hermetic_scripts: bool,
+    /// A non-empty pex_path changes the venv hash and the bootstrap's sys.path.
+    #[serde(default)]
+    pub pex_path: serde_json::Value,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl RuntimeInfo {
+    pub fn read(pex: &Pex) -> io::Result<RuntimeInfo> {
+        let bytes = read_member(pex, PEX_INFO)?;
+        serde_json::from_slice(&bytes).map_err(io::Error::other)
+    }
+
+    pub fn has_pex_path(&self) -> bool {
+        match &self.pex_path {
+            serde_json::Value::Null => false,
+            serde_json::Value::String(s) => !s.is_empty(),
+            serde_json::Value::Array(a) => !a.is_empty(),
+            _ => true,
+        }
+    }
+}
+
+/// Which exec style the PEX's own bootstrap uses: pex ≤ 2.27 passes
+/// `hermetic_venv_scripts=` to `boot(...)` and execs `<venv>/bin/python`; newer pex
+/// passes `hermetic_boot=` and execs the interpreter named by `<venv>/pex`'s `#!` line.
+pub fn exec_style(main_py: &[u8]) -> ExecStyle {
+    if contains(main_py, b"hermetic_venv_scripts=") {
+        ExecStyle::VenvPython
+    } else {
+        ExecStyle::Shebang
+    }
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

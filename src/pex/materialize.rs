@@ -1,0 +1,360 @@
+//! Turning a seed into a working PEX_ROOT somewhere else.
+//!
+//! A seed the runtime user cannot write (a root-owned image layer, a `--read-only` root
+//! filesystem, an arbitrary UID) would make pex fall back to a temporary PEX_ROOT: cold
+//! again, with a warning. pex only checks that PEX_ROOT itself is writable, and writes
+//! exactly three kinds of things on a warm run (research §4): `PEX_ROOT/access.lck`,
+//! `.last-access` in the unzipped-PEX or venv entry it runs (pex ≥ 2.27), and lock files
+//! next to entries it has to create (none, when warm).
+//!
+//! So the *link farm* is a small writable directory holding:
+//! - its own `access.lck`;
+//! - for each `unzipped_pexes/<N>/<hash>` and `venvs/<N>/<pex hash>/<interp hash>` entry,
+//!   a real directory whose children are links to the seed's children, plus a real,
+//!   writable `.last-access`;
+//! - links to every other top-level directory of the seed (`installed_wheels`, …) and to
+//!   `venvs/<N>/s`.
+//!
+//! The seed's content is used in place: the cost grows with the number of seeded PEXes
+//! (a handful of entries), never with the seed's size. Links are absolute, to the seed's
+//! physical path; the seed's own links are relative or point at the path the seed was
+//! built for, which the farm or the seed itself provides.
+//!
+//! Only the link-farm mode exists so far; copy, hardlink and reflink modes (for `prime`)
+//! will share [`FarmPlan`]'s plan-then-apply shape.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+use nix::sys::stat::{Mode, mkdirat};
+use nix::unistd::{Gid, Uid, fchownat, symlinkat};
+use serde::{Deserialize, Serialize};
+
+use crate::pex::manifest::{self, MANIFEST_NAME};
+
+/// Marks a finished farm: which seed (and which manifest of it) it mirrors. Written last,
+/// atomically, so a farm with a matching marker is complete and can be reused as is.
+pub const FARM_MARKER: &str = ".pexinit-farm.json";
+
+/// Top-level directories holding entries pex touches on warm runs (`.last-access`).
+const PER_ENTRY_TOPS: [&str; 2] = ["unzipped_pexes", "venvs"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FarmMarker {
+    pub seed: PathBuf,
+    pub manifest_sha256: String,
+}
+
+/// One thing to create in the farm, relative to its root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Item {
+    Dir {
+        path: PathBuf,
+    },
+    Link {
+        path: PathBuf,
+        target: PathBuf,
+    },
+    /// An empty file pex writes to (`access.lck`, `.last-access`).
+    WritableFile {
+        path: PathBuf,
+    },
+}
+
+/// What materializing a seed into `into` will do: computed by reading only.
+#[derive(Debug, Clone, Serialize)]
+pub struct FarmPlan {
+    pub seed: PathBuf,
+    pub into: PathBuf,
+    pub marker: FarmMarker,
+    /// `into` already is a complete farm of this seed: nothing to do.
+    pub reuse: bool,
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error(
+        "{0} is not empty and not a link farm of this seed; empty it or point PEX_ROOT elsewhere"
+    )]
+    NotEmpty(PathBuf),
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> MaterializeError {
+    MaterializeError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// The marker a farm of `seed` (physical path) carries.
+pub fn marker_for(seed: &Path) -> Result<FarmMarker, MaterializeError> {
+    let path = seed.join(MANIFEST_NAME);
+    let bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;
+    Ok(FarmMarker {
+        seed: seed.to_path_buf(),
+        manifest_sha256: manifest::sha256_bytes(&bytes),
+    })
+}
+
+/// Whether `into` holds a finished farm with this marker.
+pub fn is_farm_of(into: &Path, marker: &FarmMarker) -> bool {
+    fs::read(into.join(FARM_MARKER))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<FarmMarker>(&b).ok())
+        .is_some_and(|m| &m == marker)
+}
+
+/// Plans a link farm of the physical seed directory `seed` at the physical path `into`
+/// (which may be missing, empty, a finished farm of the same seed, or a farm an earlier
+/// attempt left half-done).
+pub fn plan_link_farm(seed: &Path, into: &Path) -> Result<FarmPlan, MaterializeError> {
+    let marker = marker_for(seed)?;
+    if is_farm_of(into, &marker) {
+        return Ok(FarmPlan {
+            seed: seed.to_path_buf(),
+            into: into.to_path_buf(),
+            marker,
+            reuse: true,
+            items: Vec::new(),
+        });
+    }
+    let mut items = vec![Item::WritableFile {
+        path: PathBuf::from("access.lck"),
+    }];
+    for (name, is_dir) in list(seed)? {
+        let rel = PathBuf::from(&name);
+        if name == "access.lck" || name.as_bytes().starts_with(b".pexinit") {
+            // Our own files (manifest, quarantine) stay in the seed: the manifest's
+            // pex_root names the seed's build path, not the farm's.
+            continue;
+        }
+        if is_dir && PER_ENTRY_TOPS.iter().any(|t| name == OsStr::new(t)) {
+            plan_per_entry(seed, &rel, &mut items)?;
+        } else {
+            items.push(Item::Link {
+                target: seed.join(&rel),
+                path: rel,
+            });
+        }
+    }
+    if let Ok(existing) = list(into) {
+        let planned: Vec<&Path> = items.iter().map(item_path).collect();
+        let foreign = existing.iter().any(|(name, _)| {
+            name != OsStr::new(FARM_MARKER)
+                && name != OsStr::new("lost+found")
+                && !planned.iter().any(|p| p.as_os_str() == name)
+        });
+        if foreign {
+            return Err(MaterializeError::NotEmpty(into.to_path_buf()));
+        }
+    }
+    Ok(FarmPlan {
+        seed: seed.to_path_buf(),
+        into: into.to_path_buf(),
+        marker,
+        reuse: false,
+        items,
+    })
+}
+
+/// `unzipped_pexes/<N>/<entry>` or `venvs/<N>/<pex hash>/<interp hash>`: real
+/// directories down to each entry, links to the entry's children, a writable
+/// `.last-access`. Lock files are left out: pex takes them only to create an entry,
+/// and then it creates them itself, in the writable farm.
+fn plan_per_entry(seed: &Path, top: &Path, items: &mut Vec<Item>) -> Result<(), MaterializeError> {
+    // Entries sit 2 levels below `unzipped_pexes` and 3 below `venvs`.
+    let depth = if top == Path::new("venvs") { 3 } else { 2 };
+    let mut level = vec![top.to_path_buf()];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for dir in &level {
+            items.push(Item::Dir { path: dir.clone() });
+            for (name, is_dir) in list(&seed.join(dir))? {
+                let rel = dir.join(&name);
+                if is_lock(&name) {
+                    continue;
+                }
+                if name == "s" && top == Path::new("venvs") || !is_dir {
+                    // `venvs/<N>/s` holds only short links pex never writes into.
+                    items.push(Item::Link {
+                        target: seed.join(&rel),
+                        path: rel,
+                    });
+                } else {
+                    next.push(rel);
+                }
+            }
+        }
+        level = next;
+    }
+    for entry in level {
+        items.push(Item::Dir {
+            path: entry.clone(),
+        });
+        for (name, _) in list(&seed.join(&entry))? {
+            let rel = entry.join(&name);
+            if name == ".last-access" {
+                continue;
+            }
+            items.push(Item::Link {
+                target: seed.join(&rel),
+                path: rel,
+            });
+        }
+        items.push(Item::WritableFile {
+            path: entry.join(".last-access"),
+        });
+    }
+    items.dedup();
+    Ok(())
+}
+
+fn is_lock(name: &OsStr) -> bool {
+    name.as_bytes().ends_with(b".lck")
+}
+
+fn item_path(item: &Item) -> &Path {
+    match item {
+        Item::Dir { path } | Item::Link { path, .. } | Item::WritableFile { path } => path,
+    }
+}
+
+/// Names in `dir` (sorted, for a reproducible plan) and whether each is a real directory.
+fn list(dir: &Path) -> Result<Vec<(OsString, bool)>, MaterializeError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        out.push((entry.file_name(), is_dir));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What applying a farm plan did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FarmReport {
+    pub created: usize,
+    pub existing: usize,
+}
+
+/// Creates the farm. `into` must exist (the caller creates it, privately when in a
+/// shared TMPDIR). Every step is relative to a directory opened with O_NOFOLLOW, so a
+/// link planted in the farm is never followed; an item that already exists as planned
+/// (a concurrent start, a crashed one) is accepted. `owner`: chown what we create (root
+/// preparing the farm for the `--user` it then becomes).
+pub fn apply(plan: &FarmPlan, owner: Option<(u32, u32)>) -> Result<FarmReport, MaterializeError> {
+    let mut report = FarmReport::default();
+    if plan.reuse {
+        return Ok(report);
+    }
+    let root = open_dir_nofollow(&plan.into).map_err(|e| io_error(&plan.into, e))?;
+    for item in &plan.items {
+        let path = item_path(item);
+        let shown = plan.into.join(path);
+        let (parent, name) = open_parent(root.as_fd(), path).map_err(|e| io_error(&shown, e))?;
+        let created = match item {
+            Item::Dir { .. } => {
+                match mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) => true,
+                    Err(Errno::EEXIST) => {
+                        openat(parent.as_fd(), name, dir_flags(), Mode::empty()).map_err(|e| {
+                            io_error(&shown, format!("exists but is not a directory ({e})"))
+                        })?;
+                        false
+                    }
+                    Err(e) => return Err(io_error(&shown, e)),
+                }
+            }
+            Item::Link { target, .. } => match symlinkat(target.as_path(), parent.as_fd(), name) {
+                Ok(()) => true,
+                Err(Errno::EEXIST) => {
+                    let current =
+                        readlinkat(parent.as_fd(), name).map_err(|e| io_error(&shown, e))?;
+                    if Path::new(&current) != target {
+                        return Err(MaterializeError::NotEmpty(plan.into.clone()));
+                    }
+                    false
+                }
+                Err(e) => return Err(io_error(&shown, e)),
+            },
+            Item::WritableFile { .. } => {
+                let flags = OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC;
+                match openat(parent.as_fd(), name, flags, Mode::from_bits_truncate(0o644)) {
+                    Ok(_) => true,
+                    Err(Errno::EEXIST) => false,
+                    Err(e) => return Err(io_error(&shown, e)),
+                }
+            }
+        };
+        if created {
+            report.created += 1;
+            if let Some((uid, gid)) = owner {
+                fchownat(
+                    parent.as_fd(),
+                    name,
+                    Some(Uid::from_raw(uid)),
+                    Some(Gid::from_raw(gid)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| io_error(&shown, e))?;
+            }
+        } else {
+            report.existing += 1;
+        }
+    }
+    let marker = serde_json::to_vec_pretty(&plan.marker).expect("marker serializes");
+    manifest::write_atomic(&plan.into, FARM_MARKER, &marker, 0o644)
+        .map_err(|e| io_error(&plan.into.join(FARM_MARKER), e))?;
+    if let Some((uid, gid)) = owner {
+        fchownat(
+            root.as_fd(),
+            FARM_MARKER,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io_error(&plan.into, e))?;
+    }
+    Ok(report)
+}
+
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+fn open_dir_nofollow(path: &Path) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(path, dir_flags(), Mode::empty())
+}
+
+/// Opens the parent directory of `rel` below `root`, one component at a time with
+/// O_NOFOLLOW; returns it with the last component's name.
+fn open_parent<'p>(root: BorrowedFd<'_>, rel: &'p Path) -> io::Result<(OwnedFd, &'p OsStr)> {
+    let mut parts: Vec<&OsStr> = rel
+        .components()
+        .map(|c| match c {
+            Component::Normal(n) => Ok(n),
+            _ => Err(io::Error::other("not a plain relative path")),
+        })
+        .collect::<io::Result<_>>()?;
+    let name = parts.pop().ok_or_else(|| io::Error::other("empty path"))?;
+    let mut dir = openat(root, ".", dir_flags(), Mode::empty())?;
+    for part in parts {
+        dir = openat(dir.as_fd(), part, dir_flags(), Mode::empty())?;
+    }
+    Ok((dir, name))
+}

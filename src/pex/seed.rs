@@ -1,0 +1,976 @@
+//! `pexinit seed`: warm a PEX_ROOT at image build time, exactly as the runtime will use
+//! it, and make it reproducible and usable by the runtime user.
+//!
+//! For each PEX (zipapp, `--venv`, packed, loose; any pex version) the seed:
+//! 1. runs `PEX_ROOT=DIR PEX_INTERPRETER=1 [PEX_VENV=1] python APP -c ...` with the
+//!    runtime interpreter (its realpath is part of pex's venv hash). This is pex's own
+//!    `--seed` procedure minus running the entry point: it unzips, installs wheels and
+//!    builds the venv (research §1).
+//! 2. clamps every mtime to SOURCE_DATE_EPOCH, then `python -m compileall -f` with
+//!    PYTHONHASHSEED=0, so every module has a `.pyc` whose header records the clamped
+//!    source mtime: imports are warm (Python validates by mtime and size) and the bytes
+//!    are the same on every build;
+//! 3. verifies: a second warm-up creates nothing new, and the repair scan
+//!    ([`crate::pex::repair::plan`]) finds no poisoned, broken or suspicious link;
+//! 4. writes the manifest ([`crate::pex::manifest`]) atomically;
+//! 5. sets ownership and modes for the runtime user (default: the OpenShift convention,
+//!    group 0 with group permissions equal to the user's), then clamps mtimes again.
+//!
+//! [`plan`] is pure (reads only) and printable; [`apply`] carries it out.
+
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{self, IsTerminal};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, UtimensatFlags, fchmod, fstat, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, fchownat};
+use serde::Serialize;
+
+use crate::identity::Identity;
+use crate::paths::{dir_writable_by, resolve_physical};
+use crate::pex::cache::{FileKind, read_dir};
+use crate::pex::info::{self, Layout, Pex};
+use crate::pex::manifest::{
+    self, Entry, MANIFEST_NAME, Manifest, Ownership, RunMode, RuntimeInfo, VenvEntry,
+};
+use crate::pex::materialize::{self, FarmPlan};
+use crate::pex::repair;
+
+/// mtime of every seeded file when SOURCE_DATE_EPOCH is unset: 1980-01-01, the zip epoch
+/// (a constant, so seeds stay reproducible without any setting).
+pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 315_532_800;
+
+/// Exit statuses of `pexinit seed` (documented in the README).
+pub mod exit {
+    /// Seeded and verified.
+    pub const OK: u8 = 0;
+    /// pex failed while warming (its stderr is shown).
+    pub const WARM_FAILED: u8 = 1;
+    /// The seed was built but does not verify (a second warm-up created files, or the
+    /// cache has broken links): it is not trustworthy and no manifest was written.
+    pub const VERIFY_FAILED: u8 = 2;
+    /// Bad input: flags, a file that is not a PEX, a DIR that is not empty.
+    pub const BAD_INPUT: u8 = 125;
+    /// The interpreter cannot be found.
+    pub const NO_INTERPRETER: u8 = 127;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    NoInterpreter(String),
+    #[error("{0}")]
+    WarmFailed(String),
+    #[error("{0}")]
+    VerifyFailed(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+}
+
+impl SeedError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SeedError::BadInput(_) => exit::BAD_INPUT,
+            SeedError::NoInterpreter(_) => exit::NO_INTERPRETER,
+            SeedError::WarmFailed(_) | SeedError::Io { .. } => exit::WARM_FAILED,
+            SeedError::VerifyFailed(_) => exit::VERIFY_FAILED,
+        }
+    }
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SeedError {
+    let context = context.into();
+    move |source| SeedError::Io { context, source }
+}
+
+/// One PEX to seed.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub path: PathBuf,
+    /// Config `venv: true`: warm a zipapp built with `--include-tools` in venv mode.
+    pub venv: bool,
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub pex_root: PathBuf,
+    pub python: Option<PathBuf>,
+    /// `--runtime-user UID[:GID]`; None: the OpenShift convention.
+    pub runtime_user: Option<(u32, Option<u32>)>,
+    pub targets: Vec<Target>,
+    /// From SOURCE_DATE_EPOCH; None: [`DEFAULT_SOURCE_DATE_EPOCH`].
+    pub source_date_epoch: Option<i64>,
+    /// PATH for the children (pex's bootstrap runs `uname` and friends).
+    pub path_var: OsString,
+}
+
+impl Request {
+    /// Reads SOURCE_DATE_EPOCH and PATH from the process environment.
+    pub fn from_env(
+        pex_root: PathBuf,
+        python: Option<PathBuf>,
+        runtime_user: Option<(u32, Option<u32>)>,
+        targets: Vec<Target>,
+    ) -> Result<Request, SeedError> {
+        let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<i64>().map_err(|_| {
+                SeedError::BadInput(format!(
+                    "SOURCE_DATE_EPOCH={v:?} is not a number of seconds; set it to e.g. $(git log -1 --format=%ct)"
+                ))
+            })?),
+            _ => None,
+        };
+        Ok(Request {
+            pex_root,
+            python,
+            runtime_user,
+            targets,
+            source_date_epoch,
+            path_var: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        })
+    }
+}
+
+/// One PEX in the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub pex: PathBuf,
+    pub layout: Layout,
+    pub pex_hash: String,
+    pub pex_version: Option<String>,
+    pub mode: RunMode,
+    /// The warm-up command (for people reading the plan).
+    pub warm: String,
+    /// A loose PEX keeps its bytecode next to its sources: compiled there too.
+    pub compile_in_place: Option<PathBuf>,
+    #[serde(skip)]
+    opened: Pex,
+}
+
+/// What `seed` will do: computed by reading only.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedPlan {
+    pub pex_root: PathBuf,
+    /// The interpreter as named, and its realpath (what pex hashes).
+    pub python: PathBuf,
+    pub python_realpath: PathBuf,
+    pub source_date_epoch: i64,
+    pub ownership: Ownership,
+    /// DIR already holds a seed: entries are added (pex reuses what exists).
+    pub reseed: bool,
+    pub items: Vec<Item>,
+    pub compileall: String,
+    #[serde(skip)]
+    path_var: OsString,
+}
+
+impl SeedPlan {
+    /// The plan as text, one line per step.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "seed {} with {} (realpath {}), mtimes {}\n",
+            self.pex_root.display(),
+            self.python.display(),
+            self.python_realpath.display(),
+            self.source_date_epoch
+        );
+        for item in &self.items {
+            out.push_str(&format!(
+                "  warm {} ({:?}, pex {}, {:?}): {}\n",
+                item.pex.display(),
+                item.layout,
+                item.pex_version.as_deref().unwrap_or("?"),
+                item.mode,
+                item.warm
+            ));
+        }
+        out.push_str(&format!("  compile: {}\n", self.compileall));
+        out.push_str(&format!(
+            "  verify: second warm-up creates nothing; repair scan clean\n  write {}\n  ownership: {}\n",
+            self.pex_root.join(MANIFEST_NAME).display(),
+            match (self.ownership.uid, self.ownership.group_like_user) {
+                (Some(uid), _) => format!("uid {uid} gid {}", self.ownership.gid),
+                (None, true) => format!("group {} with group permissions = user permissions", self.ownership.gid),
+                (None, false) => format!("group {}", self.ownership.gid),
+            }
+        ));
+        out
+    }
+}
+
+/// Plans a seed. Reads PEX-INFO of every target and checks DIR; writes nothing.
+pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
+    if req.targets.is_empty() {
+        return Err(SeedError::BadInput(
+            "no PEX given; usage: pexinit seed --pex-root DIR APP.pex...".into(),
+        ));
+    }
+    let root = absolute(&req.pex_root)?;
+    let resolved = resolve_physical(&root)
+        .map_err(|e| SeedError::BadInput(format!("--pex-root {}: {e}", root.display())))?;
+    let pex_root = resolved.physical;
+    let reseed = if resolved.exists {
+        let meta = fs::metadata(&pex_root).map_err(io_err(pex_root.display().to_string()))?;
+        if !meta.is_dir() {
+            return Err(SeedError::BadInput(format!(
+                "--pex-root {} is not a directory; name a new or empty directory",
+                pex_root.display()
+            )));
+        }
+        let has_manifest = pex_root.join(MANIFEST_NAME).is_file();
+        let empty = fs::read_dir(&pex_root)
+            .map_err(io_err(pex_root.display().to_string()))?
+            .next()
+            .is_none();
+        if !empty && !has_manifest {
+            return Err(SeedError::BadInput(format!(
+                "--pex-root {} is not empty and holds no pexinit seed; seed into a new or empty directory",
+                pex_root.display()
+            )));
+        }
+        has_manifest
+    } else {
+        false
+    };
+
+    let mut opened = Vec::new();
+    for target in &req.targets {
+        let path = absolute(&target.path)?;
+        let pex = info::open(&path).map_err(|e| {
+            SeedError::BadInput(format!(
+                "{} {e}; name a PEX file or directory",
+                path.display()
+            ))
+        })?;
+        opened.push((pex, target.venv));
+    }
+    let python = match &req.python {
+        Some(p) => p.clone(),
+        None => match &opened[0].0.shebang {
+            Some(s) => PathBuf::from(&s.program),
+            None => {
+                return Err(SeedError::NoInterpreter(format!(
+                    "{} has no #! line naming its interpreter; pass --python PATH",
+                    opened[0].0.path.display()
+                )));
+            }
+        },
+    };
+    let python_found = find_on_path(&python, &req.path_var).ok_or_else(|| {
+        SeedError::NoInterpreter(format!(
+            "interpreter {} not found; install it or pass --python PATH",
+            python.display()
+        ))
+    })?;
+    let python_realpath = fs::canonicalize(&python_found).map_err(|e| {
+        SeedError::NoInterpreter(format!(
+            "interpreter {}: {e}; pass --python PATH",
+            python.display()
+        ))
+    })?;
+
+    let mut items = Vec::new();
+    for (pex, venv_wanted) in opened {
+        let runtime = RuntimeInfo::read(&pex)
+            .map_err(|e| SeedError::BadInput(format!("{}: PEX-INFO: {e}", pex.path.display())))?;
+        let pex_hash = pex.info.pex_hash.clone().ok_or_else(|| {
+            SeedError::BadInput(format!(
+                "{}: PEX-INFO has no pex_hash; rebuild it with pex",
+                pex.path.display()
+            ))
+        })?;
+        let mode = if pex.info.venv {
+            RunMode::Venv
+        } else if venv_wanted {
+            if !runtime.includes_tools {
+                return Err(SeedError::BadInput(format!(
+                    "{}: `venv: true` needs a PEX built with `pex --include-tools` (or `--venv`); rebuild it or drop `venv: true`",
+                    pex.path.display()
+                )));
+            }
+            RunMode::VenvByEnv
+        } else {
+            RunMode::Zipapp
+        };
+        let compile_in_place = (pex.layout == Layout::Loose).then(|| pex.path.clone());
+        items.push(Item {
+            warm: format!(
+                "PEX_ROOT={} PEX_INTERPRETER=1{} {} {} -c 'import sys; print(sys.prefix)'",
+                pex_root.display(),
+                if mode == RunMode::VenvByEnv {
+                    " PEX_VENV=1"
+                } else {
+                    ""
+                },
+                python_found.display(),
+                pex.path.display()
+            ),
+            pex: pex.path.clone(),
+            layout: pex.layout,
+            pex_hash,
+            pex_version: pex.info.build_properties.pex_version.clone(),
+            mode,
+            compile_in_place,
+            opened: pex,
+        });
+    }
+    let ownership = match req.runtime_user {
+        Some((uid, gid)) => Ownership {
+            uid: Some(uid),
+            gid: gid.unwrap_or(0),
+            group_like_user: true,
+        },
+        None => Ownership {
+            uid: None,
+            gid: 0,
+            group_like_user: true,
+        },
+    };
+    Ok(SeedPlan {
+        compileall: format!(
+            "touch -d @{sde} (all files); PYTHONHASHSEED=0 {} -m compileall -q -f {}",
+            python_found.display(),
+            pex_root.display(),
+            sde = req.source_date_epoch.unwrap_or(DEFAULT_SOURCE_DATE_EPOCH)
+        ),
+        pex_root,
+        python: python_found,
+        python_realpath,
+        source_date_epoch: req.source_date_epoch.unwrap_or(DEFAULT_SOURCE_DATE_EPOCH),
+        ownership,
+        reseed,
+        items,
+        path_var: req.path_var.clone(),
+    })
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, SeedError> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(std::env::current_dir()
+        .map_err(io_err("the working directory"))?
+        .join(path))
+}
+
+/// execvp-style lookup: a name with a slash is taken as is.
+fn find_on_path(name: &Path, path_var: &OsStr) -> Option<PathBuf> {
+    if name.as_os_str().as_bytes().contains(&b'/') {
+        return name.is_file().then(|| name.to_path_buf());
+    }
+    std::env::split_paths(path_var)
+        .map(|dir| dir.join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+}
+
+/// Progress for long seeds: a bar on a terminal, nothing otherwise.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(steps: u64) -> Progress {
+        if !io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new(steps);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Progress(Some(bar))
+    }
+
+    fn step(&self, message: String) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(message);
+            bar.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// What a finished seed holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedReport {
+    pub manifest: Manifest,
+    pub files: usize,
+    pub bytes: u64,
+    /// compileall reported files it could not compile (they would not import either).
+    pub compile_warnings: Option<String>,
+}
+
+/// Carries out a seed plan.
+pub fn apply(plan: &SeedPlan) -> Result<SeedReport, SeedError> {
+    let progress = Progress::new(plan.items.len() as u64 * 2 + 4);
+    let result = apply_with(plan, &progress);
+    progress.finish();
+    result
+}
+
+fn apply_with(plan: &SeedPlan, progress: &Progress) -> Result<SeedReport, SeedError> {
+    let root = &plan.pex_root;
+    fs::create_dir_all(root).map_err(io_err(format!("creating {}", root.display())))?;
+    let scratch = Scratch::new()?;
+    let mut warmed = Vec::new();
+    for item in &plan.items {
+        progress.step(format!("warming {}", item.pex.display()));
+        let prefix = warm(plan, item, &scratch.0)?;
+        warmed.push((item, prefix));
+    }
+
+    progress.step("compiling bytecode".into());
+    let sde = plan.source_date_epoch;
+    clamp_tree(root, sde)?;
+    let mut compile_warnings = compile(plan, root, true)?;
+    for item in &plan.items {
+        if let Some(dir) = &item.compile_in_place {
+            // Best effort: a read-only loose PEX simply stays as it was built.
+            if let Some(w) = compile(plan, dir, false)? {
+                compile_warnings.get_or_insert(w);
+            }
+        }
+    }
+    clamp_tree(root, sde)?;
+
+    progress.step("verifying".into());
+    let before = snapshot(root)?;
+    for item in &plan.items {
+        warm(plan, item, &scratch.0)?;
+        progress.step(format!("re-warming {}", item.pex.display()));
+    }
+    let after = snapshot(root)?;
+    let new: Vec<&String> = after.difference(&before).collect();
+    if !new.is_empty() {
+        return Err(SeedError::VerifyFailed(format!(
+            "a second warm-up created {} new file(s) in {} (first: {}); the seed would not be warm — please report this with the pex version",
+            new.len(),
+            root.display(),
+            new[0]
+        )));
+    }
+    let scan = repair::plan(root).map_err(|e| SeedError::VerifyFailed(e.to_string()))?;
+    if scan.has_work() || scan.has_suspicious() {
+        return Err(SeedError::VerifyFailed(format!(
+            "{} has {} poisoned link(s), {} broken entrie(s), {} suspicious link(s); run `pexinit repair --dry-run {}` to see them",
+            root.display(),
+            scan.poisoned_links(),
+            scan.quarantine.len(),
+            scan.suspicious.len() + scan.problems.len(),
+            root.display()
+        )));
+    }
+
+    progress.step("writing the manifest".into());
+    let mut entries: Vec<Entry> = match plan.reseed {
+        true => manifest::read(root).map(|m| m.entries).unwrap_or_default(),
+        false => Vec::new(),
+    };
+    for (item, prefix) in warmed {
+        let entry = entry_for(plan, item, prefix.as_deref())?;
+        entries.retain(|e| e.pex_hash != entry.pex_hash);
+        entries.push(entry);
+    }
+    entries.sort_by(|a, b| a.pex_hash.cmp(&b.pex_hash));
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        pex_root: root.clone(),
+        python: plan.python_realpath.clone(),
+        source_date_epoch: sde,
+        ownership: plan.ownership.clone(),
+        entries,
+    };
+    manifest::write(root, &manifest).map_err(io_err(format!(
+        "writing {}",
+        root.join(MANIFEST_NAME).display()
+    )))?;
+
+    progress.step("ownership and modes".into());
+    let stats = fix_tree(root, &plan.ownership, sde)?;
+    Ok(SeedReport {
+        manifest,
+        files: stats.0,
+        bytes: stats.1,
+        compile_warnings,
+    })
+}
+
+/// A private scratch HOME/TMPDIR for the warm-up, removed afterwards: the warm-up must
+/// not depend on (or write to) the builder's HOME, which may be a symlink (pex#2572).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch, SeedError> {
+        let base = std::env::temp_dir();
+        for n in 0..100 {
+            let dir = base.join(format!("pexinit-seed-{}-{n}", std::process::id()));
+            match fs::DirBuilder::new().mode_private().create(&dir) {
+                Ok(()) => {
+                    let dir = fs::canonicalize(&dir).map_err(io_err(dir.display().to_string()))?;
+                    return Ok(Scratch(dir));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err(format!("creating {}", dir.display()))(e)),
+            }
+        }
+        Err(SeedError::BadInput(format!(
+            "cannot create a scratch directory in {}; set TMPDIR to a writable directory",
+            base.display()
+        )))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+trait PrivateDir {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateDir for fs::DirBuilder {
+    fn mode_private(&mut self) -> &mut Self {
+        use std::os::unix::fs::DirBuilderExt;
+        self.mode(0o700)
+    }
+}
+
+/// A child with exactly the environment the seed controls: nothing of the builder's
+/// environment leaks into pex's choices (PEX_PYTHON, PEX_PATH…) or into the bytes.
+fn child(plan: &SeedPlan, scratch: &Path) -> Command {
+    let mut cmd = Command::new(&plan.python);
+    cmd.env_clear()
+        .env("PATH", &plan.path_var)
+        .env("HOME", scratch)
+        .env("TMPDIR", scratch)
+        .env("PYTHONHASHSEED", "0")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs the warm-up; returns the last stdout line (sys.prefix) for venv modes.
+fn warm(plan: &SeedPlan, item: &Item, scratch: &Path) -> Result<Option<String>, SeedError> {
+    let mut cmd = child(plan, scratch);
+    cmd.env("PEX_ROOT", &plan.pex_root)
+        .env("PEX_INTERPRETER", "1")
+        .arg(&item.pex)
+        .args(["-c", "import sys; print(sys.prefix)"]);
+    if item.mode == RunMode::VenvByEnv {
+        cmd.env("PEX_VENV", "1");
+    }
+    let out = cmd
+        .output()
+        .map_err(io_err(format!("starting {}", plan.python.display())))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(SeedError::WarmFailed(format!(
+            "warming {} failed ({}): {}",
+            item.pex.display(),
+            out.status,
+            last.trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(stdout.lines().last().map(str::to_owned))
+}
+
+/// `python -m compileall -q -f DIR`: timestamps are validated by source mtime and size,
+/// so compiling after clamping mtimes gives `.pyc` files that are both warm and
+/// reproducible. Returns compileall's complaint, if any.
+fn compile(plan: &SeedPlan, dir: &Path, force: bool) -> Result<Option<String>, SeedError> {
+    let scratch = Scratch::new()?;
+    let mut cmd = child(plan, &scratch.0);
+    cmd.args(["-m", "compileall", "-q"]);
+    if force {
+        cmd.arg("-f");
+    }
+    let out = cmd.arg(dir).output().map_err(io_err(format!(
+        "starting {} -m compileall",
+        plan.python.display()
+    )))?;
+    if out.status.success() {
+        return Ok(None);
+    }
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    Ok(Some(format!(
+        "compileall could not compile some files under {} (they would fail to import too): {}",
+        dir.display(),
+        text.lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+    )))
+}
+
+fn entry_for(plan: &SeedPlan, item: &Item, prefix: Option<&str>) -> Result<Entry, SeedError> {
+    let root = &plan.pex_root;
+    let pex = &item.opened;
+    let runtime =
+        RuntimeInfo::read(pex).map_err(io_err(format!("{}: PEX-INFO", pex.path.display())))?;
+    let (sha256, digest_of) =
+        manifest::pex_digest(pex).map_err(io_err(format!("hashing {}", pex.path.display())))?;
+    let unzipped = find_unzipped(root, &item.pex_hash);
+    let venv = if item.mode.is_venv() {
+        let prefix = prefix.ok_or_else(|| {
+            SeedError::WarmFailed(format!(
+                "warming {} printed no sys.prefix",
+                pex.path.display()
+            ))
+        })?;
+        let real = fs::canonicalize(prefix).map_err(io_err(format!("resolving {prefix}")))?;
+        let dir = real
+            .strip_prefix(root)
+            .map_err(|_| {
+                SeedError::WarmFailed(format!(
+                    "pex put the venv of {} at {} (outside {}); is PEX_ROOT overridden by a pexrc?",
+                    pex.path.display(),
+                    real.display(),
+                    root.display()
+                ))
+            })?
+            .to_path_buf();
+        let main_py = fs::read(real.join("__main__.py")).unwrap_or_default();
+        let pex_main = manifest::read_member(pex, "__main__.py")
+            .map_err(io_err(format!("{}: __main__.py", pex.path.display())))?;
+        Some(VenvEntry {
+            dir,
+            exec_style: manifest::exec_style(&pex_main),
+            hermetic: runtime.venv_hermetic_scripts,
+            last_access_env: manifest::contains(&main_py, b"_PEX_CACHE_SET_LAST_ACCESS"),
+        })
+    } else {
+        None
+    };
+    Ok(Entry {
+        pex: pex.path.clone(),
+        sha256,
+        digest_of,
+        pex_hash: item.pex_hash.clone(),
+        pex_version: item.pex_version.clone(),
+        layout: item.layout.into(),
+        mode: item.mode,
+        inject_python_args: runtime.inject_python_args,
+        unzipped,
+        venv,
+    })
+}
+
+/// `unzipped_pexes/<N>/<pex hash>`, whichever cache version N this pex uses.
+fn find_unzipped(root: &Path, pex_hash: &str) -> Option<PathBuf> {
+    let mut versions: Vec<_> = fs::read_dir(root.join("unzipped_pexes"))
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    versions.sort();
+    versions.into_iter().find_map(|v| {
+        let rel = Path::new("unzipped_pexes").join(v).join(pex_hash);
+        root.join(&rel).is_dir().then_some(rel)
+    })
+}
+
+/// Every path below `root` except pex's lock and access files (and our manifest):
+/// "the second warm-up created nothing" compares two of these.
+fn snapshot(root: &Path) -> Result<BTreeSet<String>, SeedError> {
+    let mut out = BTreeSet::new();
+    walk(root, &mut |parent, name, kind, rel| {
+        let _ = (parent, kind);
+        let n = name.as_bytes();
+        if !(n.ends_with(b".lck") || n == b".last-access" || n == MANIFEST_NAME.as_bytes()) {
+            out.insert(rel.to_string_lossy().into_owned());
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Sets every mtime (and atime) below and at `root` to `sde`, links included.
+fn clamp_tree(root: &Path, sde: i64) -> Result<(), SeedError> {
+    let t = TimeSpec::new(sde, 0);
+    walk(root, &mut |parent, name, _, _| {
+        utimensat(parent, name, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
+    })?;
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        root,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| io_err(root.display().to_string())(e.into()))
+}
+
+/// Ownership, modes (g=u), then mtimes, for the whole tree; returns (files, bytes).
+fn fix_tree(root: &Path, own: &Ownership, sde: i64) -> Result<(usize, u64), SeedError> {
+    let (uid, gid) = (own.uid.map(Uid::from_raw), Some(Gid::from_raw(own.gid)));
+    let mut files = 0usize;
+    let mut bytes = 0u64;
+    let mut fix = |parent: BorrowedFd<'_>, name: &OsStr, kind: FileKind| -> io::Result<()> {
+        fchownat(parent, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| {
+            io::Error::other(format!(
+                "chown to {}:{} failed ({e}); run `pexinit seed` as root (a Dockerfile RUN is) or pass --runtime-user YOUR_UID",
+                own.uid.map_or("-".into(), |u| u.to_string()),
+                own.gid
+            ))
+        })?;
+        if kind == FileKind::Symlink {
+            return Ok(());
+        }
+        // Opened without following links, so the chmod lands on what we listed.
+        let flags = match kind {
+            FileKind::Directory => OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            _ => OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+        };
+        let fd = openat(
+            parent,
+            name,
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let st = fstat(fd.as_fd())?;
+        if kind != FileKind::Directory {
+            files += 1;
+            bytes += st.st_size as u64;
+        }
+        if own.group_like_user {
+            let mode = st.st_mode & 0o7777;
+            let user = (mode >> 6) & 0o7;
+            let new = (mode & !0o070) | (user << 3);
+            if new != mode {
+                fchmod(fd.as_fd(), Mode::from_bits_truncate(new))?;
+            }
+        }
+        Ok(())
+    };
+    walk(root, &mut |parent, name, kind, _| fix(parent, name, kind))?;
+    // The root itself.
+    let root_parent = root.parent().unwrap_or(Path::new("/"));
+    let parent_fd = nix::fcntl::open(
+        root_parent,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(root_parent.display().to_string())(e.into()))?;
+    let name = root.file_name().unwrap_or(OsStr::new("."));
+    fix(parent_fd.as_fd(), name, FileKind::Directory)
+        .map_err(io_err(root.display().to_string()))?;
+    clamp_tree(root, sde)?;
+    Ok((files, bytes))
+}
+
+/// Depth-first walk below `root` that never follows a link: every directory is opened
+/// with O_NOFOLLOW relative to its parent's descriptor. `f` gets the parent descriptor,
+/// the name, its kind and the path relative to `root`.
+fn walk(
+    root: &Path,
+    f: &mut dyn FnMut(BorrowedFd<'_>, &OsStr, FileKind, &Path) -> io::Result<()>,
+) -> Result<(), SeedError> {
+    let fd = nix::fcntl::open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(root.display().to_string())(e.into()))?;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut rel = PathBuf::new();
+    walk_dir(fd, &mut rel, &mut buf, f)
+        .map_err(|e| io_err(format!("walking {}", root.join(&rel).display()))(e))
+}
+
+fn walk_dir(
+    dir: OwnedFd,
+    rel: &mut PathBuf,
+    buf: &mut Vec<u8>,
+    f: &mut dyn FnMut(BorrowedFd<'_>, &OsStr, FileKind, &Path) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut names = read_dir(dir.as_fd(), buf)?;
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, kind) in names {
+        rel.push(&name);
+        f(dir.as_fd(), &name, kind, rel)?;
+        if kind == FileKind::Directory {
+            let child = openat(
+                dir.as_fd(),
+                name.as_os_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            walk_dir(child, rel, buf, f)?;
+        }
+        rel.pop();
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Using a seed at run time.
+
+/// How `run` uses a seed for one PEX.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum SeedUse {
+    /// The runtime user can write the seed: PEX_ROOT is the seed itself.
+    Direct { pex_root: PathBuf },
+    /// The seed is read-only for the runtime user, or sits elsewhere than the path it
+    /// was built for: PEX_ROOT is a link farm of it (see [`materialize`]).
+    Farm { pex_root: PathBuf, farm: FarmPlan },
+}
+
+impl SeedUse {
+    /// The PEX_ROOT the program gets.
+    pub fn pex_root(&self) -> &Path {
+        match self {
+            SeedUse::Direct { pex_root } | SeedUse::Farm { pex_root, .. } => pex_root,
+        }
+    }
+}
+
+/// Everything [`plan_use`] decides from.
+pub struct UseRequest<'a> {
+    /// The seed directory (`--seed`, config `seed`, `PEXINIT_SEED`, or PEX_ROOT).
+    pub seed: &'a Path,
+    pub manifest: &'a Manifest,
+    pub who: &'a Identity,
+    /// Where a private farm goes when the seed sits at its build path but is read-only
+    /// (TMPDIR, else /tmp; physical).
+    pub tmp: &'a Path,
+}
+
+/// Decides how a seed is used; the reason when it cannot be (then `run` takes the
+/// normal path: never a failure).
+pub fn plan_use(req: &UseRequest<'_>) -> Result<SeedUse, String> {
+    let seed = resolve_physical(req.seed)
+        .map_err(|e| format!("seed {}: {e}", req.seed.display()))?
+        .physical;
+    let built_at = &req.manifest.pex_root;
+    if &seed == built_at {
+        if seed_writable(&seed, req.who) {
+            return Ok(SeedUse::Direct { pex_root: seed });
+        }
+        // Read-only seed at its own path: its absolute paths resolve as they are; pex
+        // only needs a writable PEX_ROOT in front of it.
+        let marker = materialize::marker_for(&seed).map_err(|e| e.to_string())?;
+        let name = format!("pex-root-{}", &marker.manifest_sha256[..16]);
+        let into = req.tmp.join(format!("pexinit-{}", req.who.uid)).join(name);
+        let farm = materialize::plan_link_farm(&seed, &into).map_err(|e| e.to_string())?;
+        return Ok(SeedUse::Farm {
+            pex_root: into,
+            farm,
+        });
+    }
+    // The seed was moved (or mounted elsewhere): venvs name the build path in shebangs
+    // and links, so the farm must stand exactly there.
+    let at = resolve_physical(built_at)
+        .map_err(|e| format!("the seed's build path {}: {e}", built_at.display()))?;
+    if at.physical != *built_at {
+        return Err(format!(
+            "the seed was built for {} but that path now crosses a symlink; mount an empty directory there",
+            built_at.display()
+        ));
+    }
+    let writable = if at.exists {
+        dir_writable_by(built_at, req.who)
+    } else {
+        dir_writable_by(&at.existing_ancestor, req.who)
+    };
+    if !writable {
+        return Err(format!(
+            "the seed at {} was built for {}, which {} cannot create or write; mount an empty writable directory (an emptyDir or tmpfs) at {}",
+            seed.display(),
+            built_at.display(),
+            if req.who.is_root() {
+                "root".to_owned()
+            } else {
+                format!("uid {}", req.who.uid)
+            },
+            built_at.display()
+        ));
+    }
+    let farm = materialize::plan_link_farm(&seed, built_at).map_err(|e| e.to_string())?;
+    Ok(SeedUse::Farm {
+        pex_root: built_at.clone(),
+        farm,
+    })
+}
+
+/// pex's own test is `os.access(PEX_ROOT, W_OK)`; a warm run also writes `access.lck`
+/// and (pex ≥ 2.27) `.last-access` files, which the OpenShift convention makes
+/// group-writable. Judged for `who` from modes, ownership and read-only mounts.
+fn seed_writable(seed: &Path, who: &Identity) -> bool {
+    if !dir_writable_by(seed, who) {
+        return false;
+    }
+    match fs::metadata(seed.join("access.lck")) {
+        Ok(m) => file_writable_by(&m, who),
+        Err(_) => true,
+    }
+}
+
+fn file_writable_by(meta: &fs::Metadata, who: &Identity) -> bool {
+    if who.is_root() {
+        return true;
+    }
+    let mode = meta.mode();
+    let bits = if meta.uid() == who.uid {
+        mode >> 6
+    } else if who.in_group(meta.gid()) {
+        mode >> 3
+    } else {
+        mode
+    };
+    bits & 0o2 != 0
+}
+
+/// Creates what a [`SeedUse`] needs (the farm directory, privately, then the farm).
+/// `owner`: chown what is created, when root prepares for another `--user`.
+pub fn apply_use(plan: &SeedUse, who: &Identity, owner: Option<(u32, u32)>) -> Result<(), String> {
+    let SeedUse::Farm { pex_root, farm } = plan else {
+        return Ok(());
+    };
+    if farm.reuse {
+        return Ok(());
+    }
+    if !pex_root.exists() {
+        let parent = pex_root.parent().unwrap_or(Path::new("/"));
+        let base = parent.parent().unwrap_or(Path::new("/"));
+        // `<tmp>/pexinit-<uid>` is private (0700, owned by the user), like the fallback home.
+        crate::paths::create_dirs(base, parent, crate::paths::DirPolicy::Private, who)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        match fs::create_dir(pex_root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", pex_root.display())),
+        }
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(pex_root, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot chown {}: {e}", pex_root.display()))?;
+        }
+    }
+    materialize::apply(farm, owner)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,544 @@
+//! `pexinit::pex::seed` against real pex runtimes (2.20.3, 2.27.1, 2.105.2), real PEX
+//! files of every layout, real uid switches (`setpriv`) and a real mount namespace.
+//!
+//! "Warm" is asserted by effect, never by time: after a seeded run, no writable cache
+//! directory holds anything new except pex's lock and access files, and pex printed no
+//! fallback warning.
+
+mod seed_support;
+mod support;
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pexinit::envmap::EnvMap;
+use pexinit::identity::Identity;
+use pexinit::pex::fastpath;
+use pexinit::pex::info;
+use pexinit::pex::manifest::{self, MANIFEST_NAME, RunMode};
+use pexinit::pex::repair;
+use pexinit::pex::seed::{self, Target, UseRequest};
+use seed_support::{AppKind, envapp};
+use support::*;
+
+const SDE: i64 = 1_700_000_000;
+
+fn request(root: &Path, targets: &[(&Path, bool)]) -> seed::Request {
+    seed::Request {
+        pex_root: root.to_path_buf(),
+        python: Some(PathBuf::from(PYTHON)),
+        runtime_user: None,
+        targets: targets
+            .iter()
+            .map(|(p, venv)| Target {
+                path: p.to_path_buf(),
+                venv: *venv,
+            })
+            .collect(),
+        source_date_epoch: Some(SDE),
+        path_var: PATH.into(),
+    }
+}
+
+fn seed(root: &Path, targets: &[(&Path, bool)]) -> seed::SeedReport {
+    let plan = seed::plan(&request(root, targets)).unwrap_or_else(|e| panic!("plan: {e}"));
+    seed::apply(&plan).unwrap_or_else(|e| panic!("seed {}: {e}", root.display()))
+}
+
+/// The environment every run in these tests starts from (plus PEX_ROOT).
+fn base_env(home: &Path) -> Vec<(String, String)> {
+    vec![
+        ("PATH".into(), PATH.into()),
+        ("HOME".into(), home.display().to_string()),
+        ("FOO".into(), "1".into()),
+        ("PEX_FOO".into(), "1".into()),
+    ]
+}
+
+/// Not a test: the child entry point that does what `pexinit run --seed` does, as the
+/// uid it was started as (via setpriv) and in the mount namespace it was started in:
+/// plan how to use the seed, make the farm if needed, then exec the fast path (or the
+/// normal path with PEX_ROOT). `PEXINIT_TEST_FAST=0` forces the normal path.
+#[test]
+#[ignore = "child process entry point, run by other tests"]
+fn seed_run_child() {
+    let Some(seed_dir) = std::env::var_os("PEXINIT_TEST_SEED") else {
+        return;
+    };
+    let pex_path = PathBuf::from(std::env::var_os("PEXINIT_TEST_PEX").expect("PEX"));
+    let args: Vec<OsString> = std::env::var("PEXINIT_TEST_ARGS")
+        .unwrap_or_default()
+        .split('\x1f')
+        .filter(|a| !a.is_empty())
+        .map(OsString::from)
+        .collect();
+    let want_fast = std::env::var("PEXINIT_TEST_FAST").as_deref() != Ok("0");
+    let who = Identity::current();
+    let seed_dir = PathBuf::from(seed_dir);
+    let manifest = manifest::read(&seed_dir).unwrap_or_else(|e| panic!("{e}"));
+    let tmp = PathBuf::from(std::env::var_os("TMPDIR").unwrap_or("/tmp".into()));
+    let used = seed::plan_use(&UseRequest {
+        seed: &seed_dir,
+        manifest: &manifest,
+        who: &who,
+        tmp: &tmp,
+    })
+    .unwrap_or_else(|why| panic!("seed not usable: {why}"));
+    seed::apply_use(&used, &who, None).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("PEXINIT_TEST_PEX_ROOT={}", used.pex_root().display());
+
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("PEXINIT_TEST_") && !k.starts_with("RUST_"))
+        .collect();
+    env.retain(|(k, _)| k != "PEX_ROOT");
+    env.push(("PEX_ROOT".into(), used.pex_root().display().to_string()));
+    let pex = info::open(&pex_path).expect("open pex");
+    let env_map = EnvMap::from_pairs(env.iter().map(|(k, v)| (k.into(), v.into())));
+    let fast = fastpath::plan(&fastpath::Request {
+        manifest: &manifest,
+        pex_root: used.pex_root(),
+        pex: &pex,
+        interpreter: Path::new(PYTHON),
+        interpreter_args: &[],
+        env: &env_map,
+        args: &args,
+    });
+    let mut cmd = match (&fast, want_fast) {
+        (Ok(fast), true) => {
+            eprintln!("PEXINIT_TEST_FAST_PATH=1");
+            let mut cmd = Command::new(&fast.executable);
+            cmd.arg0(&fast.argv_os[0]).args(&fast.argv_os[1..]);
+            env.extend(fast.env.iter().cloned());
+            cmd
+        }
+        (fast, _) => {
+            if let Err(why) = fast {
+                eprintln!("PEXINIT_TEST_NO_FAST_PATH={why}");
+            }
+            let mut cmd = Command::new(PYTHON);
+            cmd.arg(&pex_path).args(&args);
+            cmd
+        }
+    };
+    cmd.env_clear().envs(env);
+    panic!("exec failed: {}", cmd.exec());
+}
+
+fn child_exe() -> PathBuf {
+    std::env::current_exe().expect("test binary")
+}
+
+/// A command running [`seed_run_child`].
+fn seeded_run(seed_dir: &Path, pex: &Path, args: &[&str], env: &[(String, String)]) -> Command {
+    let mut cmd = clean_command(child_exe());
+    cmd.args([
+        "--exact",
+        "seed_run_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env("PEXINIT_TEST_SEED", seed_dir)
+    .env("PEXINIT_TEST_PEX", pex)
+    .env("PEXINIT_TEST_ARGS", args.join("\x1f"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// The app's JSON output (the test harness prints its own lines around it).
+fn app_json(ran: &Ran) -> serde_json::Value {
+    let start = ran
+        .stdout
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON:\n{}", ran.describe()));
+    let end = ran.stdout.rfind('}').expect("JSON end");
+    serde_json::from_str(&ran.stdout[start..=end])
+        .unwrap_or_else(|e| panic!("bad JSON ({e}):\n{}", ran.describe()))
+}
+
+/// Everything below `dir`, except pex's lock and access files.
+fn content(dir: &Path) -> BTreeSet<String> {
+    tree(dir)
+        .into_iter()
+        .filter(|e| {
+            let name = e.rsplit('/').next().unwrap_or("");
+            !(name.ends_with(".lck") || name == ".last-access")
+        })
+        .collect()
+}
+
+fn assert_no_fallback_warning(ran: &Ran) {
+    assert!(
+        !ran.stderr.contains("PEXWarning") && !ran.stderr.contains("falling back"),
+        "pex fell back to a temporary PEX_ROOT:\n{}",
+        ran.describe()
+    );
+}
+
+/// Differential test: for --venv PEXes built by every pex generation, the fast path
+/// gives the app exactly the argv, sys.path, sys.executable, prefix, interpreter flags
+/// and environment that `python3.11 app.pex` gives through pex's own bootstrap.
+#[test]
+fn fast_path_matches_the_bootstrap_for_venv_pexes() {
+    for version in ALL_PEX_VERSIONS {
+        let app = envapp(version, AppKind::Venv);
+        let sb = Sandbox::new();
+        let root = sb.join("seed");
+        let home = sb.mkdir("home");
+        let report = seed(&root, &[(&app, false)]);
+        let entry = &report.manifest.entries[0];
+        assert_eq!(entry.mode, RunMode::Venv);
+        assert!(entry.venv.is_some(), "{entry:?}");
+        let before = content(&root);
+
+        let mut env = base_env(&home);
+        env.push(("PEX_ROOT".into(), root.display().to_string()));
+        let bootstrap = run(clean_command(PYTHON)
+            .arg(&app)
+            .args(["a1", "a 2"])
+            .env_clear()
+            .envs(env.clone()));
+        assert!(bootstrap.success(), "{version}: {}", bootstrap.describe());
+        let fast = run(&mut seeded_run(
+            &root,
+            &app,
+            &["a1", "a 2"],
+            &base_env(&home),
+        ));
+        assert!(
+            fast.success() && fast.stderr.contains("PEXINIT_TEST_FAST_PATH=1"),
+            "{version}: {}",
+            fast.describe()
+        );
+        assert_eq!(
+            app_json(&fast),
+            app_json(&bootstrap),
+            "{version}: the fast path differs from the bootstrap"
+        );
+        assert_eq!(content(&root), before, "{version}: a run created files");
+        assert_no_fallback_warning(&fast);
+        assert_no_fallback_warning(&bootstrap);
+    }
+}
+
+/// `venv: true` warms a zipapp built with --include-tools in venv mode, and the fast path
+/// matches `PEX_VENV=1 python3.11 app.pex`; without --include-tools it is a one-line error.
+#[test]
+fn venv_true_needs_tools_and_matches_pex_venv() {
+    for version in [PEX_BUGGY, PEX_NEWEST] {
+        let app = envapp(version, AppKind::Tools);
+        let sb = Sandbox::new();
+        let root = sb.join("seed");
+        let home = sb.mkdir("home");
+        let report = seed(&root, &[(&app, true)]);
+        assert_eq!(report.manifest.entries[0].mode, RunMode::VenvByEnv);
+        let mut env = base_env(&home);
+        env.push(("PEX_VENV".into(), "1".into()));
+        let mut with_root = env.clone();
+        with_root.push(("PEX_ROOT".into(), root.display().to_string()));
+        let bootstrap = run(clean_command(PYTHON)
+            .arg(&app)
+            .arg("x")
+            .env_clear()
+            .envs(with_root));
+        assert!(bootstrap.success(), "{version}: {}", bootstrap.describe());
+        let fast = run(&mut seeded_run(&root, &app, &["x"], &env));
+        assert!(
+            fast.stderr.contains("PEXINIT_TEST_FAST_PATH=1"),
+            "{version}: {}",
+            fast.describe()
+        );
+        assert_eq!(app_json(&fast), app_json(&bootstrap), "{version}");
+
+        let plain = envapp(version, AppKind::Zipapp);
+        let err = seed::plan(&request(&sb.join("other"), &[(&plain, true)]))
+            .expect_err("venv: true without --include-tools");
+        let text = err.to_string();
+        assert!(
+            text.contains("--include-tools") && !text.contains('\n'),
+            "{text}"
+        );
+        assert_eq!(err.exit_code(), seed::exit::BAD_INPUT);
+    }
+}
+
+/// A sorted listing of a tree with modes, owners, mtimes, link targets and content
+/// hashes: two reproducible seeds give equal listings.
+fn fingerprint(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in tree(root) {
+        let path = PathBuf::from(&line[2..]);
+        let meta = fs::symlink_metadata(&path).expect("lstat");
+        let rel = path
+            .strip_prefix(root)
+            .expect("below root")
+            .display()
+            .to_string();
+        let what = if meta.file_type().is_symlink() {
+            format!("-> {}", fs::read_link(&path).expect("readlink").display())
+        } else if meta.is_dir() {
+            "dir".to_owned()
+        } else {
+            manifest::sha256_file(&path).expect("hash")
+        };
+        out.push(format!(
+            "{rel} {:o} {}:{} {} {what}",
+            meta.mode(),
+            meta.uid(),
+            meta.gid(),
+            meta.mtime()
+        ));
+    }
+    out
+}
+
+/// Two seeds of the same inputs at the same path are byte-identical trees (modes,
+/// owners, mtimes, link targets, contents), including the .pyc files and the manifest.
+#[test]
+fn two_seeds_of_the_same_inputs_are_identical() {
+    let apps: Vec<PathBuf> = vec![
+        cowsay(PEX_FIXED, Kind::Zipapp),
+        envapp(PEX_NEWEST, AppKind::Venv),
+        envapp(PEX_BUGGY, AppKind::Venv),
+    ];
+    let targets: Vec<(&Path, bool)> = apps.iter().map(|p| (p.as_path(), false)).collect();
+    let sb = Sandbox::new();
+    let root = sb.join("seed");
+    seed(&root, &targets);
+    let first = fingerprint(&root);
+    assert!(
+        first.iter().any(|l| l.contains(".pyc ")),
+        "no bytecode seeded"
+    );
+    assert!(
+        first.iter().all(|l| l.contains(&format!(" {SDE} "))),
+        "unclamped mtime"
+    );
+    fs::remove_dir_all(&root).expect("rm seed");
+    seed(&root, &targets);
+    let second = fingerprint(&root);
+    let diff: Vec<_> = first
+        .iter()
+        .zip(&second)
+        .filter(|(a, b)| a != b)
+        .take(5)
+        .collect();
+    assert!(
+        first.len() == second.len() && diff.is_empty(),
+        "seeds differ ({} vs {} entries): {diff:#?}",
+        first.len(),
+        second.len()
+    );
+}
+
+/// Every layout built by every pex generation is warm from the seed, for root, uid
+/// 65534 (not in the seed's group 0: read-only, gets a link farm), uid 123456 gid 0
+/// (the OpenShift convention: writes the seed directly), and uid 123456 gid 0 with the
+/// seed chmod'ed read-only. Nothing is extracted, no fallback warning, and --venv PEXes
+/// take the fast path.
+#[test]
+fn every_layout_and_user_runs_warm_from_the_seed() {
+    let sb = Sandbox::new();
+    let mut seeds = Vec::new();
+    for version in ALL_PEX_VERSIONS {
+        for kind in Kind::ALL {
+            let app = cowsay(version, kind);
+            // pex creates packed and loose outputs mode 0700: other uids must read them.
+            let status = Command::new("chmod")
+                .args(["-R", "a+rX"])
+                .arg(&app)
+                .status()
+                .expect("chmod");
+            assert!(status.success());
+            let root = sb.join(&format!("seed-{version}-{kind:?}"));
+            let report = seed(&root, &[(&app, false)]);
+            let meta = fs::metadata(&root).expect("seed");
+            assert_eq!(meta.gid(), 0, "OpenShift convention: group 0");
+            assert_eq!((meta.mode() >> 3) & 7, (meta.mode() >> 6) & 7, "g=u");
+            let scan = repair::plan(&root).expect("scan");
+            assert!(!scan.has_work() && !scan.has_suspicious(), "{scan:?}");
+            seeds.push((version, kind, app, root, report.manifest));
+        }
+    }
+    let tmp = sb.mkdir("tmp");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
+    let home = sb.mkdir("home");
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o777)).expect("chmod home");
+    let users: [(&str, u32, u32, bool); 4] = [
+        ("root", 0, 0, false),
+        ("nobody", 65534, 65534, false),
+        ("openshift", 123456, 0, false),
+        ("openshift-read-only", 123456, 0, true),
+    ];
+    for (who, uid, gid, read_only) in users {
+        for (version, kind, app, root, _) in &seeds {
+            let label = format!("{who} {version} {kind:?}");
+            if read_only {
+                chmod_tree(root, false);
+            }
+            let mut env = base_env(&home);
+            env.push(("TMPDIR".into(), tmp.display().to_string()));
+            let seed_before = content(root);
+            let tmp_before = content(&tmp);
+            let ran = run(&mut as_user(
+                uid,
+                gid,
+                &seeded_run(root, app, &["-t", "moo"], &env),
+            ));
+            assert_cowsay_said(&ran, "moo");
+            assert_no_fallback_warning(&ran);
+            assert_eq!(content(root), seed_before, "{label}: the seed changed");
+            let farm_and_tmp = content(&tmp);
+            let new_in_tmp: Vec<_> = farm_and_tmp
+                .difference(&tmp_before)
+                .filter(|e| !e.contains("/pexinit-"))
+                .collect();
+            assert!(
+                new_in_tmp.is_empty(),
+                "{label}: new in TMPDIR: {new_in_tmp:?}"
+            );
+            // A second run adds nothing anywhere (the farm is reused as is).
+            let again = run(&mut as_user(
+                uid,
+                gid,
+                &seeded_run(root, app, &["-t", "moo"], &env),
+            ));
+            assert_cowsay_said(&again, "moo");
+            assert_eq!(content(&tmp), farm_and_tmp, "{label}: second run wrote");
+            let expect_farm = (uid == 65534) || read_only;
+            let used_root = pex_root_of(&ran);
+            assert_eq!(
+                used_root != *root,
+                expect_farm,
+                "{label}: PEX_ROOT {}",
+                used_root.display()
+            );
+            if *kind == Kind::Venv {
+                assert!(
+                    ran.stderr.contains("PEXINIT_TEST_FAST_PATH=1"),
+                    "{label}: {}",
+                    ran.describe()
+                );
+            }
+            if read_only {
+                chmod_tree(root, true);
+            }
+        }
+    }
+}
+
+fn pex_root_of(ran: &Ran) -> PathBuf {
+    ran.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("PEXINIT_TEST_PEX_ROOT="))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no PEX_ROOT reported:\n{}", ran.describe()))
+}
+
+fn chmod_tree(root: &Path, writable: bool) {
+    let mode = if writable { "ug+w" } else { "a-w" };
+    let status = Command::new("chmod")
+        .args(["-R", mode])
+        .arg(root)
+        .status()
+        .expect("chmod");
+    assert!(status.success());
+}
+
+/// The read-only root filesystem case: the seed sits read-only at another path (a
+/// read-only bind mount), and PEX_ROOT is an empty tmpfs mounted at the path the seed
+/// was built for. The farm is made in the tmpfs; every run is warm, as uid 65534.
+#[test]
+fn empty_tmpfs_at_the_build_path_with_the_seed_mounted_read_only_elsewhere() {
+    let sb = Sandbox::new();
+    let build_path = sb.join("pex-root");
+    let copy = sb.join("seed-copy");
+    let ro = sb.mkdir("seed-ro");
+    let home = sb.mkdir("home");
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let apps = [
+        cowsay(PEX_BUGGY, Kind::Venv),
+        cowsay(PEX_FIXED, Kind::Zipapp),
+        cowsay(PEX_NEWEST, Kind::Venv),
+        cowsay(PEX_NEWEST, Kind::Zipapp),
+        cowsay(PEX_NEWEST, Kind::Packed),
+    ];
+    let targets: Vec<(&Path, bool)> = apps.iter().map(|p| (p.as_path(), false)).collect();
+    seed(&build_path, &targets);
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&build_path)
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    for app in &apps {
+        // Inside a private mount namespace: the copy read-only at `ro`, an empty tmpfs
+        // over the build path (world-writable, like an emptyDir for an arbitrary uid).
+        let script = "set -e; mount --make-rprivate /; \
+            mount --bind \"$1\" \"$2\"; mount -o remount,bind,ro \"$2\"; \
+            mount -t tmpfs -o mode=1777 tmpfs \"$3\"; shift 3; exec \"$@\"";
+        let inner = as_user(
+            65534,
+            65534,
+            &seeded_run(&ro, app, &["-t", "moo"], &base_env(&home)),
+        );
+        let mut cmd = Command::new("/usr/bin/unshare");
+        cmd.args(["--mount", "--", "/bin/sh", "-c", script, "sh"])
+            .arg(&copy)
+            .arg(&ro)
+            .arg(&build_path)
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        // Two runs in the same fresh tmpfs: the second must find everything in place.
+        let ran = run(&mut cmd);
+        assert_cowsay_said(&ran, "moo");
+        assert_no_fallback_warning(&ran);
+        assert_eq!(pex_root_of(&ran), build_path, "{}", ran.describe());
+        if info::open(app).expect("pex").info.venv {
+            assert!(
+                ran.stderr.contains("PEXINIT_TEST_FAST_PATH=1"),
+                "{}",
+                ran.describe()
+            );
+        }
+    }
+}
+
+/// Seeding through a symlinked HOME with a pex 2.20.3 PEX (the runtime with pex#2572)
+/// writes no poisoned link: the seed resolves DIR to its physical path first, and the
+/// manifest records that path.
+#[test]
+fn seed_under_a_symlinked_home_has_no_poisoned_link() {
+    let sb = Sandbox::new();
+    sb.mkdir("a/b/c");
+    let home = sb.symlink("a/b/c", "home");
+    let logical_root = home.join(".cache/pex");
+    for kind in [Kind::Zipapp, Kind::Venv, Kind::Packed] {
+        let root = logical_root.join(format!("{kind:?}"));
+        let report = seed(&root, &[(&cowsay(PEX_BUGGY, kind), false)]);
+        let physical = sb.join("a/b/c/.cache/pex").join(format!("{kind:?}"));
+        assert_eq!(report.manifest.pex_root, physical);
+        let scan = repair::plan(&physical).expect("scan");
+        assert_eq!(scan.poisoned_links(), 0, "{scan:?}");
+        assert!(!scan.has_work() && !scan.has_suspicious(), "{scan:?}");
+        assert!(physical.join(MANIFEST_NAME).is_file());
+    }
+    // Sanity: the symlink really is one.
+    assert!(
+        fs::symlink_metadata(&home)
+            .expect("lstat")
+            .file_type()
+            .is_symlink()
+    );
+}
