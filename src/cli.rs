@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{FlagSettings, InitMode, parse_grace};
+use crate::config::{FlagSettings, InitMode, RepairMode, parse_grace};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +60,20 @@ pub enum Command {
         of its pex runtime. Exit status: 0 healthy, 1 unhealthy, 125 bad configuration.")]
     Doctor(DoctorArgs),
 
+    /// Heal a PEX_ROOT poisoned by pex's symlink bugs (dangling relative links).
+    #[command(after_help = "Examples:\n  \
+        pexinit repair --dry-run            # what would change in the PEX_ROOT run would use\n  \
+        pexinit repair /home/app/.cache/pex\n  \
+        pexinit repair --json /var/cache/pex\n\n\
+        Poisoned links are rewritten to the links a fixed pex writes; entries that cannot be \
+        rewritten are moved to PEX_ROOT/.pexinit-quarantine so pex rebuilds them; links leaving \
+        PEX_ROOT in shapes pex never writes are reported and left alone. Nothing outside \
+        PEX_ROOT is written.\n\n\
+        Exit status: 0 healthy or healed; 1 (--dry-run) something would be repaired; 2 \
+        suspicious links or unreadable directories remain; 3 something could not be healed; \
+        125 repair could not run.")]
+    Repair(RepairArgs),
+
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  pexinit completions bash > /etc/bash_completion.d/pexinit")]
     Completions {
@@ -88,6 +102,11 @@ pub struct PlanOptions {
     /// writability are planned for that user.
     #[arg(long, value_name = "USER[:GROUP]", env = "PEXINIT_USER")]
     pub user: Option<String>,
+
+    /// Before starting a PEX: auto = heal a poisoned PEX_ROOT; check = exit 125 when it
+    /// is poisoned; off = do not look [default: auto].
+    #[arg(long, value_enum, value_name = "MODE", env = "PEXINIT_REPAIR")]
+    pub repair: Option<RepairMode>,
 }
 
 impl PlanOptions {
@@ -97,6 +116,7 @@ impl PlanOptions {
             python: self.python.clone(),
             pex_root: self.pex_root.clone(),
             user: self.user.clone(),
+            repair: self.repair,
             ..FlagSettings::default()
         }
     }
@@ -131,12 +151,7 @@ pub struct RunArgs {
     pub kill_process_group: Option<bool>,
 
     /// The program and its arguments.
-    #[arg(
-        value_name = "PROGRAM",
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "PROGRAM", required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 
@@ -165,11 +180,7 @@ pub struct EnvArgs {
     pub export: bool,
 
     /// The program run would start (optional; shown with --json).
-    #[arg(
-        value_name = "PROGRAM",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "PROGRAM", trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 
@@ -183,10 +194,24 @@ pub struct DoctorArgs {
     pub json: bool,
 
     /// The program to diagnose, e.g. a .pex file (optional).
-    #[arg(
-        value_name = "PROGRAM",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "PROGRAM", trailing_var_arg = true)]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub options: PlanOptions,
+
+    /// Report what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The cache to repair [default: the PEX_ROOT `pexinit env` exports].
+    #[arg(value_name = "PEX_ROOT")]
+    pub root: Option<PathBuf>,
 }

@@ -4,9 +4,10 @@ use std::io::Write;
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command, DoctorArgs, EnvArgs, RunArgs};
+use crate::cache_guard::{self, CacheCheck};
+use crate::cli::{Cli, Command, DoctorArgs, EnvArgs, RepairArgs, RunArgs};
 use crate::command::{CommandPlan, plan_command};
-use crate::config::{FlagSettings, InitMode, Settings};
+use crate::config::{FlagSettings, InitMode, RepairMode, Settings};
 use crate::envmap::EnvMap;
 use crate::error::{EXIT_UNHEALTHY, Error, Result};
 use crate::identity::Identity;
@@ -22,6 +23,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Run(args) => run(args, cli.verbose),
         Command::Env(args) => env(args, cli.verbose),
         Command::Doctor(args) => doctor(args, cli.verbose),
+        Command::Repair(args) => repair(args, cli.verbose),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -71,6 +73,11 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
     let command = plan_command(&args.command, &settings, &plan.env, &inputs.identity)?;
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
+    }
+    let pex_root = plan.value("PEX_ROOT").map(std::path::PathBuf::from);
+    let cache = CacheCheck::scan(pex_root.as_deref(), settings.repair, command.pex.is_some());
+    if let Some(pex_root) = &pex_root {
+        cache_guard::enforce(&cache, pex_root, settings.repair)?;
     }
     apply::prepare(&plan, &inputs.identity)?;
     let program = apply::Program::new(&plan, &command)?;
@@ -183,12 +190,18 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
         .as_ref()
         .and_then(|c| c.pex.as_ref())
         .map(PexReport::new);
+    let pex_root = plan.value("PEX_ROOT").map(std::path::PathBuf::from);
+    let cache = CacheCheck::scan(pex_root.as_deref(), settings.repair, pex.is_some());
+    if cache.poisoned().is_some() && settings.repair != RepairMode::Auto {
+        problems.push(format!("PEX_ROOT is poisoned: {}", cache.summary()));
+    }
     let diagnosis = Diagnosis {
         healthy: problems.is_empty(),
         config_file: settings.config_file.clone(),
         plan: &plan,
         command: command.as_ref(),
         pex,
+        cache,
         problems,
     };
     let text = if args.json {
@@ -198,6 +211,34 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
     };
     print(&text)?;
     Ok(if diagnosis.healthy { 0 } else { EXIT_UNHEALTHY })
+}
+
+fn repair(args: RepairArgs, verbose: u8) -> Result<u8> {
+    let settings = settings(&args.options.flag_settings(), verbose)?;
+    let pex_root = match &args.root {
+        Some(named) => named.clone(),
+        None => {
+            let plan = plan_environment(&settings, &plan_inputs(&settings)?);
+            let derived = plan.value("PEX_ROOT").map(std::path::PathBuf::from);
+            match derived.filter(|p| p.is_dir()) {
+                Some(path) => path,
+                None => {
+                    // The cache run would use does not exist yet: nothing can be poisoned.
+                    tracing::info!("PEX_ROOT does not exist yet: nothing to repair");
+                    return Ok(crate::pex::repair::exit::OK);
+                }
+            }
+        }
+    };
+    let report = crate::pex::repair::repair(&pex_root, args.dry_run)
+        .map_err(|e| Error::Normalize(format!("{e}; name an existing PEX_ROOT directory")))?;
+    let text = if args.json {
+        json(&report)
+    } else {
+        report.text()
+    };
+    print(&text)?;
+    Ok(report.exit_code())
 }
 
 fn json(value: &impl serde::Serialize) -> String {

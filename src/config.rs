@@ -38,6 +38,22 @@ pub struct FileConfig {
     pub kill_process_group: Option<bool>,
     /// Run the program as USER[:GROUP] (names or numbers).
     pub user: Option<EnvValue>,
+    /// Heal a poisoned PEX_ROOT before the program starts: auto, check or off.
+    pub repair: Option<RepairMode>,
+}
+
+/// What `run` does about a PEX_ROOT poisoned by pex's symlink bugs before it starts
+/// the program.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RepairMode {
+    /// Heal poisoned links and quarantine broken entries, then run.
+    #[default]
+    Auto,
+    /// Report and refuse to run (exit 125) when the cache is poisoned.
+    Check,
+    /// Do not look at the cache.
+    Off,
 }
 
 /// When `run` supervises the program (fork, forward signals, reap) instead of exec'ing it.
@@ -129,6 +145,7 @@ pub struct Settings {
     pub kill_process_group: bool,
     /// `USER[:GROUP]` the program runs as; None = as pexinit's own user.
     pub user: Option<String>,
+    pub repair: RepairMode,
 }
 
 impl Default for Settings {
@@ -143,6 +160,7 @@ impl Default for Settings {
             grace: DEFAULT_GRACE,
             kill_process_group: false,
             user: None,
+            repair: RepairMode::default(),
         }
     }
 }
@@ -158,6 +176,7 @@ pub struct FlagSettings {
     pub grace: Option<f64>,
     pub kill_process_group: Option<bool>,
     pub user: Option<String>,
+    pub repair: Option<RepairMode>,
 }
 
 impl Settings {
@@ -195,6 +214,7 @@ impl Settings {
                 .or(file.kill_process_group)
                 .unwrap_or(false),
             user: flags.user.clone().or(file.user.map(|u| u.0)),
+            repair: flags.repair.or(file.repair).unwrap_or_default(),
             config_file,
         })
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::cache_guard::CacheCheck;
 use crate::command::{CommandPlan, InterpreterSource};
 use crate::paths::Usability;
 use crate::pex::bugs::{self, KnownBug};
@@ -105,6 +106,8 @@ pub struct Diagnosis<'a> {
     pub plan: &'a EnvPlan,
     pub command: Option<&'a CommandPlan>,
     pub pex: Option<PexReport>,
+    /// What run's cache check found in PEX_ROOT (what `pexinit repair` would do).
+    pub cache: CacheCheck,
     /// Everything run cannot fix (plan problems and a program that cannot run).
     pub problems: Vec<String>,
 }
@@ -189,6 +192,28 @@ impl Diagnosis<'_> {
                     out,
                     "known bug {} (fixed in pex {}): {}\n  handled: {}",
                     bug.id, bug.fixed_in, bug.summary, bug.mitigation
+                );
+            }
+        }
+        let _ = writeln!(out, "cache: {}", self.cache.summary());
+        if let Some(plan) = self.cache.poisoned() {
+            for heal in &plan.heal {
+                for link in &heal.links {
+                    let _ = writeln!(
+                        out,
+                        "  would heal {} -> {} (was {})",
+                        link.path.display(),
+                        link.new.to_string_lossy(),
+                        link.old.to_string_lossy()
+                    );
+                }
+            }
+            for q in &plan.quarantine {
+                let _ = writeln!(
+                    out,
+                    "  would quarantine {} ({})",
+                    q.entry.display(),
+                    q.reason
                 );
             }
         }

@@ -345,7 +345,7 @@ fn doctor_names_the_runtime_and_its_bugs_per_layout() {
 
 #[test]
 fn help_has_examples_and_version_and_completions_work() {
-    for sub in ["run", "env", "doctor", "completions"] {
+    for sub in ["run", "env", "doctor", "repair", "completions"] {
         let ran = run(pexinit().args([sub, "--help"]));
         assert_eq!(ran.code, Some(0));
         assert!(

@@ -1,0 +1,117 @@
+//! What `run` and `doctor` do about a poisoned PEX_ROOT before the program starts.
+//!
+//! A cache poisoned by an older run (pex < 2.20.4 under a symlinked HOME) fails every
+//! later run even once HOME is physical: pex trusts existing entries. So `run` looks
+//! before it starts a PEX, and heals (`--repair auto`) or refuses (`--repair check`).
+//! Only PEX programs pay for the look: a plain command has no cache to protect.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::RepairMode;
+use crate::error::{Error, Result};
+use crate::pex::repair::{self, RepairPlan};
+
+/// The cache verdict shown by `doctor` and acted on by `run`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CacheCheck {
+    /// Not looked at, and why.
+    Skipped { reason: String },
+    /// Looked at: the plan a repair would carry out (empty when healthy).
+    Scanned { plan: Box<RepairPlan> },
+}
+
+impl CacheCheck {
+    /// Reads (never writes) the PEX_ROOT the program will use.
+    pub fn scan(pex_root: Option<&Path>, mode: RepairMode, runs_a_pex: bool) -> CacheCheck {
+        let skipped = |reason: &str| CacheCheck::Skipped {
+            reason: reason.to_owned(),
+        };
+        if mode == RepairMode::Off {
+            return skipped("--repair off");
+        }
+        if !runs_a_pex {
+            return skipped("the program is not a PEX");
+        }
+        let Some(pex_root) = pex_root.filter(|p| p.is_dir()) else {
+            return skipped("PEX_ROOT does not exist yet: nothing to repair");
+        };
+        match repair::plan(pex_root) {
+            Ok(plan) => CacheCheck::Scanned {
+                plan: Box::new(plan),
+            },
+            Err(e) => skipped(&format!("cannot scan: {e}")),
+        }
+    }
+
+    /// The plan, when there is work for a repair.
+    pub fn poisoned(&self) -> Option<&RepairPlan> {
+        match self {
+            CacheCheck::Scanned { plan } if plan.has_work() => Some(plan),
+            _ => None,
+        }
+    }
+
+    /// One line for `doctor`'s text report.
+    pub fn summary(&self) -> String {
+        match self {
+            CacheCheck::Skipped { reason } => format!("not scanned ({reason})"),
+            CacheCheck::Scanned { plan } if plan.has_work() => format!(
+                "poisoned: {} link(s) to heal in {} entries, {} entries to quarantine",
+                plan.poisoned_links(),
+                plan.heal.len(),
+                plan.quarantine.len()
+            ),
+            CacheCheck::Scanned { plan } if plan.has_suspicious() => format!(
+                "{} suspicious link(s), {} problem(s): left alone (see pexinit repair --dry-run)",
+                plan.suspicious.len(),
+                plan.problems.len()
+            ),
+            CacheCheck::Scanned { plan } => {
+                format!("healthy ({} entries scanned)", plan.entries_scanned)
+            }
+        }
+    }
+}
+
+/// `run`'s step before exec: heal what the scan found, or refuse in check mode.
+pub fn enforce(check: &CacheCheck, pex_root: &Path, mode: RepairMode) -> Result<()> {
+    let Some(plan) = check.poisoned() else {
+        return Ok(());
+    };
+    if mode == RepairMode::Check {
+        return Err(Error::Normalize(format!(
+            "PEX_ROOT {} is poisoned ({} link(s) to heal, {} entries to quarantine); run \
+             `pexinit repair {}` or use --repair auto",
+            pex_root.display(),
+            plan.poisoned_links(),
+            plan.quarantine.len(),
+            pex_root.display()
+        )));
+    }
+    let report = repair::repair(pex_root, false).map_err(|e| Error::Normalize(e.to_string()))?;
+    for heal in &report.outcome.healed {
+        tracing::warn!(
+            "healed {} poisoned link(s) in {}",
+            heal.links.len(),
+            pex_root.join(&heal.entry).display()
+        );
+    }
+    for q in &report.outcome.quarantined {
+        tracing::warn!(
+            "quarantined {} ({}): pex rebuilds it",
+            pex_root.join(&q.entry).display(),
+            q.reason
+        );
+    }
+    for f in &report.outcome.failed {
+        tracing::warn!(
+            "could not heal {}: {}",
+            pex_root.join(&f.entry).display(),
+            f.error
+        );
+    }
+    Ok(())
+}
