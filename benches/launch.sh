@@ -38,10 +38,9 @@ fi
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 (cd "$ROOT" && cargo build --release --quiet)
-(cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR="$TARGET/static" \
-    cargo build --release --quiet --target x86_64-unknown-linux-gnu)
+# The shipped binary (static, LTO) and the plain dynamic release build for comparison.
+PEXINIT_STATIC=$("$ROOT/scripts/build-release")
 PEXINIT="$TARGET/release/pexinit"
-PEXINIT_STATIC="$TARGET/static/x86_64-unknown-linux-gnu/release/pexinit"
 [ -e /etc/pexinit.yaml ] && echo "note: /etc/pexinit.yaml exists and is read by pexinit" >&2
 
 # A physical, writable HOME: pexinit normalizes it and derives PEX_ROOT below it, as it
