@@ -3,14 +3,9 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat};
-use nix::sys::stat::Mode;
 
 use crate::command::CommandPlan;
 use crate::error::{Error, Result};
@@ -20,75 +15,17 @@ use crate::paths::create_dirs;
 use crate::plan::EnvPlan;
 use crate::privileges::Credentials;
 
-/// Creates every directory the plan needs, without following links.
-///
-/// When root prepares for another user (`--user`), the directories it creates are
-/// chowned to that user, so the program can write where the plan said it could.
+/// Creates every directory the plan needs, without following links, owned by `who` (so
+/// root preparing for `--user` leaves directories that user can write).
 pub fn prepare(plan: &EnvPlan, who: &Identity) -> Result<()> {
-    let chown_to = {
-        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
-        (uid.is_root() && (uid.as_raw() != who.uid || gid.as_raw() != who.gid)).then_some(who)
-    };
     for dir in &plan.mkdirs {
-        let missing = match chown_to {
-            Some(_) => missing_components(&dir.root, &dir.path),
-            None => 0,
-        };
-        create_dirs(&dir.root, &dir.path, dir.policy, who)
-            .and_then(|()| match chown_to {
-                Some(owner) if missing > 0 => chown_tail(&dir.root, &dir.path, missing, owner),
-                _ => Ok(()),
-            })
-            .map_err(|e| {
-                Error::Normalize(format!(
-                    "cannot create {}: {e}; remove what is in the way or set HOME / PEX_ROOT to \
-                     a writable directory",
-                    dir.path.display()
-                ))
-            })?;
-    }
-    Ok(())
-}
-
-/// How many trailing components of `path` (below `root`) do not exist yet.
-fn missing_components(root: &Path, path: &Path) -> usize {
-    let Ok(rest) = path.strip_prefix(root) else {
-        return 0;
-    };
-    let names: Vec<_> = rest.components().map(Component::as_os_str).collect();
-    let mut current = PathBuf::from(root);
-    for (i, name) in names.iter().enumerate() {
-        current.push(name);
-        if std::fs::symlink_metadata(&current).is_err() {
-            return names.len() - i;
-        }
-    }
-    0
-}
-
-/// Chowns the last `count` components of `path` (below `root`) to `owner`, walking with
-/// O_NOFOLLOW like [`create_dirs`] so a link planted meanwhile is refused, not followed.
-fn chown_tail(root: &Path, path: &Path, count: usize, owner: &Identity) -> io::Result<()> {
-    let rest = path.strip_prefix(root).map_err(|_| {
-        io::Error::other(format!("{} is outside {}", path.display(), root.display()))
-    })?;
-    let names: Vec<_> = rest.components().map(Component::as_os_str).collect();
-    let first_new = names.len().saturating_sub(count);
-    let mut dir: OwnedFd = nix::fcntl::open(
-        root,
-        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    for (i, name) in names.iter().enumerate() {
-        dir = openat(
-            dir.as_fd(),
-            *name,
-            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        if i >= first_new {
-            nix::unistd::fchown(dir.as_fd(), Some(owner.uid.into()), Some(owner.gid.into()))?;
-        }
+        create_dirs(&dir.root, &dir.path, dir.policy, who).map_err(|e| {
+            Error::Normalize(format!(
+                "cannot create {}: {e}; remove what is in the way or set HOME / PEX_ROOT to a \
+                 writable directory",
+                dir.path.display()
+            ))
+        })?;
     }
     Ok(())
 }

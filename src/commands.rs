@@ -8,7 +8,6 @@ use crate::cache_guard::{self, CacheCheck};
 use crate::cli::{Cli, Command, DoctorArgs, EnvArgs, RepairArgs, RunArgs};
 use crate::command::{CommandPlan, plan_command};
 use crate::config::{FlagSettings, InitMode, RepairMode, Settings};
-use crate::envmap::EnvMap;
 use crate::error::{EXIT_UNHEALTHY, Error, Result};
 use crate::identity::Identity;
 use crate::init::{self, InitOptions};
@@ -67,7 +66,7 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
             let credentials = Credentials::switch(&current, &target)?;
             (inputs_for_user(&current, target), credentials)
         }
-        None => (process_inputs(current), None),
+        None => (Inputs::from_process(current), None),
     };
     let plan = plan_environment(&settings, &inputs);
     let command = plan_command(&args.command, &settings, &plan.env, &inputs.identity)?;
@@ -103,20 +102,11 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
     )
 }
 
-/// The process's environment and working directory, planned for `identity`.
-fn process_inputs(identity: Identity) -> Inputs {
-    Inputs {
-        env: EnvMap::from_process(),
-        cwd: std::env::current_dir(),
-        identity,
-    }
-}
-
 /// Inputs for running as `target` when pexinit runs as `current`. A HOME that is just
 /// `current`'s own passwd home (what `docker run` sets for root) is not the target
 /// user's: it is dropped, so the plan takes the target's passwd home instead.
 fn inputs_for_user(current: &Identity, target: Identity) -> Inputs {
-    let mut inputs = process_inputs(target);
+    let mut inputs = Inputs::from_process(target);
     if current.uid != inputs.identity.uid {
         let inherited = current
             .passwd
@@ -138,7 +128,7 @@ fn plan_inputs(settings: &Settings) -> Result<Inputs> {
     let current = Identity::current();
     match &settings.user {
         Some(spec) => Ok(inputs_for_user(&current, Identity::for_user(spec)?)),
-        None => Ok(process_inputs(current)),
+        None => Ok(Inputs::from_process(current)),
     }
 }
 

@@ -263,8 +263,9 @@ pub enum DirPolicy {
 /// `root`, never following a symlink: each component is opened with O_NOFOLLOW, so a
 /// link planted after planning makes this fail instead of writing elsewhere.
 ///
-/// With [`DirPolicy::Private`], every directory below `root` is chowned to `owner` when
-/// created and must be owned by it and mode 0700 when it already exists.
+/// Every directory it creates is chowned to `owner` (the user the program runs as). With
+/// [`DirPolicy::Private`], every directory below `root` must also be owned by `owner` and
+/// closed to group and others when it already exists.
 pub fn create_dirs(
     root: &Path,
     path: &Path,
@@ -308,10 +309,12 @@ pub fn create_dirs(
                 e.into()
             }
         })?;
+        if created {
+            // Root preparing directories for `--user` hands them over; for anyone else
+            // this is a no-op chown to themselves.
+            nix::unistd::fchown(next.as_fd(), Some(owner.uid.into()), Some(owner.gid.into()))?;
+        }
         if policy == DirPolicy::Private {
-            if created {
-                nix::unistd::fchown(next.as_fd(), Some(owner.uid.into()), Some(owner.gid.into()))?;
-            }
             check_private(&next, name, owner)?;
         }
         dir = next;

@@ -25,11 +25,13 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    pub fn from_process() -> Self {
+    /// This process's environment and working directory, planned for `identity` (the
+    /// user the program will run as).
+    pub fn from_process(identity: Identity) -> Self {
         Inputs {
             env: EnvMap::from_process(),
             cwd: std::env::current_dir(),
-            identity: Identity::current(),
+            identity,
         }
     }
 }
