@@ -108,6 +108,17 @@ fn seed_run_child() {
         env: &env_map,
         args: &args,
     });
+    if std::env::var_os("PEXINIT_TEST_PRINT").is_some() {
+        // For benches/startup.sh: what would be exec'ed, without exec'ing it.
+        let plan = match &fast {
+            Ok(fast) => serde_json::json!({
+                "pex_root": used.pex_root(), "argv": fast.argv, "env": fast.env,
+            }),
+            Err(why) => serde_json::json!({"pex_root": used.pex_root(), "no_fast_path": why}),
+        };
+        println!("PEXINIT_TEST_PLAN={plan}");
+        return;
+    }
     let mut cmd = match (&fast, want_fast) {
         (Ok(fast), true) => {
             eprintln!("PEXINIT_TEST_FAST_PATH=1");
@@ -127,6 +138,33 @@ fn seed_run_child() {
     };
     cmd.env_clear().envs(env);
     panic!("exec failed: {}", cmd.exec());
+}
+
+/// Not a test: seeds `$PEXINIT_TEST_SEED_INTO` with the PEX files in
+/// `$PEXINIT_TEST_SEED_PEXES` (separated by 0x1f); for benches/startup.sh until the
+/// `pexinit seed` subcommand is wired.
+#[test]
+#[ignore = "child process entry point, run by benches"]
+fn seed_child() {
+    let Some(into) = std::env::var_os("PEXINIT_TEST_SEED_INTO") else {
+        return;
+    };
+    let pexes: Vec<PathBuf> = std::env::var("PEXINIT_TEST_SEED_PEXES")
+        .unwrap_or_default()
+        .split('\x1f')
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    let targets: Vec<Target> = pexes
+        .into_iter()
+        .map(|path| Target { path, venv: false })
+        .collect();
+    let req = seed::Request::from_env(PathBuf::from(into), Some(PYTHON.into()), None, targets)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = seed::plan(&req).unwrap_or_else(|e| panic!("{e}"));
+    print!("{}", plan.text());
+    let report = seed::apply(&plan).unwrap_or_else(|e| panic!("{e}"));
+    println!("seeded {} files, {} bytes", report.files, report.bytes);
 }
 
 fn child_exe() -> PathBuf {

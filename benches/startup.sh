@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Seeded start-up benchmark (not a test): how fast a PEX starts from a `pexinit seed`
+# compared with pex's own paths and with the floor (the venv's python importing the
+# entry point directly). All variants of one app run alternating in one hyperfine run.
+#
+#   benches/startup.sh              # build fixtures (needs PyPI once), measure, append to docs/BENCHMARKS.md
+#   RUNS=30 benches/startup.sh      # more runs per command
+#   NO_APPEND=1 benches/startup.sh
+#
+# Apps: cowsay (1 wheel) and "bigapp" (requests rich boto3 click attrs jinja2 pyyaml
+# packaging typing-extensions: >= 20 wheels), built by pex 2.105.2 as zipapp and --venv,
+# run with /usr/bin/python3.11 and PATH=/usr/bin:/bin.
+#
+# Until the `pexinit seed` / `run --seed` subcommands are wired, seeding and the fast
+# path's plan come from the library through the release test binary (seed_child,
+# seed_run_child with PEXINIT_TEST_PRINT); the timed command is then exactly the exec
+# `pexinit run` performs. Once `pexinit run --help` lists --seed, the script also times
+# `pexinit run --seed` itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CARGO=$(command -v cargo)
+export PATH=/usr/bin:/bin
+unset PYTHONDONTWRITEBYTECODE
+PY=/usr/bin/python3.11
+V=2.105.2
+RUNS=${RUNS:-20}
+WORK=${BENCH_DIR:-$PWD/target/bench-startup}
+FIXTURES=$PWD/target/tmp/fixtures
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd -P)
+command -v hyperfine >/dev/null || { echo "hyperfine missing: apt-get install -y hyperfine" >&2; exit 1; }
+
+"$CARGO" build --release --quiet
+PEXINIT=$PWD/target/release/pexinit
+TESTBIN=$("$CARGO" test --release --test seed --no-run --message-format=json 2>/dev/null |
+    "$PY" -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "seed" and m.get("executable"):
+        print(m["executable"])')
+HAS_SEED_CLI=0
+"$PEXINIT" run --help 2>/dev/null | grep -q -- '--seed' && HAS_SEED_CLI=1
+
+pex_for() {
+    local venv=$FIXTURES/pex-$V
+    [ -x "$venv/bin/pex" ] || venv=$WORK/pex-$V
+    if [ ! -x "$venv/bin/pex" ]; then
+        "$PY" -m venv "$venv" && "$venv/bin/pip" install --quiet "pex==$V"
+    fi
+    echo "$venv/bin/pex"
+}
+
+build() { # NAME ARGS... -> $WORK/NAME-{zipapp,venv}.pex
+    local name=$1; shift
+    for mode in zipapp venv; do
+        local out=$WORK/$name-$mode.pex flags=()
+        [ $mode = venv ] && flags=(--venv)
+        [ -e "$out" ] || env -i PATH=$PATH PEX_ROOT=$WORK/build-root "$(pex_for)" "$@" \
+            --python $PY "${flags[@]}" -o "$out"
+    done
+}
+
+mkdir -p "$WORK/src/bigapp"
+: >"$WORK/src/bigapp/__init__.py"
+cat >"$WORK/src/bigapp/main.py" <<'EOF'
+import boto3, requests, rich.console, click, jinja2, yaml, attr
+
+
+def main():
+    rich.console.Console().print("ok", requests.__version__, boto3.__version__)
+EOF
+build cowsay cowsay -c cowsay
+build bigapp requests rich boto3 click attrs jinja2 pyyaml packaging typing-extensions \
+    -D "$WORK/src" -e bigapp.main:main
+NWHEELS=$(unzip -p "$WORK/bigapp-venv.pex" PEX-INFO | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)["distributions"]))')
+
+seed() { # DIR PEX...
+    local dir=$1; shift
+    [ -e "$dir/.pexinit-seed.json" ] && return
+    rm -rf "$dir"
+    if [ $HAS_SEED_CLI = 1 ]; then
+        "$PEXINIT" seed --pex-root "$dir" --python $PY "$@" >/dev/null
+    else
+        env -i PATH=$PATH PEXINIT_TEST_SEED_INTO="$dir" PEXINIT_TEST_SEED_PEXES="$(IFS=$'\x1f'; echo "$*")" \
+            "$TESTBIN" --exact seed_child --ignored --nocapture -q >/dev/null
+    fi
+}
+
+plan_json() { # SEED PEX [setpriv args...] -> the fast path plan as JSON
+    local seed=$1 pex=$2; shift 2
+    # A TMPDIR of our own: the read-only case's farm goes there, out of reach of other
+    # programs cleaning /tmp/pexinit-<uid> while the benchmark runs.
+    mkdir -p "$WORK/tmp" && chmod 1777 "$WORK/tmp"
+    "$@" env -i PATH=$PATH HOME=/tmp TMPDIR="$WORK/tmp" PEXINIT_TEST_PRINT=1 PEXINIT_TEST_SEED="$seed" \
+        PEXINIT_TEST_PEX="$pex" PEXINIT_TEST_ARGS="$ARGS1" \
+        "$TESTBIN" --exact seed_run_child --ignored --nocapture -q | sed -n 's/^PEXINIT_TEST_PLAN=//p'
+}
+
+fast_cmd() { # JSON -> a shell-quoted `env -i ... argv` command line
+    "$PY" -c 'import json,shlex,sys
+p = json.loads(sys.argv[1])
+env = ["PATH=/usr/bin:/bin", "HOME=/tmp"] + ["%s=%s" % (k, v) for k, v in p["env"]]
+print(shlex.join(["env", "-i"] + env + p["argv"]))' "$1"
+}
+
+median() { "$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]["median"]*1000, 1))' "$@"; }
+
+RESULTS=()
+for app in cowsay bigapp; do
+    if [ $app = cowsay ]; then
+        ARGS1=-t$'\x1f'moo; ARGS="-t moo"; FLOOR="from cowsay.__main__ import cli; cli()"
+    else
+        ARGS1=""; ARGS=""; FLOOR="from bigapp.main import main; main()"
+    fi
+    Z=$WORK/$app-zipapp.pex; VP=$WORK/$app-venv.pex
+    SEED=$WORK/seed-$app
+    seed "$SEED" "$Z" "$VP"
+    WARM=$WORK/warm-$app
+    env -i PATH=$PATH PEX_ROOT=$WARM $PY "$Z" $ARGS >/dev/null
+    env -i PATH=$PATH PEX_ROOT=$WARM $PY "$VP" $ARGS >/dev/null
+    rm -rf "$WORK/tools-$app"
+    env -i PATH=$PATH PEX_ROOT=$WARM PEX_TOOLS=1 $PY "$VP" venv "$WORK/tools-$app" >/dev/null
+    PLAN=$(plan_json "$SEED" "$VP")
+    FAST=$(fast_cmd "$PLAN")
+    VENV=$("$PY" -c 'import json,sys,os; p=json.loads(sys.argv[1]); print(os.path.dirname(p["argv"][-1 - len(sys.argv[2].split())] ))' "$PLAN" "$ARGS")
+    # Read-only seed: a copy owned by root, chmod a-w, run as uid 65534 through its farm.
+    RO=$WORK/ro-$app
+    if [ ! -e "$RO/.pexinit-seed.json" ]; then
+        seed "$RO" "$Z" "$VP"; chmod -R a-w "$RO"
+    fi
+    RO_PLAN=$(plan_json "$RO" "$VP" setpriv --reuid 65534 --regid 65534 --clear-groups)
+    RO_FAST="setpriv --reuid 65534 --regid 65534 --clear-groups $(fast_cmd "$RO_PLAN")"
+    RW_FAST="setpriv --reuid 0 --regid 0 --clear-groups $FAST"
+    CMDS=(
+        "env -i PATH=/usr/bin:/bin PEX_ROOT=$WORK/cold-$app $PY $Z $ARGS"
+        "env -i PATH=/usr/bin:/bin PEX_ROOT=$WARM $PY $Z $ARGS"
+        "env -i PATH=/usr/bin:/bin PEX_ROOT=$WARM $PY $VP $ARGS"
+        "env -i PATH=/usr/bin:/bin $WORK/tools-$app/pex $ARGS"
+        "$FAST $ARGS"
+        "$RW_FAST $ARGS"
+        "$RO_FAST $ARGS"
+        "env -i PATH=/usr/bin:/bin $VENV/bin/python -I -c '$FLOOR' $ARGS"
+    )
+    NAMES=("cold zipapp" "warm zipapp" "warm --venv PEX" "PEX_TOOLS venv (<dir>/pex)"
+        "seeded fast path (exec of pexinit run)" "fast path, writable seed, via setpriv"
+        "fast path, read-only seed as uid 65534 (farm)" "floor (venv python -I -c import entry)")
+    if [ $HAS_SEED_CLI = 1 ]; then
+        CMDS+=("env -i PATH=/usr/bin:/bin $PEXINIT run --seed $SEED -- $VP $ARGS")
+        NAMES+=("pexinit run --seed (fast path)")
+    fi
+    HF=()
+    for i in "${!CMDS[@]}"; do HF+=(-n "${NAMES[$i]}" "${CMDS[$i]}"); done
+    hyperfine -N --style basic --warmup 3 --runs "$RUNS" --export-json "$WORK/$app.json" \
+        --prepare "rm -rf $WORK/cold-$app" "${HF[@]}" >"$WORK/$app.log" 2>&1 ||
+        { cat "$WORK/$app.log"; exit 1; }
+    RESULTS+=("$app")
+done
+
+KERNEL=$(uname -r)
+{
+    echo
+    echo "### Seeded start-up — $(date -u +%Y-%m-%d) ($(nproc) cores, $KERNEL)"
+    echo "pex $V, /usr/bin/python3.11. cowsay: 1 wheel, \`-t moo\`. bigapp: $NWHEELS wheels (requests rich boto3 click attrs jinja2 pyyaml packaging typing-extensions), imports them and prints."
+    echo "hyperfine -N, $RUNS runs + 3 warm-up per command, medians (ms). \`--prepare 'rm -rf cold-root'\` applies to every command (harmless for the others)."
+    for app in "${RESULTS[@]}"; do
+        J=$WORK/$app.json
+        echo
+        echo "| $app | median ms | × floor |"
+        echo "|---|---|---|"
+        N=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["results"]))' "$J")
+        FLOOR_MS=$(median "$J" 7)
+        for ((i = 0; i < N; i++)); do
+            "$PY" -c 'import json,sys
+r = json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]
+print("| %s | %.1f | %.2f× |" % (r["command"], r["median"]*1000, r["median"]*1000/float(sys.argv[3])))' "$J" $i "$FLOOR_MS"
+        done
+        "$PY" -c 'import json,sys
+r = [x["median"] for x in json.load(open(sys.argv[1]))["results"]]
+print()
+print("fast path / floor = **%.2f×**; cold zipapp / fast path = **%.1f×**; warm zipapp / fast path = %.1f×; read-only (farm) / writable seed = **%.2f×**" % (r[4]/r[7], r[0]/r[4], r[1]/r[4], r[6]/r[5]))' "$J"
+    done
+    echo
+    echo "Command: \`RUNS=$RUNS benches/startup.sh\`"
+} >"$WORK/section.md"
+cat "$WORK/section.md"
+if [ -z "${NO_APPEND:-}" ]; then
+    grep -q '^## Seeded start-up' docs/BENCHMARKS.md || printf '\n## Seeded start-up\n\nHow fast a PEX starts from a `pexinit seed` (fast path: exec the seeded venv, no zip bootstrap) against pex'"'"'s own paths and the floor.\n' >>docs/BENCHMARKS.md
+    cat "$WORK/section.md" >>docs/BENCHMARKS.md
+fi
