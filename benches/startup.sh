@@ -11,11 +11,8 @@
 # packaging typing-extensions: >= 20 wheels), built by pex 2.105.2 as zipapp and --venv,
 # run with /usr/bin/python3.11 and PATH=/usr/bin:/bin.
 #
-# Until the `pexinit seed` / `run --seed` subcommands are wired, seeding and the fast
-# path's plan come from the library through the release test binary (seed_child,
-# seed_run_child with PEXINIT_TEST_PRINT); the timed command is then exactly the exec
-# `pexinit run` performs. Once `pexinit run --help` lists --seed, the script also times
-# `pexinit run --seed` itself.
+# Seeds are made with `pexinit seed`; the seeded rows time `pexinit run --seed` itself,
+# pexinit's own start-up included. The shipped (static, LTO) build is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=$(command -v cargo)
@@ -30,17 +27,7 @@ mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd -P)
 command -v hyperfine >/dev/null || { echo "hyperfine missing: apt-get install -y hyperfine" >&2; exit 1; }
 
-"$CARGO" build --release --quiet
-PEXINIT=$PWD/target/release/pexinit
-TESTBIN=$("$CARGO" test --release --test seed --no-run --message-format=json 2>/dev/null |
-    "$PY" -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "seed" and m.get("executable"):
-        print(m["executable"])')
-HAS_SEED_CLI=0
-"$PEXINIT" run --help 2>/dev/null | grep -q -- '--seed' && HAS_SEED_CLI=1
-
+PEXINIT=$(scripts/build-release)
 pex_for() {
     local venv=$FIXTURES/pex-$V
     [ -x "$venv/bin/pex" ] || venv=$WORK/pex-$V
@@ -78,30 +65,12 @@ seed() { # DIR PEX...
     local dir=$1; shift
     [ -e "$dir/.pexinit-seed.json" ] && return
     rm -rf "$dir"
-    if [ $HAS_SEED_CLI = 1 ]; then
-        "$PEXINIT" seed --pex-root "$dir" --python $PY "$@" >/dev/null
-    else
-        env -i PATH=$PATH PEXINIT_TEST_SEED_INTO="$dir" PEXINIT_TEST_SEED_PEXES="$(IFS=$'\x1f'; echo "$*")" \
-            "$TESTBIN" --exact seed_child --ignored --nocapture -q >/dev/null
-    fi
+    "$PEXINIT" seed --pex-root "$dir" --python $PY "$@" >/dev/null
 }
 
-plan_json() { # SEED PEX [setpriv args...] -> the fast path plan as JSON
-    local seed=$1 pex=$2; shift 2
-    # A TMPDIR of our own: the read-only case's farm goes there, out of reach of other
-    # programs cleaning /tmp/pexinit-<uid> while the benchmark runs.
-    mkdir -p "$WORK/tmp" && chmod 1777 "$WORK/tmp"
-    "$@" env -i PATH=$PATH HOME=/tmp TMPDIR="$WORK/tmp" PEXINIT_TEST_PRINT=1 PEXINIT_TEST_SEED="$seed" \
-        PEXINIT_TEST_PEX="$pex" PEXINIT_TEST_ARGS="$ARGS1" \
-        "$TESTBIN" --exact seed_run_child --ignored --nocapture -q | sed -n 's/^PEXINIT_TEST_PLAN=//p'
-}
-
-fast_cmd() { # JSON -> a shell-quoted `env -i ... argv` command line
-    "$PY" -c 'import json,shlex,sys
-p = json.loads(sys.argv[1])
-env = ["PATH=/usr/bin:/bin", "HOME=/tmp"] + ["%s=%s" % (k, v) for k, v in p["env"]]
-print(shlex.join(["env", "-i"] + env + p["argv"]))' "$1"
-}
+# A TMPDIR of our own: the read-only case's farm goes there.
+mkdir -p "$WORK/tmp" && chmod 1777 "$WORK/tmp"
+RUN_ENV="env -i PATH=/usr/bin:/bin HOME=/tmp TMPDIR=$WORK/tmp"
 
 median() { "$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]["median"]*1000, 1))' "$@"; }
 
@@ -120,34 +89,29 @@ for app in cowsay bigapp; do
     env -i PATH=$PATH PEX_ROOT=$WARM $PY "$VP" $ARGS >/dev/null
     rm -rf "$WORK/tools-$app"
     env -i PATH=$PATH PEX_ROOT=$WARM PEX_TOOLS=1 $PY "$VP" venv "$WORK/tools-$app" >/dev/null
-    PLAN=$(plan_json "$SEED" "$VP")
-    FAST=$(fast_cmd "$PLAN")
-    VENV=$("$PY" -c 'import json,sys,os; p=json.loads(sys.argv[1]); print(os.path.dirname(p["argv"][-1 - len(sys.argv[2].split())] ))' "$PLAN" "$ARGS")
+    # The seeded venv, for the floor: where doctor says the fast path execs.
+    VENV=$($RUN_ENV "$PEXINIT" doctor --json --seed "$SEED" -- "$VP" |
+        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["seed"]["fast_path"]["Ok"]["venv"])')
     # Read-only seed: a copy owned by root, chmod a-w, run as uid 65534 through its farm.
     RO=$WORK/ro-$app
     if [ ! -e "$RO/.pexinit-seed.json" ]; then
         seed "$RO" "$Z" "$VP"; chmod -R a-w "$RO"
     fi
-    RO_PLAN=$(plan_json "$RO" "$VP" setpriv --reuid 65534 --regid 65534 --clear-groups)
-    RO_FAST="setpriv --reuid 65534 --regid 65534 --clear-groups $(fast_cmd "$RO_PLAN")"
-    RW_FAST="setpriv --reuid 0 --regid 0 --clear-groups $FAST"
+    AS_ROOT="setpriv --reuid 0 --regid 0 --clear-groups"
+    AS_NOBODY="setpriv --reuid 65534 --regid 65534 --clear-groups"
     CMDS=(
         "env -i PATH=/usr/bin:/bin PEX_ROOT=$WORK/cold-$app $PY $Z $ARGS"
         "env -i PATH=/usr/bin:/bin PEX_ROOT=$WARM $PY $Z $ARGS"
         "env -i PATH=/usr/bin:/bin PEX_ROOT=$WARM $PY $VP $ARGS"
         "env -i PATH=/usr/bin:/bin $WORK/tools-$app/pex $ARGS"
-        "$FAST $ARGS"
-        "$RW_FAST $ARGS"
-        "$RO_FAST $ARGS"
+        "$RUN_ENV $PEXINIT run --seed $SEED -- $VP $ARGS"
+        "$AS_ROOT $RUN_ENV $PEXINIT run --seed $SEED -- $VP $ARGS"
+        "$AS_NOBODY $RUN_ENV $PEXINIT run --seed $RO -- $VP $ARGS"
         "env -i PATH=/usr/bin:/bin $VENV/bin/python -I -c '$FLOOR' $ARGS"
     )
     NAMES=("cold zipapp" "warm zipapp" "warm --venv PEX" "PEX_TOOLS venv (<dir>/pex)"
-        "seeded fast path (exec of pexinit run)" "fast path, writable seed, via setpriv"
-        "fast path, read-only seed as uid 65534 (farm)" "floor (venv python -I -c import entry)")
-    if [ $HAS_SEED_CLI = 1 ]; then
-        CMDS+=("env -i PATH=/usr/bin:/bin $PEXINIT run --seed $SEED -- $VP $ARGS")
-        NAMES+=("pexinit run --seed (fast path)")
-    fi
+        "pexinit run --seed (fast path)" "pexinit run --seed, writable seed, via setpriv"
+        "pexinit run --seed, read-only seed as uid 65534 (farm)" "floor (venv python -I -c import entry)")
     HF=()
     for i in "${!CMDS[@]}"; do HF+=(-n "${NAMES[$i]}" "${CMDS[$i]}"); done
     hyperfine -N --style basic --warmup 3 --runs "$RUNS" --export-json "$WORK/$app.json" \

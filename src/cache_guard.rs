@@ -25,7 +25,12 @@ pub enum CacheCheck {
 
 impl CacheCheck {
     /// Reads (never writes) the PEX_ROOT the program will use.
-    pub fn scan(pex_root: Option<&Path>, mode: RepairMode, runs_a_pex: bool) -> CacheCheck {
+    pub fn scan(
+        pex_root: Option<&Path>,
+        mode: RepairMode,
+        runs_a_pex: bool,
+        seeded: bool,
+    ) -> CacheCheck {
         let skipped = |reason: &str| CacheCheck::Skipped {
             reason: reason.to_owned(),
         };
@@ -34,6 +39,11 @@ impl CacheCheck {
         }
         if !runs_a_pex {
             return skipped("the program is not a PEX");
+        }
+        if seeded {
+            // `pexinit seed` verified it with the same scan; a start from a seed must not
+            // pay for walking a tree of any size.
+            return skipped("a seed, verified when it was made");
         }
         let Some(pex_root) = pex_root.filter(|p| p.is_dir()) else {
             return skipped("PEX_ROOT does not exist yet: nothing to repair");

@@ -74,6 +74,20 @@ pub enum Command {
         125 repair could not run.")]
     Repair(RepairArgs),
 
+    /// Warm a PEX_ROOT at image build time, exactly as `run` will use it.
+    #[command(after_help = "Examples:\n  \
+        pexinit seed --pex-root /opt/pex-root /app/app.pex\n  \
+        SOURCE_DATE_EPOCH=0 pexinit seed --pex-root /opt/pex-root --python /usr/bin/python3.11 a.pex b.pex\n  \
+        pexinit seed --pex-root /opt/pex-root --runtime-user 1001:0 /app/app.pex\n\n\
+        Seed at the PEX_ROOT path and with the interpreter the container will use (both are \
+        part of pex's cache keys). The seed is verified (a second warm-up creates nothing, no \
+        broken link), reproducible (mtimes from SOURCE_DATE_EPOCH) and described by \
+        DIR/.pexinit-seed.json. Ownership: group 0 with group permissions = user permissions \
+        (OpenShift), or --runtime-user.\n\n\
+        Exit status: 0 seeded; 1 pex failed to warm a PEX; 2 verification failed (no \
+        manifest written); 125 bad input; 127 interpreter not found.")]
+    Seed(SeedArgs),
+
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  pexinit completions bash > /etc/bash_completion.d/pexinit")]
     Completions {
@@ -107,6 +121,11 @@ pub struct PlanOptions {
     /// is poisoned; off = do not look [default: auto].
     #[arg(long, value_enum, value_name = "MODE", env = "PEXINIT_REPAIR")]
     pub repair: Option<RepairMode>,
+
+    /// A seed made by `pexinit seed` [default: PEX_ROOT, when it holds one]. A matching
+    /// --venv PEX is exec'ed straight from it; a read-only seed stays warm.
+    #[arg(long, value_name = "DIR", env = "PEXINIT_SEED")]
+    pub seed: Option<PathBuf>,
 }
 
 impl PlanOptions {
@@ -117,6 +136,7 @@ impl PlanOptions {
             pex_root: self.pex_root.clone(),
             user: self.user.clone(),
             repair: self.repair,
+            seed: self.seed.clone(),
             ..FlagSettings::default()
         }
     }
@@ -214,4 +234,35 @@ pub struct RepairArgs {
     /// The cache to repair [default: the PEX_ROOT `pexinit env` exports].
     #[arg(value_name = "PEX_ROOT")]
     pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// YAML config file (for `python` and `venv`) [default: /etc/pexinit.yaml when it exists].
+    #[arg(long, value_name = "FILE", env = "PEXINIT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// The PEX_ROOT to warm: the path the container will use.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub pex_root: PathBuf,
+
+    /// The interpreter the container will run the PEX files with [default: their #! line].
+    #[arg(long, value_name = "PATH", env = "PEXINIT_PYTHON")]
+    pub python: Option<PathBuf>,
+
+    /// Owner of the seed: UID[:GID] [default: group 0, group permissions = user's].
+    #[arg(long, value_name = "UID[:GID]")]
+    pub runtime_user: Option<String>,
+
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the plan or the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The PEX files (or packed / loose PEX directories) to seed.
+    #[arg(value_name = "APP.pex", required = true)]
+    pub pexes: Vec<PathBuf>,
 }

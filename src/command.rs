@@ -36,7 +36,18 @@ pub struct CommandPlan {
     pub argv_os: Vec<OsString>,
     /// The PEX being run: PROGRAM itself, or the script argument of a python PROGRAM.
     pub pex: Option<Pex>,
+    /// Where the PEX path stands in `argv` (interpreter options before it, the app's
+    /// arguments after it).
+    pub pex_arg: Option<usize>,
     pub interpreter_source: Option<InterpreterSource>,
+}
+
+impl CommandPlan {
+    /// Interpreter options before the PEX path and the app's arguments after it.
+    pub fn around_pex(&self) -> Option<(&[OsString], &[OsString])> {
+        let at = self.pex_arg?;
+        Some((&self.argv_os[1..at], &self.argv_os[at + 1..]))
+    }
 }
 
 /// Plans how to execute `command` (PROGRAM and its arguments) with environment `env`.
@@ -76,6 +87,7 @@ pub fn plan_command(
         })?;
         let mut argv_os = vec![executable.clone().into_os_string()];
         argv_os.extend(interpreter_args.into_iter().map(OsString::from));
+        let pex_arg = Some(argv_os.len());
         argv_os.push(program.clone());
         argv_os.extend(args.iter().cloned());
         return Ok(CommandPlan {
@@ -83,17 +95,19 @@ pub fn plan_command(
             argv: lossy_all(&argv_os),
             argv_os,
             pex: Some(pex),
+            pex_arg,
             interpreter_source: Some(source),
         });
     }
 
     check_executable(&program_path, who)?;
-    let pex = script_argument_pex(&program_path, args);
+    let (pex_arg, pex) = script_argument_pex(&program_path, args).unzip();
     Ok(CommandPlan {
         executable: program_path,
         argv: lossy_all(command),
         argv_os: command.to_vec(),
         pex,
+        pex_arg,
         interpreter_source: None,
     })
 }
@@ -226,19 +240,21 @@ fn choose_interpreter(
     }
 }
 
-/// `python3.11 app.pex ...`: the PEX is the first argument that is not an option.
-fn script_argument_pex(program: &Path, args: &[OsString]) -> Option<Pex> {
+/// `python3.11 [-u] app.pex ...`: the PEX is the first argument that is not an option;
+/// returns its index in the whole argv (program first).
+fn script_argument_pex(program: &Path, args: &[OsString]) -> Option<(usize, Pex)> {
     let name = program.file_name()?.to_string_lossy();
     if !name.starts_with("python") {
         return None;
     }
-    let script = args
+    let at = args
         .iter()
-        .find(|a| !a.as_encoded_bytes().starts_with(b"-"))?;
-    let script = Path::new(script);
-    info::is_pex_candidate(script)
+        .position(|a| !a.as_encoded_bytes().starts_with(b"-"))?;
+    let script = Path::new(&args[at]);
+    let pex = info::is_pex_candidate(script)
         .then(|| info::open(script).ok())
-        .flatten()
+        .flatten()?;
+    Some((at + 1, pex))
 }
 
 fn lossy_all(args: &[OsString]) -> Vec<String> {

@@ -1,19 +1,22 @@
 //! One function per subcommand: build the plan, then print or apply it.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use clap::CommandFactory;
 
 use crate::cache_guard::{self, CacheCheck};
-use crate::cli::{Cli, Command, DoctorArgs, EnvArgs, RepairArgs, RunArgs};
+use crate::cli::{Cli, Command, DoctorArgs, EnvArgs, RepairArgs, RunArgs, SeedArgs};
 use crate::command::{CommandPlan, plan_command};
 use crate::config::{FlagSettings, InitMode, RepairMode, Settings};
 use crate::error::{EXIT_UNHEALTHY, Error, Result};
 use crate::identity::Identity;
 use crate::init::{self, InitOptions};
+use crate::pex::seed;
 use crate::plan::{EnvPlan, Inputs, plan_environment};
 use crate::privileges::Credentials;
 use crate::report::{Diagnosis, EnvReport, PexReport, env_lines, export_lines};
+use crate::seeded::{self, SeedCheck, Seeded};
 use crate::{apply, log};
 
 /// Runs the parsed command line; returns the exit status (run only returns on failure).
@@ -23,6 +26,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Env(args) => env(args, cli.verbose),
         Command::Doctor(args) => doctor(args, cli.verbose),
         Command::Repair(args) => repair(args, cli.verbose),
+        Command::Seed(args) => seed_command(args, cli.verbose),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -68,15 +72,48 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
         }
         None => (Inputs::from_process(current), None),
     };
-    let plan = plan_environment(&settings, &inputs);
-    let command = plan_command(&args.command, &settings, &plan.env, &inputs.identity)?;
+    let (mut plan, seed) = plan_with_seed(&settings, &inputs);
+    let mut command = plan_command(&args.command, &settings, &plan.env, &inputs.identity)?;
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
-    let pex_root = plan.value("PEX_ROOT").map(std::path::PathBuf::from);
-    let cache = CacheCheck::scan(pex_root.as_deref(), settings.repair, command.pex.is_some());
+    let seeded = seed.unwrap_or_else(|(seed, why)| {
+        tracing::warn!("seed {}: {why}; running without it", seed.display());
+        None
+    });
+    let pex_root = plan.value("PEX_ROOT").map(PathBuf::from);
+    let cache = CacheCheck::scan(
+        pex_root.as_deref(),
+        settings.repair,
+        command.pex.is_some(),
+        seeded.is_some(),
+    );
     if let Some(pex_root) = &pex_root {
         cache_guard::enforce(&cache, pex_root, settings.repair)?;
+    }
+    if let Some(seeded) = &seeded {
+        let owner = credentials
+            .as_ref()
+            .map(|_| (inputs.identity.uid, inputs.identity.gid));
+        seed::apply_use(&seeded.used, &inputs.identity, owner).map_err(|e| {
+            Error::Normalize(format!(
+                "cannot prepare the seed {}: {e}; fix it or run without --seed",
+                seeded.seed.display()
+            ))
+        })?;
+        tracing::info!(
+            "seed {} used as PEX_ROOT {}",
+            seeded.seed.display(),
+            seeded.used.pex_root().display()
+        );
+        match seeded::fast_path(seeded, &command, &plan) {
+            Some(Ok(fast)) => {
+                tracing::info!("fast path: exec the seeded venv {}", fast.venv.display());
+                seeded::take_fast_path(&fast, &mut command, &mut plan);
+            }
+            Some(Err(why)) => tracing::info!("no fast path: {why}"),
+            None => {}
+        }
     }
     apply::prepare(&plan, &inputs.identity)?;
     let program = apply::Program::new(&plan, &command)?;
@@ -135,7 +172,7 @@ fn plan_inputs(settings: &Settings) -> Result<Inputs> {
 fn env(args: EnvArgs, verbose: u8) -> Result<u8> {
     let settings = settings(&args.options.flag_settings(), verbose)?;
     let inputs = plan_inputs(&settings)?;
-    let plan = plan_environment(&settings, &inputs);
+    let (plan, _) = plan_with_seed(&settings, &inputs);
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
@@ -167,7 +204,7 @@ fn optional_command(
 fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
     let settings = settings(&args.options.flag_settings(), verbose)?;
     let inputs = plan_inputs(&settings)?;
-    let plan = plan_environment(&settings, &inputs);
+    let (plan, seed) = plan_with_seed(&settings, &inputs);
     let mut problems = plan.problems.clone();
     let command = match optional_command(&args.command, &settings, &plan, &inputs) {
         Ok(command) => command,
@@ -180,8 +217,23 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
         .as_ref()
         .and_then(|c| c.pex.as_ref())
         .map(PexReport::new);
-    let pex_root = plan.value("PEX_ROOT").map(std::path::PathBuf::from);
-    let cache = CacheCheck::scan(pex_root.as_deref(), settings.repair, pex.is_some());
+    let seed = match seed {
+        Ok(None) => SeedCheck::None,
+        Err((seed, reason)) => SeedCheck::Unusable { seed, reason },
+        Ok(Some(seeded)) => SeedCheck::Used {
+            fast_path: command
+                .as_ref()
+                .and_then(|c| seeded::fast_path(&seeded, c, &plan)),
+            seeded: Box::new(seeded),
+        },
+    };
+    let pex_root = plan.value("PEX_ROOT").map(PathBuf::from);
+    let cache = CacheCheck::scan(
+        pex_root.as_deref(),
+        settings.repair,
+        pex.is_some(),
+        matches!(seed, SeedCheck::Used { .. }),
+    );
     if cache.poisoned().is_some() && settings.repair != RepairMode::Auto {
         problems.push(format!("PEX_ROOT is poisoned: {}", cache.summary()));
     }
@@ -191,6 +243,7 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
         plan: &plan,
         command: command.as_ref(),
         pex,
+        seed,
         cache,
         problems,
     };
@@ -201,6 +254,99 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
     };
     print(&text)?;
     Ok(if diagnosis.healthy { 0 } else { EXIT_UNHEALTHY })
+}
+
+/// The environment plan, with PEX_ROOT taken from a usable seed (the seed itself, or a
+/// link farm of it when the user cannot write it). The seed part says which seed, or
+/// why a named or found seed cannot be used.
+fn plan_with_seed(settings: &Settings, inputs: &Inputs) -> (EnvPlan, SeedFound) {
+    let plan = plan_environment(settings, inputs);
+    let found = seeded::find(settings, &plan, &inputs.identity);
+    match &found {
+        Ok(Some(seeded)) if plan.value("PEX_ROOT") != Some(seeded.used.pex_root().as_os_str()) => {
+            let plan = plan_environment(&seeded::with_seed_root(settings, seeded), inputs);
+            (plan, found)
+        }
+        _ => (plan, found),
+    }
+}
+
+type SeedFound = std::result::Result<Option<Seeded>, (PathBuf, String)>;
+
+fn seed_command(args: SeedArgs, verbose: u8) -> Result<u8> {
+    let flags = FlagSettings {
+        config: args.config.clone(),
+        python: args.python.clone(),
+        ..FlagSettings::default()
+    };
+    let settings = settings(&flags, verbose)?;
+    let runtime_user = args
+        .runtime_user
+        .as_deref()
+        .map(parse_runtime_user)
+        .transpose()?;
+    let targets = args
+        .pexes
+        .iter()
+        .map(|path| seed::Target {
+            path: path.clone(),
+            venv: settings.venv,
+        })
+        .collect();
+    let python = settings.python.as_ref().map(|(p, _)| p.clone());
+    let outcome = seed::Request::from_env(args.pex_root.clone(), python, runtime_user, targets)
+        .and_then(|request| seed::plan(&request));
+    let plan = match outcome {
+        Ok(plan) => plan,
+        Err(e) => return seed_failure(e),
+    };
+    if args.dry_run {
+        print(&if args.json { json(&plan) } else { plan.text() })?;
+        return Ok(0);
+    }
+    match seed::apply(&plan) {
+        Ok(report) => {
+            let text = if args.json {
+                json(&report)
+            } else {
+                format!(
+                    "seeded {} with {} PEX file(s): {} files, {} bytes; manifest {}\n",
+                    plan.pex_root.display(),
+                    report.manifest.entries.len(),
+                    report.files,
+                    report.bytes,
+                    plan.pex_root
+                        .join(crate::pex::manifest::MANIFEST_NAME)
+                        .display()
+                )
+            };
+            print(&text)?;
+            Ok(0)
+        }
+        Err(e) => seed_failure(e),
+    }
+}
+
+/// Seed errors keep their own documented statuses (1 warm-up, 2 verification, 125, 127).
+fn seed_failure(e: seed::SeedError) -> Result<u8> {
+    eprintln!("pexinit: error: {e}");
+    Ok(e.exit_code())
+}
+
+/// `UID[:GID]`, numbers only: the seed is chowned before the image has the user.
+fn parse_runtime_user(text: &str) -> Result<(u32, Option<u32>)> {
+    let bad = || {
+        Error::Usage(format!(
+            "--runtime-user {text}: expected UID[:GID] as numbers, e.g. 1001 or 1001:0"
+        ))
+    };
+    let (uid, gid) = match text.split_once(':') {
+        Some((uid, gid)) => (uid, Some(gid)),
+        None => (text, None),
+    };
+    let uid = uid.parse().map_err(|_| bad())?;
+    let gid = gid.map(|g| g.parse().map_err(|_| bad())).transpose()?;
+    Ok((uid, gid))
 }
 
 fn repair(args: RepairArgs, verbose: u8) -> Result<u8> {

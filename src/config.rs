@@ -40,6 +40,10 @@ pub struct FileConfig {
     pub user: Option<EnvValue>,
     /// Heal a poisoned PEX_ROOT before the program starts: auto, check or off.
     pub repair: Option<RepairMode>,
+    /// A seeded PEX_ROOT (made by `pexinit seed`) to run from.
+    pub seed: Option<PathBuf>,
+    /// Run (and seed) zipapp PEX files in venv mode (PEX_VENV=1; needs --include-tools).
+    pub venv: Option<bool>,
 }
 
 /// What `run` does about a PEX_ROOT poisoned by pex's symlink bugs before it starts
@@ -146,6 +150,8 @@ pub struct Settings {
     /// `USER[:GROUP]` the program runs as; None = as pexinit's own user.
     pub user: Option<String>,
     pub repair: RepairMode,
+    pub seed: Option<PathBuf>,
+    pub venv: bool,
 }
 
 impl Default for Settings {
@@ -161,6 +167,8 @@ impl Default for Settings {
             kill_process_group: false,
             user: None,
             repair: RepairMode::default(),
+            seed: None,
+            venv: false,
         }
     }
 }
@@ -177,6 +185,7 @@ pub struct FlagSettings {
     pub kill_process_group: Option<bool>,
     pub user: Option<String>,
     pub repair: Option<RepairMode>,
+    pub seed: Option<PathBuf>,
 }
 
 impl Settings {
@@ -215,6 +224,8 @@ impl Settings {
                 .unwrap_or(false),
             user: flags.user.clone().or(file.user.map(|u| u.0)),
             repair: flags.repair.or(file.repair).unwrap_or_default(),
+            seed: flags.seed.clone().or(file.seed),
+            venv: file.venv.unwrap_or(false),
             config_file,
         })
     }

@@ -20,6 +20,7 @@ pub mod pex;
 pub mod plan;
 pub mod privileges;
 pub mod report;
+pub mod seeded;
 
 mod commands;
 

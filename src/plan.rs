@@ -133,6 +133,10 @@ pub fn plan_environment(settings: &Settings, inputs: &Inputs) -> EnvPlan {
     if let Some((pex_root, _)) = &settings.pex_root {
         planner.env.set("PEX_ROOT", pex_root);
     }
+    if settings.venv {
+        // Config `venv: true`: pex runs a PEX built with --include-tools in venv mode.
+        planner.env.set("PEX_VENV", "1");
+    }
     let cwd = planner.plan_cwd(&inputs.cwd);
     let tmp = planner.plan_tmpdir();
     let home = planner.plan_home(&tmp);

@@ -12,6 +12,7 @@ use crate::paths::Usability;
 use crate::pex::bugs::{self, KnownBug};
 use crate::pex::info::{Layout, Pex};
 use crate::plan::{Action, EnvPlan};
+use crate::seeded::SeedCheck;
 
 /// `env --json`: the environment and the plan that produced it.
 #[derive(Serialize)]
@@ -106,6 +107,8 @@ pub struct Diagnosis<'a> {
     pub plan: &'a EnvPlan,
     pub command: Option<&'a CommandPlan>,
     pub pex: Option<PexReport>,
+    /// The seed run would use, and its fast path.
+    pub seed: SeedCheck,
     /// What run's cache check found in PEX_ROOT (what `pexinit repair` would do).
     pub cache: CacheCheck,
     /// Everything run cannot fix (plan problems and a program that cannot run).
@@ -193,6 +196,29 @@ impl Diagnosis<'_> {
                     "known bug {} (fixed in pex {}): {}\n  handled: {}",
                     bug.id, bug.fixed_in, bug.summary, bug.mitigation
                 );
+            }
+        }
+        match &self.seed {
+            SeedCheck::None => {}
+            SeedCheck::Unusable { seed, reason } => {
+                let _ = writeln!(out, "seed: {} not used: {reason}", seed.display());
+            }
+            SeedCheck::Used { seeded, fast_path } => {
+                let _ = writeln!(
+                    out,
+                    "seed: {} used as PEX_ROOT {}",
+                    seeded.seed.display(),
+                    seeded.used.pex_root().display()
+                );
+                match fast_path {
+                    Some(Ok(fast)) => {
+                        let _ = writeln!(out, "fast path: exec {}", fast.argv.join(" "));
+                    }
+                    Some(Err(why)) => {
+                        let _ = writeln!(out, "fast path: none ({why})");
+                    }
+                    None => {}
+                }
             }
         }
         let _ = writeln!(out, "cache: {}", self.cache.summary());

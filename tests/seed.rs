@@ -9,20 +9,15 @@ mod seed_support;
 mod support;
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pexinit::envmap::EnvMap;
-use pexinit::identity::Identity;
-use pexinit::pex::fastpath;
 use pexinit::pex::info;
 use pexinit::pex::manifest::{self, MANIFEST_NAME, RunMode};
 use pexinit::pex::repair;
-use pexinit::pex::seed::{self, Target, UseRequest};
+use pexinit::pex::seed::{self, Target};
 use seed_support::{AppKind, envapp};
 use support::*;
 
@@ -57,139 +52,31 @@ fn base_env(home: &Path) -> Vec<(String, String)> {
         ("HOME".into(), home.display().to_string()),
         ("FOO".into(), "1".into()),
         ("PEX_FOO".into(), "1".into()),
+        // pexinit exports the physical working directory as PWD: give the bootstrap runs
+        // compared with it the same, so only what the fast path changes can differ.
+        (
+            "PWD".into(),
+            std::env::current_dir().expect("cwd").display().to_string(),
+        ),
     ]
 }
 
-/// Not a test: the child entry point that does what `pexinit run --seed` does, as the
-/// uid it was started as (via setpriv) and in the mount namespace it was started in:
-/// plan how to use the seed, make the farm if needed, then exec the fast path (or the
-/// normal path with PEX_ROOT). `PEXINIT_TEST_FAST=0` forces the normal path.
-#[test]
-#[ignore = "child process entry point, run by other tests"]
-fn seed_run_child() {
-    let Some(seed_dir) = std::env::var_os("PEXINIT_TEST_SEED") else {
-        return;
-    };
-    let pex_path = PathBuf::from(std::env::var_os("PEXINIT_TEST_PEX").expect("PEX"));
-    let args: Vec<OsString> = std::env::var("PEXINIT_TEST_ARGS")
-        .unwrap_or_default()
-        .split('\x1f')
-        .filter(|a| !a.is_empty())
-        .map(OsString::from)
-        .collect();
-    let want_fast = std::env::var("PEXINIT_TEST_FAST").as_deref() != Ok("0");
-    let who = Identity::current();
-    let seed_dir = PathBuf::from(seed_dir);
-    let manifest = manifest::read(&seed_dir).unwrap_or_else(|e| panic!("{e}"));
-    let tmp = PathBuf::from(std::env::var_os("TMPDIR").unwrap_or("/tmp".into()));
-    let used = seed::plan_use(&UseRequest {
-        seed: &seed_dir,
-        manifest: &manifest,
-        who: &who,
-        tmp: &tmp,
-    })
-    .unwrap_or_else(|why| panic!("seed not usable: {why}"));
-    seed::apply_use(&used, &who, None).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("PEXINIT_TEST_PEX_ROOT={}", used.pex_root().display());
-
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| !k.starts_with("PEXINIT_TEST_") && !k.starts_with("RUST_"))
-        .collect();
-    env.retain(|(k, _)| k != "PEX_ROOT");
-    env.push(("PEX_ROOT".into(), used.pex_root().display().to_string()));
-    let pex = info::open(&pex_path).expect("open pex");
-    let env_map = EnvMap::from_pairs(env.iter().map(|(k, v)| (k.into(), v.into())));
-    let fast = fastpath::plan(&fastpath::Request {
-        manifest: &manifest,
-        pex_root: used.pex_root(),
-        pex: &pex,
-        interpreter: Path::new(PYTHON),
-        interpreter_args: &[],
-        env: &env_map,
-        args: &args,
-    });
-    if std::env::var_os("PEXINIT_TEST_PRINT").is_some() {
-        // For benches/startup.sh: what would be exec'ed, without exec'ing it.
-        let plan = match &fast {
-            Ok(fast) => serde_json::json!({
-                "pex_root": used.pex_root(), "argv": fast.argv, "env": fast.env,
-            }),
-            Err(why) => serde_json::json!({"pex_root": used.pex_root(), "no_fast_path": why}),
-        };
-        println!("PEXINIT_TEST_PLAN={plan}");
-        return;
-    }
-    let mut cmd = match (&fast, want_fast) {
-        (Ok(fast), true) => {
-            eprintln!("PEXINIT_TEST_FAST_PATH=1");
-            let mut cmd = Command::new(&fast.executable);
-            cmd.arg0(&fast.argv_os[0]).args(&fast.argv_os[1..]);
-            env.extend(fast.env.iter().cloned());
-            cmd
-        }
-        (fast, _) => {
-            if let Err(why) = fast {
-                eprintln!("PEXINIT_TEST_NO_FAST_PATH={why}");
-            }
-            let mut cmd = Command::new(PYTHON);
-            cmd.arg(&pex_path).args(&args);
-            cmd
-        }
-    };
-    cmd.env_clear().envs(env);
-    panic!("exec failed: {}", cmd.exec());
-}
-
-/// Not a test: seeds `$PEXINIT_TEST_SEED_INTO` with the PEX files in
-/// `$PEXINIT_TEST_SEED_PEXES` (separated by 0x1f); for benches/startup.sh until the
-/// `pexinit seed` subcommand is wired.
-#[test]
-#[ignore = "child process entry point, run by benches"]
-fn seed_child() {
-    let Some(into) = std::env::var_os("PEXINIT_TEST_SEED_INTO") else {
-        return;
-    };
-    let pexes: Vec<PathBuf> = std::env::var("PEXINIT_TEST_SEED_PEXES")
-        .unwrap_or_default()
-        .split('\x1f')
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    let targets: Vec<Target> = pexes
-        .into_iter()
-        .map(|path| Target { path, venv: false })
-        .collect();
-    let req = seed::Request::from_env(PathBuf::from(into), Some(PYTHON.into()), None, targets)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let plan = seed::plan(&req).unwrap_or_else(|e| panic!("{e}"));
-    print!("{}", plan.text());
-    let report = seed::apply(&plan).unwrap_or_else(|e| panic!("{e}"));
-    println!("seeded {} files, {} bytes", report.files, report.bytes);
-}
-
-fn child_exe() -> PathBuf {
-    std::env::current_exe().expect("test binary")
-}
-
-/// A command running [`seed_run_child`].
+/// `pexinit -v run --seed SEED -- PEX ARGS...`: what a container's entrypoint does. `-v`
+/// makes pexinit say which PEX_ROOT it used and whether it took the fast path.
 fn seeded_run(seed_dir: &Path, pex: &Path, args: &[&str], env: &[(String, String)]) -> Command {
-    let mut cmd = clean_command(child_exe());
-    cmd.args([
-        "--exact",
-        "seed_run_child",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-        "-q",
-    ])
-    .env("PEXINIT_TEST_SEED", seed_dir)
-    .env("PEXINIT_TEST_PEX", pex)
-    .env("PEXINIT_TEST_ARGS", args.join("\x1f"));
+    let mut cmd = clean_command(pexinit_bin());
+    cmd.args(["-v", "run", "--seed"])
+        .arg(seed_dir)
+        .arg("--")
+        .arg(pex)
+        .args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd
 }
+
+const FAST_PATH_TAKEN: &str = "pexinit: info: fast path: exec the seeded venv";
 
 /// The app's JSON output (the test harness prints its own lines around it).
 fn app_json(ran: &Ran) -> serde_json::Value {
@@ -252,7 +139,7 @@ fn fast_path_matches_the_bootstrap_for_venv_pexes() {
             &base_env(&home),
         ));
         assert!(
-            fast.success() && fast.stderr.contains("PEXINIT_TEST_FAST_PATH=1"),
+            fast.success() && fast.stderr.contains(FAST_PATH_TAKEN),
             "{version}: {}",
             fast.describe()
         );
@@ -290,7 +177,7 @@ fn venv_true_needs_tools_and_matches_pex_venv() {
         assert!(bootstrap.success(), "{version}: {}", bootstrap.describe());
         let fast = run(&mut seeded_run(&root, &app, &["x"], &env));
         assert!(
-            fast.stderr.contains("PEXINIT_TEST_FAST_PATH=1"),
+            fast.stderr.contains(FAST_PATH_TAKEN),
             "{version}: {}",
             fast.describe()
         );
@@ -461,7 +348,7 @@ fn every_layout_and_user_runs_warm_from_the_seed() {
             );
             if *kind == Kind::Venv {
                 assert!(
-                    ran.stderr.contains("PEXINIT_TEST_FAST_PATH=1"),
+                    ran.stderr.contains(FAST_PATH_TAKEN),
                     "{label}: {}",
                     ran.describe()
                 );
@@ -476,7 +363,7 @@ fn every_layout_and_user_runs_warm_from_the_seed() {
 fn pex_root_of(ran: &Ran) -> PathBuf {
     ran.stderr
         .lines()
-        .find_map(|l| l.strip_prefix("PEXINIT_TEST_PEX_ROOT="))
+        .find_map(|l| l.split_once(" used as PEX_ROOT ").map(|(_, root)| root))
         .map(PathBuf::from)
         .unwrap_or_else(|| panic!("no PEX_ROOT reported:\n{}", ran.describe()))
 }
@@ -544,11 +431,7 @@ fn empty_tmpfs_at_the_build_path_with_the_seed_mounted_read_only_elsewhere() {
         assert_no_fallback_warning(&ran);
         assert_eq!(pex_root_of(&ran), build_path, "{}", ran.describe());
         if info::open(app).expect("pex").info.venv {
-            assert!(
-                ran.stderr.contains("PEXINIT_TEST_FAST_PATH=1"),
-                "{}",
-                ran.describe()
-            );
+            assert!(ran.stderr.contains(FAST_PATH_TAKEN), "{}", ran.describe());
         }
     }
 }
@@ -579,4 +462,89 @@ fn seed_under_a_symlinked_home_has_no_poisoned_link() {
             .file_type()
             .is_symlink()
     );
+}
+
+/// The `seed` subcommand end to end: it seeds, `run` finds the manifest at PEX_ROOT by
+/// itself (no --seed) and takes the fast path; bad input is one line with the
+/// documented status and leaves nothing behind.
+#[test]
+fn seed_command_then_run_finds_the_seed_at_pex_root() {
+    let sb = Sandbox::new();
+    let home = sb.mkdir("home");
+    let root = sb.join("pex-root");
+    let app = cowsay(PEX_NEWEST, Kind::Venv);
+    let seeded = run(pexinit()
+        .args(["seed", "--pex-root"])
+        .arg(&root)
+        .args(["--python", PYTHON])
+        .arg(&app));
+    assert!(seeded.success(), "{}", seeded.describe());
+    assert!(root.join(MANIFEST_NAME).is_file());
+    let before = content(&root);
+
+    let ran = run(pexinit()
+        .env("HOME", &home)
+        .env("PEX_ROOT", &root)
+        .args(["-v", "run", "--"])
+        .arg(&app)
+        .args(["-t", "seeded"]));
+    assert_cowsay_said(&ran, "seeded");
+    assert!(ran.stderr.contains(FAST_PATH_TAKEN), "{}", ran.describe());
+    assert_no_fallback_warning(&ran);
+    assert_eq!(
+        content(&root),
+        before,
+        "a warm run from the seed created files"
+    );
+
+    // doctor explains the fast path.
+    let doctor = run(pexinit()
+        .env("HOME", &home)
+        .env("PEX_ROOT", &root)
+        .args(["doctor", "--json", "--"])
+        .arg(&app));
+    let json = doctor.json();
+    assert_eq!(json["seed"]["state"], "used", "{json:#}");
+    assert!(
+        json["seed"]["fast_path"]["Ok"]["venv"].as_str().is_some(),
+        "{json:#}"
+    );
+
+    // Bad input.
+    let busy = sb.mkdir("busy");
+    sb.write("busy/unrelated", b"x");
+    let before = sb.tree();
+    for (args, code, fragment) in [
+        (
+            vec!["--pex-root", busy.to_str().unwrap(), app.to_str().unwrap()],
+            125,
+            "not empty",
+        ),
+        (
+            vec![
+                "--pex-root",
+                sb.join("new").to_str().unwrap(),
+                "--python",
+                "/nonexistent/python3",
+                app.to_str().unwrap(),
+            ],
+            127,
+            "/nonexistent/python3",
+        ),
+        (
+            vec![
+                "--pex-root",
+                sb.join("new").to_str().unwrap(),
+                "/etc/hostname",
+            ],
+            125,
+            "/etc/hostname",
+        ),
+    ] {
+        let ran = run(pexinit().arg("seed").args(&args));
+        assert_eq!(ran.code, Some(code), "{args:?}: {}", ran.describe());
+        assert_eq!(ran.stderr_lines().len(), 1, "{}", ran.describe());
+        assert!(ran.stderr.contains(fragment), "{}", ran.describe());
+        assert_eq!(sb.tree(), before, "{args:?} left something behind");
+    }
 }
