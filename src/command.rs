@@ -201,19 +201,7 @@ fn check_executable(path: &Path, who: &Identity) -> Result<()> {
 }
 
 fn is_executable(meta: &fs::Metadata, who: &Identity) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let mode = meta.mode();
-    if who.is_root() {
-        return mode & 0o111 != 0;
-    }
-    let bits = if meta.uid() == who.uid {
-        mode >> 6
-    } else if who.in_group(meta.gid()) {
-        mode >> 3
-    } else {
-        mode
-    };
-    bits & 1 != 0
+    crate::paths::permits(meta, who, 0o1)
 }
 
 fn choose_interpreter(

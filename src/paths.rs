@@ -184,8 +184,9 @@ pub fn dir_writable_by(dir: &Path, who: &Identity) -> bool {
     ancestors_searchable && permits(&meta, who, 0o3)
 }
 
-/// Whether the mode bits of `meta` grant `who` every bit of `want` (r=4, w=2, x=1).
-fn permits(meta: &fs::Metadata, who: &Identity, want: u32) -> bool {
+/// Whether the mode bits of `meta` grant `who` every bit of `want` (r=4, w=2, x=1),
+/// as the kernel decides for the owner, group and other classes (ACLs not consulted).
+pub fn permits(meta: &fs::Metadata, who: &Identity, want: u32) -> bool {
     if who.is_root() {
         // root passes permission checks, except x on non-directories without any x bit.
         return meta.is_dir() || want & 1 == 0 || meta.mode() & 0o111 != 0;

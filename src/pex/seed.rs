@@ -925,24 +925,9 @@ fn seed_writable(seed: &Path, who: &Identity) -> bool {
         return false;
     }
     match fs::metadata(seed.join("access.lck")) {
-        Ok(m) => file_writable_by(&m, who),
+        Ok(m) => crate::paths::permits(&m, who, 0o2),
         Err(_) => true,
     }
-}
-
-fn file_writable_by(meta: &fs::Metadata, who: &Identity) -> bool {
-    if who.is_root() {
-        return true;
-    }
-    let mode = meta.mode();
-    let bits = if meta.uid() == who.uid {
-        mode >> 6
-    } else if who.in_group(meta.gid()) {
-        mode >> 3
-    } else {
-        mode
-    };
-    bits & 0o2 != 0
 }
 
 /// Creates what a [`SeedUse`] needs (the farm directory, privately, then the farm).
