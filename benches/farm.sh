@@ -13,11 +13,12 @@
 #   - `pexinit run -- /bin/true` without a seed (the anchor).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Build with the caller's PATH (cargo), then run everything with Debian's python first.
+PEXINIT=$(scripts/build-release)
 export PATH=/usr/bin:/bin
 unset PYTHONDONTWRITEBYTECODE
 ROUNDS=${ROUNDS:-21}
 WORK=$PWD/target/bench-farm
-PEXINIT=$(scripts/build-release)
 if (($# == 0)); then
     set -- target/bench-repair/app{0,1,2}-2.105.2-venv.pex
 fi

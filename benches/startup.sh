@@ -15,7 +15,8 @@
 # pexinit's own start-up included. The shipped (static, LTO) build is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CARGO=$(command -v cargo)
+# Build with the caller's PATH (cargo), then run everything with Debian's python first.
+PEXINIT=$(scripts/build-release)
 export PATH=/usr/bin:/bin
 unset PYTHONDONTWRITEBYTECODE
 PY=/usr/bin/python3.11
@@ -27,7 +28,6 @@ mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd -P)
 command -v hyperfine >/dev/null || { echo "hyperfine missing: apt-get install -y hyperfine" >&2; exit 1; }
 
-PEXINIT=$(scripts/build-release)
 pex_for() {
     local venv=$FIXTURES/pex-$V
     [ -x "$venv/bin/pex" ] || venv=$WORK/pex-$V
