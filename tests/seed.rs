@@ -18,7 +18,7 @@ use pexinit::pex::info;
 use pexinit::pex::manifest::{self, MANIFEST_NAME, RunMode};
 use pexinit::pex::repair;
 use pexinit::pex::seed::{self, Target};
-use seed_support::{AppKind, envapp};
+use seed_support::envapp;
 use support::*;
 
 const SDE: i64 = 1_700_000_000;
@@ -114,7 +114,7 @@ fn assert_no_fallback_warning(ran: &Ran) {
 #[test]
 fn fast_path_matches_the_bootstrap_for_venv_pexes() {
     for version in ALL_PEX_VERSIONS {
-        let app = envapp(version, AppKind::Venv);
+        let app = envapp(version, Kind::Venv);
         let sb = Sandbox::new();
         let root = sb.join("seed");
         let home = sb.mkdir("home");
@@ -159,7 +159,7 @@ fn fast_path_matches_the_bootstrap_for_venv_pexes() {
 #[test]
 fn venv_true_needs_tools_and_matches_pex_venv() {
     for version in [PEX_BUGGY, PEX_NEWEST] {
-        let app = envapp(version, AppKind::Tools);
+        let app = envapp(version, Kind::Tools);
         let sb = Sandbox::new();
         let root = sb.join("seed");
         let home = sb.mkdir("home");
@@ -183,7 +183,7 @@ fn venv_true_needs_tools_and_matches_pex_venv() {
         );
         assert_eq!(app_json(&fast), app_json(&bootstrap), "{version}");
 
-        let plain = envapp(version, AppKind::Zipapp);
+        let plain = envapp(version, Kind::Zipapp);
         let err = seed::plan(&request(&sb.join("other"), &[(&plain, true)]))
             .expect_err("venv: true without --include-tools");
         let text = err.to_string();
@@ -231,8 +231,8 @@ fn fingerprint(root: &Path) -> Vec<String> {
 fn two_seeds_of_the_same_inputs_are_identical() {
     let apps: Vec<PathBuf> = vec![
         cowsay(PEX_FIXED, Kind::Zipapp),
-        envapp(PEX_NEWEST, AppKind::Venv),
-        envapp(PEX_BUGGY, AppKind::Venv),
+        envapp(PEX_NEWEST, Kind::Venv),
+        envapp(PEX_BUGGY, Kind::Venv),
     ];
     let targets: Vec<(&Path, bool)> = apps.iter().map(|p| (p.as_path(), false)).collect();
     let sb = Sandbox::new();

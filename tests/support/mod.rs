@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -108,6 +109,8 @@ pub enum Kind {
     Packed,
     /// `--layout loose` directory.
     Loose,
+    /// A zipapp .pex file built with `--include-tools` (pex's PEX_VENV needs it).
+    Tools,
 }
 
 impl Kind {
@@ -119,6 +122,7 @@ impl Kind {
             Kind::Venv => "venv",
             Kind::Packed => "packed",
             Kind::Loose => "loose",
+            Kind::Tools => "tools",
         }
     }
 
@@ -128,35 +132,59 @@ impl Kind {
             Kind::Venv => &["--venv"],
             Kind::Packed => &["--layout", "packed"],
             Kind::Loose => &["--layout", "loose"],
+            Kind::Tools => &["--include-tools"],
         }
     }
 }
 
 /// `cowsay.pex` (console script `cowsay`) built by pex `version` in layout `kind`.
 pub fn cowsay(version: &str, kind: Kind) -> PathBuf {
+    pex_fixture(version, kind, "cowsay", || {
+        ["cowsay", "-c", "cowsay"].map(OsString::from).to_vec()
+    })
+}
+
+/// `<name>-<version>-<kind>.pex`, built once by pex `version` with the arguments `args`
+/// returns (called under the fixture's lock, so it may write sources the build reads).
+pub fn pex_fixture(
+    version: &str,
+    kind: Kind,
+    name: &str,
+    args: impl FnOnce() -> Vec<OsString>,
+) -> PathBuf {
     let venv = pex_venv(version);
-    let out = fixtures_dir().join(format!("cowsay-{version}-{}.pex", kind.name()));
+    let out = fixtures_dir().join(format!("{name}-{version}-{}.pex", kind.name()));
     let done = out.with_extension("pex.done");
     if done.exists() {
         return out;
     }
-    let _guard = lock(&format!("cowsay-{version}-{}", kind.name()));
+    let _guard = lock(&format!("{name}-{version}-{}", kind.name()));
     if done.exists() {
         return out;
     }
     let _ = fs::remove_file(&out);
     let _ = fs::remove_dir_all(&out);
     check(
-        &format!("pex {version} cowsay {}", kind.name()),
+        &format!("pex {version} {name} {}", kind.name()),
         Command::new(venv.join("bin/pex"))
-            .args(["cowsay", "-c", "cowsay", "--python", PYTHON, "-o"])
+            .args(args())
+            .args(["--python", PYTHON, "-o"])
             .arg(&out)
             .args(kind.flags())
+            .env_clear()
             .env(
                 "PEX_ROOT",
                 fixtures_dir().join(format!("build-root-{version}")),
             )
             .env("PATH", PATH)
+            .output(),
+    );
+    // pex creates packed and loose outputs mode 0700: other uids must read them.
+    check(
+        "chmod -R a+rX",
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(&out)
             .output(),
     );
     File::create(&done).expect("mark fixture done");
