@@ -7,6 +7,12 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{FlagSettings, InitMode, RepairMode, parse_grace};
 
+mod oci;
+mod prime;
+
+pub use oci::{Compression, ImageAppendArgs, ImageCommand, LayerArgs};
+pub use prime::{LinkMode, PrimeArgs};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pexinit",
@@ -87,6 +93,27 @@ pub enum Command {
         Exit status: 0 seeded; 1 pex failed to warm a PEX; 2 verification failed (no \
         manifest written); 125 bad input; 127 interpreter not found.")]
     Seed(SeedArgs),
+
+    /// Make DIR a warm PEX_ROOT from a seed: a Kubernetes initContainer filling a volume.
+    #[command(after_help = "Examples:\n  \
+        pexinit prime --from /opt/pex-root --into /var/cache/pex\n  \
+        pexinit prime --from /opt/pex-root --into /shared/pex --chown 1001:0 --link copy\n\n\
+        DIR is built beside its final name and renamed into place, so pex never sees half a \
+        cache; a second prime of the same seed is a no-op; concurrent primes of one volume \
+        take turns.")]
+    Prime(PrimeArgs),
+
+    /// Write a reproducible OCI layer (tar, tar+gzip, tar+zstd) of directories.
+    #[command(after_help = "Examples:\n  \
+        pexinit layer -o seed.tar.gz /opt/pex-root\n  \
+        SOURCE_DATE_EPOCH=0 pexinit layer --json -o app.tar.zst --compression zstd build/seed:/opt/pex-root\n\n\
+        Same input, same bytes: entries sorted, mtimes clamped, owners 0:0, symlinks stored \
+        as links. Prints the OCI descriptor and the diff_id.")]
+    Layer(LayerArgs),
+
+    /// Work on OCI image layouts.
+    #[command(subcommand)]
+    Image(ImageCommand),
 
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  pexinit completions bash > /etc/bash_completion.d/pexinit")]

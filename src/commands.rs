@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 
 use crate::cache_guard::{self, CacheCheck};
-use crate::cli::{Cli, Command, DoctorArgs, EnvArgs, RepairArgs, RunArgs, SeedArgs};
+use crate::cli::{Cli, Command, DoctorArgs, EnvArgs, ImageCommand, RepairArgs, RunArgs, SeedArgs};
 use crate::command::{CommandPlan, plan_command};
 use crate::config::{FlagSettings, InitMode, RepairMode, Settings};
 use crate::error::{EXIT_UNHEALTHY, Error, Result};
@@ -27,6 +27,18 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Doctor(args) => doctor(args, cli.verbose),
         Command::Repair(args) => repair(args, cli.verbose),
         Command::Seed(args) => seed_command(args, cli.verbose),
+        Command::Prime(args) => {
+            init_logging(cli.verbose)?;
+            crate::pex::prime::command(&args)
+        }
+        Command::Layer(args) => {
+            init_logging(cli.verbose)?;
+            crate::oci::layer_command(&args)
+        }
+        Command::Image(ImageCommand::Append(args)) => {
+            init_logging(cli.verbose)?;
+            crate::oci::append_command(&args)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -59,6 +71,19 @@ fn settings(flags: &FlagSettings, verbose: u8) -> Result<Settings> {
         })?;
     log::init(level);
     Ok(settings)
+}
+
+/// Logging for the commands that read no config file: `-v`, else PEXINIT_LOG.
+fn init_logging(verbose: u8) -> Result<()> {
+    let env_level = std::env::var("PEXINIT_LOG").ok();
+    let level =
+        log::level(verbose, env_level.as_deref(), None).map_err(|message| Error::ConfigEnv {
+            name: "PEXINIT_LOG",
+            value: env_level.clone().unwrap_or_default(),
+            message,
+        })?;
+    log::init(level);
+    Ok(())
 }
 
 fn run(args: RunArgs, verbose: u8) -> Result<u8> {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod identity;
 pub mod init;
 pub mod log;
+pub mod oci;
 pub mod paths;
 pub mod pex;
 pub mod plan;

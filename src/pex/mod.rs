@@ -6,5 +6,6 @@ pub mod fastpath;
 pub mod info;
 pub mod manifest;
 pub mod materialize;
+pub mod prime;
 pub mod repair;
 pub mod seed;

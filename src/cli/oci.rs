@@ -1,0 +1,105 @@
+//! Flags of `pexinit layer` and `pexinit image append`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct LayerArgs {
+    /// The layer file to write (written atomically: temp file + rename).
+    #[arg(long, short = 'o', value_name = "FILE", required = true)]
+    pub output: PathBuf,
+
+    /// Compression of the layer [default: gzip].
+    #[arg(long, value_enum, value_name = "KIND", default_value = "gzip")]
+    pub compression: Compression,
+
+    /// Compression level [default: 6 for gzip, 3 for zstd].
+    #[arg(long, value_name = "N")]
+    pub level: Option<i32>,
+
+    /// Clamp every mtime to EPOCH seconds [default: $SOURCE_DATE_EPOCH, else 0].
+    #[arg(long, value_name = "EPOCH")]
+    pub mtime: Option<u64>,
+
+    /// Owner of every entry, as numbers [default: 0:0].
+    #[arg(long, value_name = "UID:GID")]
+    pub owner: Option<String>,
+
+    /// Keep setuid / setgid bits instead of refusing files that carry them.
+    #[arg(long)]
+    pub allow_setuid: bool,
+
+    /// Print the descriptor and diff_id as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Directories or files to store, each at DEST in the image [default DEST: SRC].
+    #[arg(value_name = "SRC[:DEST]", required = true)]
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Append layers to an image in an OCI image layout, without a daemon.
+    #[command(after_help = "Examples:\n  \
+        pexinit layer -o seed.tar.gz /opt/pex-root\n  \
+        pexinit image append --layout ./img --ref latest --layer seed.tar.gz \\\n      \
+        --entrypoint '[\"/usr/bin/pexinit\",\"run\",\"--\"]' --cmd '[\"/app/app.pex\"]' --tag v2")]
+    Append(ImageAppendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageAppendArgs {
+    /// The OCI image layout directory (oci-layout, index.json, blobs/).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub layout: PathBuf,
+
+    /// The image to append to, by its org.opencontainers.image.ref.name [default: the
+    /// only image of the layout].
+    #[arg(long = "ref", value_name = "NAME")]
+    pub reference: Option<String>,
+
+    /// Layer files written by `pexinit layer` (or any tar, tar.gz, tar.zst), in order.
+    #[arg(long, value_name = "FILE", required = true, num_args = 1)]
+    pub layer: Vec<PathBuf>,
+
+    /// The ref name the new image gets [default: the --ref it came from, which moves].
+    #[arg(long, value_name = "NAME")]
+    pub tag: Option<String>,
+
+    /// New entrypoint, as a JSON array or a plain command line split on whitespace.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+
+    /// New cmd, as a JSON array or a plain command line split on whitespace.
+    #[arg(long, value_name = "CMD")]
+    pub cmd: Option<String>,
+
+    /// Environment variable to set (repeatable).
+    #[arg(long, value_name = "K=V")]
+    pub env: Vec<String>,
+
+    /// User the image runs as.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
+    /// Working directory of the image.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// Label to set (repeatable).
+    #[arg(long, value_name = "K=V")]
+    pub label: Vec<String>,
+
+    /// Print the new manifest's descriptor as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
