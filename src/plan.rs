@@ -548,9 +548,9 @@ fn action_for(input: Option<&str>, value: &str) -> Action {
 
 /// Config `venv: [PEX files]`: sets PEX_VENV=1 when the program runs one of them.
 pub fn select_venv(plan: &mut EnvPlan, settings: &Settings, pex: Option<&std::path::Path>) {
-    if let (VenvMode::Only(_), Some(pex)) = (&settings.venv, pex) {
-        if settings.venv.applies_to(pex) {
-            plan.env.set("PEX_VENV", "1");
-        }
+    if let (VenvMode::Only(_), Some(pex)) = (&settings.venv, pex)
+        && settings.venv.applies_to(pex)
+    {
+        plan.env.set("PEX_VENV", "1");
     }
 }
