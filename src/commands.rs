@@ -111,7 +111,7 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
     let cache = CacheCheck::scan(
         pex_root.as_deref(),
         settings.repair,
-        command.pex.is_some(),
+        command.pex.as_ref(),
         seeded.is_some(),
     );
     if let Some(pex_root) = &pex_root {
@@ -266,7 +266,7 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
     let cache = CacheCheck::scan(
         pex_root.as_deref(),
         settings.repair,
-        pex.is_some(),
+        command.as_ref().and_then(|c| c.pex.as_ref()),
         matches!(seed, SeedCheck::Used { .. }),
     );
     if cache.poisoned().is_some() && settings.repair != RepairMode::Auto {

@@ -177,6 +177,14 @@ pub fn plan(pex_root: &Path) -> Result<RepairPlan, RepairError> {
     Ok(plan_root(&root))
 }
 
+/// Plans the repair of the entries one PEX runs from (see [`CacheRoot::walk_pex`]).
+pub fn plan_pex(pex_root: &Path, pex_hash: &str) -> Result<RepairPlan, RepairError> {
+    let root = open_root(pex_root)?;
+    let mut judge = Judge::new(&root);
+    root.walk_pex(pex_hash, &mut judge);
+    Ok(judge.finish())
+}
+
 /// Opens `pex_root` by its physical path: suffix matching against the physical path is
 /// what recognizes poisoned links.
 pub fn open_root(pex_root: &Path) -> Result<CacheRoot, RepairError> {
