@@ -331,6 +331,16 @@ fn plan(req: &Request) -> Result<Plan, PrimeError> {
             )));
         }
     }
+    if req.mode == LinkMode::Reflink {
+        let at = if mount_point { into.as_path() } else { parent };
+        if let Err(e) = probe_reflink(&manifest_path, at) {
+            return Err(bad(format!(
+                "--link reflink: cannot reflink from {} into {} ({e}); use --link copy (or --link auto)",
+                seed.display(),
+                into.display()
+            )));
+        }
+    }
     Ok(Plan {
         marker: Marker {
             format: FORMAT,
@@ -348,6 +358,27 @@ fn plan(req: &Request) -> Result<Plan, PrimeError> {
         relocation,
         mount_point,
     })
+}
+
+/// Clones `file` into an unnamed file in `dir` (O_TMPFILE: nothing ever appears there).
+/// A filesystem without unnamed files is not judged here; the copy finds out.
+fn probe_reflink(file: &Path, dir: &Path) -> io::Result<()> {
+    let from = File::open(file)?;
+    let to = match fs::OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir)
+    {
+        Ok(to) => to,
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // SAFETY: FICLONE takes the source descriptor as its argument; both are open.
+    if unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, PrimeError> {
@@ -390,6 +421,11 @@ fn mount_id(path: &Path) -> Option<u64> {
 pub fn prime(req: &Request) -> Result<Report, PrimeError> {
     let started = Instant::now();
     let plan = plan(req)?;
+    // Someone else's directory is refused before anything (even the lock file) is made;
+    // the state is read again under the lock.
+    if let DirState::Foreign(what) = state_of(&plan)? {
+        return Err(foreign(&plan, &what));
+    }
     let _lock = lock(&plan)?;
     let mut report = Report {
         into: plan.into.clone(),
@@ -412,13 +448,7 @@ pub fn prime(req: &Request) -> Result<Report, PrimeError> {
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
-        DirState::Foreign(what) => {
-            return Err(bad(format!(
-                "--into {} is not empty and was not primed by pexinit ({}); empty it or prime into another directory",
-                plan.into.display(),
-                what.to_string_lossy()
-            )));
-        }
+        DirState::Foreign(what) => return Err(foreign(&plan, what)),
         _ => {}
     }
     report.replaced = matches!(state, DirState::Primed(_) | DirState::Partial);
@@ -432,6 +462,14 @@ pub fn prime(req: &Request) -> Result<Report, PrimeError> {
     report.placement = Some(placement);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+fn foreign(plan: &Plan, what: &OsStr) -> PrimeError {
+    bad(format!(
+        "--into {} is not empty and was not primed by pexinit (it holds {}); empty it or prime into another directory",
+        plan.into.display(),
+        what.to_string_lossy()
+    ))
 }
 
 /// What DIR holds before priming.
