@@ -477,6 +477,63 @@ fn a_killed_prime_leaves_nothing_pex_trusts_and_the_next_completes() {
     assert!(leftovers.is_empty(), "left beside DIR: {leftovers:?}");
 }
 
+/// SIGKILL in the middle of a prime into a tmpfs mount point: `run` never finds a seed
+/// manifest before every top-level directory is in place, and the next prime cleans up
+/// and completes; the app then runs warm.
+#[test]
+fn a_killed_prime_of_a_mount_point_is_finished_by_the_next() {
+    let sb = Sandbox::new();
+    let home = home(&sb);
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, &apps());
+    let mount = sb.mkdir("mnt");
+    let bin = pexinit_bin();
+    let app = &apps()[0];
+    let script = format!(
+        "{bin} prime --from {seed} --into \"$1\" --link copy >/dev/null 2>&1 & pid=$!; \
+         while [ ! -d \"$1/.pexinit-prime-tmp\" ] && kill -0 $pid 2>/dev/null; do :; done; \
+         kill -9 $pid 2>/dev/null && echo killed; wait $pid || true; \
+         ls -A \"$1\" | sed 's/^/after-kill: /'; \
+         if [ -e \"$1/.pexinit-seed.json\" ] && [ ! -d \"$1/venvs\" ]; then echo MANIFEST-BEFORE-CONTENT; fi; \
+         {bin} prime --json --from {seed} --into \"$1\" --chown 65534:65534; \
+         ls -A \"$1\" | sed 's/^/after-prime: /'; \
+         env -i PATH={PATH} HOME={home} PEXINIT_PEX_ROOT=\"$1\" /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups -- {bin} -v run -- {app} -t moo",
+        seed = seed_dir.display(),
+        home = home.display(),
+        app = app.display(),
+    );
+    let ran = in_tmpfs(&mount, &script);
+    assert!(ran.success(), "{}", ran.describe());
+    assert!(
+        ran.stdout.contains("killed\n"),
+        "the prime ended before the kill: {}",
+        ran.describe()
+    );
+    assert!(
+        !ran.stdout.contains("MANIFEST-BEFORE-CONTENT"),
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        !ran.stdout.contains("after-prime: .pexinit-prime-tmp"),
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        !ran.stdout.contains("after-prime: .pexinit-prime-journal"),
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        ran.stdout.contains("after-prime: .pexinit-prime.json"),
+        "{}",
+        ran.describe()
+    );
+    assert_cowsay_said(&ran, "moo");
+    assert!(ran.stderr.contains(FAST_PATH_TAKEN), "{}", ran.describe());
+    assert!(!ran.stderr.contains("PEXWarning"), "{}", ran.describe());
+}
+
 /// Two primes of one DIR at once (two pods, one shared volume): both succeed, exactly
 /// one primes and the other finds it done; the result runs warm.
 #[test]
