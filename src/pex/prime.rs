@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, RenameFlags, openat, renameat, renameat2};
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, fchmod, fstat, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, unlinkat};
@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::LinkMode as CliLinkMode;
 use crate::cli::PrimeArgs;
 use crate::error::Result;
+use crate::paths::rename_exchange;
 use crate::paths::resolve_physical;
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
@@ -659,7 +660,7 @@ fn build_and_rename(
 /// Exchanges the new tree with the old prime in one step; where the filesystem cannot
 /// exchange, moves the old one aside first (DIR is briefly missing, never half-made).
 fn swap(parent: BorrowedFd<'_>, tmp: &OsStr, name: &OsStr) -> Result<(), PrimeError> {
-    match renameat2(parent, tmp, parent, name, RenameFlags::RENAME_EXCHANGE) {
+    match rename_exchange(parent, tmp, parent, name) {
         Ok(()) => Ok(()),
         Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
             let mut aside = tmp.to_os_string();
@@ -839,12 +840,11 @@ fn fill_mount_point(plan: &Plan, req: &Request) -> Result<TreeReport, PrimeError
         }
         fsync_fd(into.as_fd()).map_err(failed(plan.into.display()))?;
         for name in &names {
-            match renameat2(
+            match rename_exchange(
                 tmp_fd.as_fd(),
                 name.as_os_str(),
                 into.as_fd(),
                 name.as_os_str(),
-                RenameFlags::RENAME_EXCHANGE,
             ) {
                 // The old entry is now in the staging directory, removed with it.
                 Ok(()) => {}
