@@ -25,7 +25,8 @@ pub struct LayerArgs {
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
 
-    /// Clamp every mtime to EPOCH seconds [default: $SOURCE_DATE_EPOCH, else 0].
+    /// Clamp every mtime to EPOCH seconds [default: $SOURCE_DATE_EPOCH, else 315532800
+    /// (1980-01-01, the epoch `pexinit seed` gives its files)].
     #[arg(long, value_name = "EPOCH")]
     pub mtime: Option<u64>,
 
@@ -36,6 +37,16 @@ pub struct LayerArgs {
     /// Keep setuid / setgid bits instead of refusing files that carry them.
     #[arg(long)]
     pub allow_setuid: bool,
+
+    /// Compression threads [default: the number of cores]. The output does not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Write a seed (one SRC made by `pexinit seed`) as two layers: its dependencies
+    /// (installed wheels, pex's runtime) to --output, its application code (user code,
+    /// unzipped PEX, venvs, the seed manifest) to APP_FILE.
+    #[arg(long, value_name = "APP_FILE")]
+    pub split: Option<PathBuf>,
 
     /// Print the descriptor and diff_id as JSON.
     #[arg(long)]
