@@ -74,7 +74,7 @@ pub fn collect(sources: &[Source], rules: Rules) -> Result<Vec<Entry>> {
             });
         }
         let mut found = Vec::new();
-        walk(source, &source.path, source.dest.clone(), rules, &mut found)?;
+        walk(&source.path, source.dest.clone(), rules, &mut found)?;
         for entry in found {
             match entries.get(&entry.path) {
                 // A directory pexinit added above DEST gives way to a real one.
@@ -141,13 +141,7 @@ pub fn finish(mut entries: Vec<Entry>) -> Vec<Entry> {
     entries
 }
 
-fn walk(
-    source: &Source,
-    path: &Path,
-    dest: Vec<Vec<u8>>,
-    rules: Rules,
-    out: &mut Vec<Entry>,
-) -> Result<()> {
+fn walk(path: &Path, dest: Vec<Vec<u8>>, rules: Rules, out: &mut Vec<Entry>) -> Result<()> {
     let meta =
         fs::symlink_metadata(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
     let kind = kind_of(path, &meta)?;
@@ -185,7 +179,7 @@ fn walk(
         for name in names {
             let mut child_dest = dest.clone();
             child_dest.push(name.as_bytes().to_vec());
-            walk(source, &path.join(&name), child_dest, rules, out)?;
+            walk(&path.join(&name), child_dest, rules, out)?;
         }
     }
     Ok(())
