@@ -404,7 +404,14 @@ mod tests {
 
     #[test]
     fn zstd_is_independent_of_threads() {
-        let data = sample();
+        // Large enough for libzstd to cut several jobs (its job size is a few MiB at
+        // level 3), so workers really do split the input.
+        let mut data = Vec::new();
+        let mut x: u64 = 7;
+        while data.len() < 40 * CHUNK {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            data.extend_from_slice(format!("{} ", (x >> 33) % 5000).as_bytes());
+        }
         let run = |threads| {
             compress(Compression::Zstd, 3, threads, Vec::new(), &mut |w| {
                 w.write_all(&data)
