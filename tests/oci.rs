@@ -284,6 +284,10 @@ fn bad_layer_sources_write_nothing() {
         ),
         (os(&[&"-o", &out, &src_dest(&ok, "/opt/../etc")]), "`..`"),
         (
+            os(&[&"-o", &out, &src_dest(&ok.join("file"), "/")]),
+            "cannot be stored at /",
+        ),
+        (
             os(&[&"-o", &out, &"--split", &sb.join("app.tgz"), &ok]),
             ".pexinit-seed.json",
         ),

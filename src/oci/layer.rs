@@ -13,9 +13,10 @@ use crate::oci::archive::{self, Owner};
 use crate::oci::atomic::Pending;
 use crate::oci::compress::{self, Digests};
 use crate::oci::media::LayerFormat;
+use crate::oci::progress::Progress;
 use crate::oci::source::{self, Source};
 use crate::oci::split;
-use crate::oci::walk::{self, Entry, Rules};
+use crate::oci::walk::{self, Entry, Kind, Rules};
 use crate::pex::manifest::MANIFEST_NAME;
 use crate::pex::seed::DEFAULT_SOURCE_DATE_EPOCH;
 
@@ -125,11 +126,21 @@ pub fn write(plan: &Plan) -> Result<Vec<Written>> {
     for layer in &plan.layers {
         let mut pending = Pending::create(&layer.output, 0o644)
             .map_err(|e| Error::io(format!("{}", layer.output.display()), e))?;
+        let total: u64 = layer
+            .entries
+            .iter()
+            .map(|e| match e.kind {
+                Kind::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum();
+        let progress = Progress::new(total, layer.output.display().to_string());
         let out = BufWriter::with_capacity(1 << 20, pending.file());
         let result =
             compress::compress(plan.compression, plan.level, plan.threads, out, &mut |w| {
-                archive::write_tar(&layer.entries, plan.owner, w)
+                archive::write_tar(&layer.entries, plan.owner, &mut progress.wrap(w))
             });
+        progress.finish();
         let (out, digests): (BufWriter<&mut File>, Digests) =
             result.map_err(|e| Error::io(format!("writing {}", layer.output.display()), e))?;
         out.into_inner()

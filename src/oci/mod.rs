@@ -12,6 +12,7 @@ pub mod compress;
 pub mod layer;
 pub mod layout;
 pub mod media;
+pub mod progress;
 pub mod source;
 pub mod split;
 pub mod walk;

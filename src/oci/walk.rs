@@ -145,6 +145,12 @@ fn walk(path: &Path, dest: Vec<Vec<u8>>, rules: Rules, out: &mut Vec<Entry>) -> 
     let meta =
         fs::symlink_metadata(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
     let kind = kind_of(path, &meta)?;
+    if dest.is_empty() && kind != Kind::Dir {
+        return Err(Error::Usage(format!(
+            "{} is not a directory: it cannot be stored at / (give it a DEST such as /usr/local/bin/NAME)",
+            path.display()
+        )));
+    }
     let mode = meta.mode() & 0o7777;
     let is_dir = kind == Kind::Dir;
     // setgid on a directory only makes new files inherit its group: no privilege.
