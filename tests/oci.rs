@@ -405,7 +405,9 @@ struct PodmanCleanup {
 impl Drop for PodmanCleanup {
     fn drop(&mut self) {
         let _ = podman().args(["rm", "-f", &self.container]).output();
-        let _ = podman().args(["rmi", "-f", &self.image]).output();
+        if !self.image.is_empty() {
+            let _ = podman().args(["rmi", "-f", &self.image]).output();
+        }
     }
 }
 
@@ -575,6 +577,38 @@ fn seeded_image_runs_warm_in_podman_as_any_uid() {
     assert!(
         added.is_empty(),
         "the run extracted into the seed:\n{}",
+        diff.stdout
+    );
+
+    // Control: the same app run cold (pex itself, an empty PEX_ROOT) adds cache entries
+    // that `podman diff` shows, so the check above can see an extraction.
+    let cold = format!("{container}-cold");
+    let _cleanup_cold = PodmanCleanup {
+        container: cold.clone(),
+        image: String::new(),
+    };
+    let ran = run(podman().args([
+        "run",
+        "--name",
+        &cold,
+        "--user",
+        "123456:0",
+        "--env",
+        "PEX_ROOT=/tmp/cold-root",
+        "--entrypoint",
+        "/usr/bin/python3.11",
+        &image,
+        "/app/cowsay.pex",
+        "-t",
+        "cold",
+    ]));
+    assert_cowsay_said(&ran, "cold");
+    let diff = must("podman diff", podman().args(["diff", &cold]));
+    assert!(
+        diff.stdout
+            .lines()
+            .any(|l| l.starts_with("A /tmp/cold-root/")),
+        "podman diff does not show a cold run's cache:\n{}",
         diff.stdout
     );
 }
