@@ -154,8 +154,9 @@ fn build_rootfs(rootfs: &Path) {
 pub fn base_layout() -> &'static Path {
     static BASE: OnceLock<PathBuf> = OnceLock::new();
     BASE.get_or_init(|| {
+        remove_stale_bases();
         let work = tempfile::Builder::new()
-            .prefix("pexinit-oci-base-")
+            .prefix(&format!("pexinit-oci-base-{}-", std::process::id()))
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("tempdir")
             .keep();
@@ -197,6 +198,27 @@ pub fn base_layout() -> &'static Path {
         let _ = fs::remove_dir_all(&bundle);
         layout
     })
+}
+
+/// Base layouts outlive their test process (a static is never dropped): remove those of
+/// processes that are gone.
+fn remove_stale_bases() {
+    let Ok(entries) = fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("pexinit-oci-base-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A private copy of the base layout at `dest`.
