@@ -17,7 +17,7 @@ pub struct LayerArgs {
     #[arg(long, short = 'o', value_name = "FILE", required = true)]
     pub output: PathBuf,
 
-    /// Compression of the layer [default: gzip].
+    /// Compression of the layer.
     #[arg(long, value_enum, value_name = "KIND", default_value = "gzip")]
     pub compression: Compression,
 
@@ -30,8 +30,8 @@ pub struct LayerArgs {
     #[arg(long, value_name = "EPOCH")]
     pub mtime: Option<u64>,
 
-    /// Owner of every entry, as numbers [default: 0:0].
-    #[arg(long, value_name = "UID:GID")]
+    /// Owner of every entry, as numbers (GID defaults to 0) [default: 0:0].
+    #[arg(long, value_name = "UID[:GID]")]
     pub owner: Option<String>,
 
     /// Keep setuid / setgid bits instead of refusing files that carry them.
@@ -52,7 +52,8 @@ pub struct LayerArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Directories or files to store, each at DEST in the image [default DEST: SRC].
+    /// Directories or files to store, each at DEST in the image [default DEST: SRC made
+    /// absolute]. SRC itself may be reached through links; nothing below it is followed.
     #[arg(value_name = "SRC[:DEST]", required = true)]
     pub sources: Vec<String>,
 }

@@ -35,9 +35,18 @@ pub fn parse(arg: &str) -> Result<Source> {
     })?;
     let dest = match dest {
         Some(dest) => dest_components(dest)?,
-        None => dest_components(&path.to_string_lossy())?,
+        None => dest_components(&default_dest(&given, &path).to_string_lossy())?,
     };
     Ok(Source { given, path, dest })
+}
+
+/// DEST when none is given: SRC as written, made absolute but not resolved (a SRC named
+/// through a `current` link lands at `current`); with `..` in it, its resolved path.
+fn default_dest(given: &Path, resolved: &Path) -> PathBuf {
+    match std::path::absolute(given) {
+        Ok(abs) if !abs.components().any(|c| c == Component::ParentDir) => abs,
+        _ => resolved.to_path_buf(),
+    }
 }
 
 /// `/opt/pex-root` → [`opt`, `pex-root`]; refuses `..` (a layer never writes outside
