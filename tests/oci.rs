@@ -848,3 +848,56 @@ fn bad_layouts_are_refused_and_left_unchanged() {
         .expect("read");
     assert!(read.contains("\"base\""));
 }
+
+/// zstd layers (umoci 0.4 cannot unpack them; podman can): the content arrives intact.
+#[test]
+fn zstd_layer_runs_in_podman() {
+    let sb = Sandbox::new();
+    let content = sb.mkdir("content");
+    sb.write("content/hello", b"hello from zstd\n");
+    let zst = sb.join("content.tar.zst");
+    let reported = layer(&os(&[
+        &"-o",
+        &zst,
+        &"--compression",
+        &"zstd",
+        &src_dest(&content, "/srv"),
+    ]));
+    assert_eq!(
+        reported[0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let layout = copy_base(&sb.join("layout"));
+    let ran = run(pexinit()
+        .args(["image", "append", "--layout"])
+        .arg(&layout)
+        .args(["--ref", "base", "--tag", "zstd", "--layer"])
+        .arg(&zst));
+    assert!(ran.success(), "{}", ran.describe());
+    let image = format!("localhost/pexinit-oci-zstd-{}:zstd", std::process::id());
+    let container = format!("pexinit-oci-zstd-{}", std::process::id());
+    let _cleanup = PodmanCleanup {
+        container: container.clone(),
+        image: image.clone(),
+    };
+    must(
+        "skopeo copy",
+        tool("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}:zstd", layout.display()))
+            .arg(format!("containers-storage:{image}")),
+    );
+    let ran = must(
+        "podman run",
+        podman().args([
+            "run",
+            "--name",
+            &container,
+            &image,
+            "/usr/bin/python3.11",
+            "-c",
+            "print(open('/srv/hello').read(), end='')",
+        ]),
+    );
+    assert_eq!(ran.stdout, "hello from zstd\n");
+}
