@@ -98,9 +98,12 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         pexinit prime --from /opt/pex-root --into /var/cache/pex\n  \
         pexinit prime --from /opt/pex-root --into /shared/pex --chown 1001:0 --link copy\n\n\
-        DIR is built beside its final name and renamed into place, so pex never sees half a \
-        cache; a second prime of the same seed is a no-op; concurrent primes of one volume \
-        take turns.")]
+        DIR is built beside its final name and renamed into place (a mount point is filled \
+        one complete top-level directory at a time, the seed manifest last), so pex never \
+        trusts half a cache; a second prime of the same seed is a no-op; concurrent primes \
+        of one volume take turns.\n\n\
+        Exit status: 0 primed or already primed; 1 failed part-way (DIR left as it was); \
+        125 bad input (nothing changed).")]
     Prime(PrimeArgs),
 
     /// Write a reproducible OCI layer (tar, tar+gzip, tar+zstd) of directories.

@@ -8,8 +8,11 @@ use clap::{Args, ValueEnum};
 pub enum LinkMode {
     /// reflink, else hardlink, else copy: the cheapest that works between the two paths.
     Auto,
+    /// Copy every file (copy_file_range).
     Copy,
+    /// Hardlink every file the app never writes; fails across filesystems.
     Hardlink,
+    /// Share blocks (FICLONE: btrfs, XFS); fails where the filesystem cannot.
     Reflink,
 }
 
@@ -19,11 +22,12 @@ pub struct PrimeArgs {
     #[arg(long, value_name = "SEED", required = true)]
     pub from: PathBuf,
 
-    /// The PEX_ROOT to make warm (an emptyDir or shared volume).
+    /// The PEX_ROOT to make warm (an emptyDir or shared volume, or a new directory in one).
     #[arg(long, value_name = "DIR", required = true)]
     pub into: PathBuf,
 
-    /// Owner of what prime writes, as numbers.
+    /// Owner of everything prime writes, as numbers (default: the seed's owners when run
+    /// as root, like cp -a).
     #[arg(long, value_name = "UID:GID")]
     pub chown: Option<String>,
 

@@ -2,7 +2,8 @@
 //! initContainer filling an emptyDir or a shared volume.
 //!
 //! - **Atomic.** The tree is built under a temporary name beside DIR (same parent, same
-//!   filesystem), flushed (`syncfs`), and renamed into place: DIR is either absent, the
+//!   filesystem), flushed (`syncfs` after copies; a tree of links only syncs its few
+//!   copied files), and renamed into place: DIR is either absent, the
 //!   old content, or complete. Re-priming an already primed DIR swaps the two trees in
 //!   one `renameat2(RENAME_EXCHANGE)`.
 //! - **DIR is a mount point** (an emptyDir mounted at DIR itself, the usual Kubernetes
@@ -612,7 +613,9 @@ fn build_and_rename(
     let result = (|| {
         let tree = fill(plan, req, &tmp)?;
         finish_root(plan, req, &tmp, true)?;
-        sync_fs(&tmp)?;
+        if tree.unsynced_copies > 0 {
+            sync_fs(&tmp)?;
+        }
         let parent = open_dir(nix::fcntl::AT_FDCWD, &plan.parent)
             .map_err(nix_failed(plan.parent.display()))?;
         match state {
@@ -817,7 +820,9 @@ fn fill_mount_point(plan: &Plan, req: &Request) -> Result<TreeReport, PrimeError
         names.retain(|n| n != MARKER_NAME && n != MANIFEST_NAME);
         names.sort_by_key(|n| (move_rank(n), n.clone()));
         finish_root(plan, req, &tmp, false)?;
-        sync_fs(&tmp)?;
+        if tree.unsynced_copies > 0 {
+            sync_fs(&tmp)?;
+        }
         let into =
             open_dir(nix::fcntl::AT_FDCWD, &plan.into).map_err(nix_failed(plan.into.display()))?;
         let tmp_fd = open_dir(into.as_fd(), MOUNT_TMP).map_err(nix_failed(tmp.display()))?;

@@ -74,6 +74,12 @@ pub struct TreeReport {
     pub bytes_copied: u64,
     /// Sockets, FIFOs and devices: pex never makes them; skipped.
     pub skipped_special: u64,
+    /// Copies whose data is not yet known to be on disk: the caller flushes the
+    /// filesystem before making the tree visible. A tree of links needs no flush: its
+    /// few copies are synced one by one, and the links are metadata, which journaling
+    /// filesystems commit in order, before the rename that publishes them.
+    #[serde(skip)]
+    pub unsynced_copies: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -330,7 +336,7 @@ impl Copier<'_> {
                     .map_err(|e| io_err(&self.shown(rel), e))?;
                 self.set_meta(out.as_fd(), &st)
                     .map_err(|e| io_err(&self.shown(rel), e))?;
-                start_writeback(&out);
+                self.written(&out, new.len() as u64);
                 self.report.files_rewritten += 1;
                 self.report.bytes_copied += new.len() as u64;
                 rewritten = true;
@@ -343,6 +349,22 @@ impl Copier<'_> {
             self.inodes.insert(key, rel.to_path_buf());
         }
         Ok(rewritten)
+    }
+
+    /// A copy made durable now when the tree is mostly links (a handful of copies), else
+    /// started towards the disk and left to the caller's single flush.
+    fn written(&mut self, file: &File, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let linking = self.hardlink == Probe::Yes
+            || self.reflink == Probe::Yes
+            || matches!(self.req.mode, LinkMode::Hardlink | LinkMode::Reflink);
+        if linking && file.sync_data().is_ok() {
+            return;
+        }
+        start_writeback(file);
+        self.report.unsynced_copies += 1;
     }
 
     /// Puts an unchanged file in place by the cheapest means allowed.
@@ -438,7 +460,7 @@ impl Copier<'_> {
         // std uses copy_file_range (in-kernel, and shared blocks where the filesystem
         // offers them), falling back to read/write.
         let n = io::copy(&mut from, &mut to).map_err(|e| io_err(&self.shown(rel), e))?;
-        start_writeback(&to);
+        self.written(&to, n);
         self.set_meta(to.as_fd(), st)
             .map_err(|e| io_err(&self.shown(rel), e))?;
         self.report.files_copied += 1;
