@@ -538,6 +538,8 @@ fn seeded_image_runs_warm_in_podman_as_any_uid() {
     // Into podman's storage and run as an arbitrary uid with gid 0 (OpenShift style).
     let image = format!("localhost/pexinit-oci-test-{}:app", std::process::id());
     let container = format!("pexinit-oci-test-{}", std::process::id());
+    // Declared before the cleanup, so it is released after the image is removed.
+    let _storage = podman_storage_lock();
     let _cleanup = PodmanCleanup {
         container: container.clone(),
         image: image.clone(),
@@ -876,6 +878,8 @@ fn zstd_layer_runs_in_podman() {
     assert!(ran.success(), "{}", ran.describe());
     let image = format!("localhost/pexinit-oci-zstd-{}:zstd", std::process::id());
     let container = format!("pexinit-oci-zstd-{}", std::process::id());
+    // Declared before the cleanup, so it is released after the image is removed.
+    let _storage = podman_storage_lock();
     let _cleanup = PodmanCleanup {
         container: container.clone(),
         image: image.clone(),

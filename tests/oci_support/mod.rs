@@ -38,6 +38,22 @@ pub fn must(what: &str, cmd: &mut Command) -> Ran {
 }
 
 /// podman with the project's containers.conf (cgroupfs, runc, file events).
+/// Held while a test has an image in podman's storage: two images sharing a base layer
+/// must not be added and removed at the same time (removing one image drops a layer the
+/// other's `skopeo copy` is about to reference: "layer not known"). A flock, so other
+/// test binaries using podman take turns too.
+pub struct StorageLock(std::fs::File);
+
+pub fn podman_storage_lock() -> StorageLock {
+    use std::os::fd::AsRawFd;
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(".podman-storage.lock");
+    let file = fs::File::create(&path).expect("podman storage lock file");
+    // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}", path.display());
+    StorageLock(file)
+}
+
 pub fn podman() -> Command {
     let mut cmd = tool("podman");
     cmd.env(
