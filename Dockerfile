@@ -1,0 +1,43 @@
+# pexinit's own image: a Python base with the static pexinit binary as ENTRYPOINT.
+#
+#   podman build -t pexinit .            (or docker build)
+#   podman run --rm -v "$PWD/app.pex:/app/app.pex:ro" pexinit /app/app.pex
+#
+# Build arguments:
+#   RUST_IMAGE    the build stage: any image with cargo >= 1.85 (edition 2024), a C linker
+#                 and glibc's static libraries (libc6-dev)
+#   PYTHON_IMAGE  the runtime base: the Python your PEX files run with
+#   PYTHON        that base's interpreter; exported as PEXINIT_PYTHON, so `pexinit seed`
+#                 and `pexinit run` use the same one (pex's venv hashes include its path)
+#   UID           the numeric, non-root user the image runs as (any other uid works too:
+#                 `--user 123456:0`, OpenShift, Kubernetes runAsUser)
+ARG RUST_IMAGE=docker.io/library/rust:1-bookworm
+ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim-bookworm
+
+FROM ${RUST_IMAGE} AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+# The binary scripts/build-release ships: release profile (LTO, stripped) and statically
+# linked, so it needs nothing from the runtime image. The explicit --target keeps
+# RUSTFLAGS away from build scripts and proc macros, which cannot link statically.
+# The cache mounts keep downloaded crates and compiled dependencies between builds.
+RUN --mount=type=cache,target=/src/target \
+    --mount=type=cache,target=/usr/local/cargo/registry \
+    set -eu; \
+    target=$(rustc -vV | sed -n 's/^host: //p'); \
+    RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$target"; \
+    install -D -m 0755 "target/$target/release/pexinit" /out/pexinit; \
+    /out/pexinit --version
+
+FROM ${PYTHON_IMAGE}
+ARG PYTHON=/usr/local/bin/python3.11
+ARG UID=10001
+COPY --from=build /out/pexinit /usr/local/bin/pexinit
+# A HOME any uid of group 0 can write: OpenShift and Kubernetes run images as arbitrary
+# uids without a passwd entry, in group 0. (With a read-only root filesystem pexinit
+# falls back to a private HOME under /tmp and says so.)
+RUN install -d -o "${UID}" -g 0 -m 0775 /home/app
+ENV PEXINIT_PYTHON=${PYTHON} HOME=/home/app
+USER ${UID}:0
+ENTRYPOINT ["pexinit", "run", "--"]
