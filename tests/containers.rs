@@ -32,7 +32,11 @@ fn extracted(report: &Value) -> Vec<String> {
         .expect("written")
         .iter()
         .filter_map(|p| p.as_str())
-        .filter(|p| !BOOKKEEPING.iter().any(|name| p.ends_with(&format!("/{name}"))))
+        .filter(|p| {
+            !BOOKKEEPING
+                .iter()
+                .any(|name| p.ends_with(&format!("/{name}")))
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -197,4 +201,263 @@ fn read_only_arbitrary_uid_symlinked_home_and_cache_volume_start_warm() {
     for needle in PEX_FALLBACK {
         assert!(!ran.stderr.contains(needle), "{}", ran.describe());
     }
+}
+
+/// examples/k8s/deployment.yaml as the tests play it: the local app image, unique
+/// names for the Deployment and its volumes (podman turns emptyDirs into named volumes),
+/// and the app container running `args`.
+///
+/// One deviation, for podman < 4.6 only: the pod's restart policy is OnFailure, because
+/// those versions give init containers the pod's policy (a Deployment's Always restarts
+/// a finished initContainer forever; fixed by containers/podman#18481).
+struct KubeExample {
+    manifest: std::path::PathBuf,
+    pod: String,
+    init: String,
+    app: String,
+    pex_cache: String,
+    _dir: support::Sandbox,
+}
+
+fn kube_example(
+    cleanup: &mut Cleanup,
+    image: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> KubeExample {
+    let text = std::fs::read_to_string(repo().join("examples/k8s/deployment.yaml"))
+        .expect("read examples/k8s/deployment.yaml");
+    let deployment = unique("kube");
+    let pex_cache = cleanup.volume("pex-cache");
+    let home = cleanup.volume("home");
+    let tmp = cleanup.volume("tmp");
+    let mut env_yaml = String::new();
+    for (name, value) in env {
+        env_yaml.push_str(&format!(
+            "            - name: {name}\n              value: \"{value}\"\n"
+        ));
+    }
+    let args_yaml = serde_json::to_string(args).expect("args");
+    let replacements = [
+        ("registry.example.com/hello-pex:1.0", image),
+        ("hello-pex", deployment.as_str()),
+        ("name: pex-cache", &format!("name: {pex_cache}")),
+        ("name: home", &format!("name: {home}")),
+        ("name: tmp", &format!("name: {tmp}")),
+        ("args: [\"serve\"]", &format!("args: {args_yaml}")),
+        (
+            "      securityContext:\n        runAsNonRoot",
+            "      restartPolicy: OnFailure\n      securityContext:\n        runAsNonRoot",
+        ),
+        ("          env:\n", &format!("          env:\n{env_yaml}")),
+    ];
+    let mut text = text;
+    for (from, to) in replacements {
+        assert!(
+            text.contains(from),
+            "examples/k8s/deployment.yaml lost {from:?}"
+        );
+        text = text.replace(from, to);
+    }
+    let dir = support::Sandbox::new();
+    let manifest = dir.write("deployment.yaml", text.as_bytes());
+    let pod = format!("{deployment}-pod-0");
+    cleanup.pod(&pod);
+    KubeExample {
+        manifest,
+        init: format!("{pod}-prime-pex-root"),
+        app: format!("{pod}-app"),
+        pod,
+        pex_cache,
+        _dir: dir,
+    }
+}
+
+/// The host path of a named volume.
+fn volume_path(name: &str) -> Option<std::path::PathBuf> {
+    let ran = run_podman(podman().args(["volume", "inspect", "--format", "{{.Mountpoint}}", name]));
+    ran.success()
+        .then(|| std::path::PathBuf::from(ran.stdout.trim()))
+}
+
+/// The app's report from a kube-played container that ran `info`: warm from the primed
+/// cache (the seed's fast path: pex itself had nothing to do, so PEX_VERBOSE is silent),
+/// nothing unpacked anywhere, no warning from pexinit.
+fn assert_warm_from_primed_cache(container: &str) {
+    assert_eq!(wait_exit(container), 0, "{}", logs(container));
+    let out = run_podman(podman().args(["logs", container]));
+    let report = info(&out.stdout);
+    assert_eq!(report["uid"], 123456, "{report}");
+    assert_eq!(report["pid1"][0], "pexinit", "{report}");
+    let prefix = report["prefix"].as_str().expect("prefix");
+    assert!(
+        prefix.starts_with("/cache/pex-root/venvs/"),
+        "not the primed venv: {report}"
+    );
+    let cowsay = report["cowsay"].as_str().expect("cowsay");
+    assert!(
+        cowsay.starts_with("/cache/pex-root/"),
+        "not from the primed cache: {report}"
+    );
+    assert_eq!(extracted(&report), Vec::<String>::new(), "{report}");
+    assert!(
+        out.stderr.trim().is_empty(),
+        "the start was not clean:\n{}",
+        out.describe()
+    );
+}
+
+const WARM_INFO: [&str; 3] = ["info", "/home/app", "/tmp"];
+
+#[test]
+fn kube_play_of_the_k8s_example_primes_an_empty_dir_and_starts_warm() {
+    let image = app_image();
+    let mut cleanup = Cleanup::new();
+    let kube = kube_example(&mut cleanup, &image, &WARM_INFO, &[("PEX_VERBOSE", "1")]);
+    let mut play = podman();
+    play.args(["kube", "play"]).arg(&kube.manifest);
+    let ran = run_podman(&mut play);
+    assert!(ran.success(), "kube play failed:\n{}", ran.describe());
+    assert_warm_from_primed_cache(&kube.app);
+    // The emptyDir holds the primed cache and nothing half-made beside it.
+    let volume = volume_path(&kube.pex_cache).expect("pex-cache volume");
+    assert!(
+        volume.join("pex-root/venvs").is_dir(),
+        "{:#?}",
+        support::tree(&volume)
+    );
+    let _ = kube.pod;
+}
+
+#[test]
+fn init_container_killed_mid_prime_is_restarted_and_the_app_never_sees_half_a_cache() {
+    let image = app_image();
+    let mut cleanup = Cleanup::new();
+    let kube = kube_example(&mut cleanup, &image, &WARM_INFO, &[("PEX_VERBOSE", "1")]);
+    let mut play = podman();
+    play.args(["kube", "play"])
+        .arg(&kube.manifest)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = play.spawn().expect("podman kube play");
+
+    // Mid-prime: the cache is being built beside its final name, which is not there yet.
+    let start = std::time::Instant::now();
+    let partial = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the prime never started"
+        );
+        let building = volume_path(&kube.pex_cache).and_then(|volume| {
+            let entries = std::fs::read_dir(&volume).ok()?;
+            entries.flatten().map(|e| e.path()).find(|p| {
+                p.file_name().is_some_and(|n| n != "pex-root")
+                    && p.is_dir()
+                    && std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some())
+            })
+        });
+        if let Some(dir) = building {
+            break dir;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    podman_ok(["kill", &kube.init]);
+    let played = child.wait_with_output().expect("kube play");
+    assert!(
+        !played.status.success(),
+        "the pod came up although its initContainer was killed"
+    );
+    let volume = partial.parent().expect("volume").to_path_buf();
+    assert!(
+        !volume.join("pex-root").exists(),
+        "a killed prime left a cache under the final name ({} was being built): {:#?}",
+        partial.display(),
+        support::tree(&volume)
+    );
+    assert!(
+        state(&kube.app).starts_with("created"),
+        "the app started before its cache was primed: {}",
+        state(&kube.app)
+    );
+
+    // The restarted pod runs its initContainer again: it completes, then the app starts.
+    podman_ok(["pod", "start", &kube.pod]);
+    assert_warm_from_primed_cache(&kube.app);
+}
+
+#[test]
+fn two_containers_priming_one_shared_volume_at_once_prime_it_once() {
+    let image = app_image();
+    let mut cleanup = Cleanup::new();
+    let shared = cleanup.volume("shared");
+    podman_ok(["volume", "create", &shared]);
+    let primers: Vec<String> = (0..2).map(|_| cleanup.container("primer")).collect();
+    for name in &primers {
+        podman_ok([
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--user",
+            "123456:0",
+            "--volume",
+            &format!("{shared}:/shared:U"),
+            "--entrypoint",
+            "pexinit",
+            &image,
+            "prime",
+            "--json",
+            "--from",
+            SEED,
+            "--into",
+            "/shared/pex-root",
+        ]);
+    }
+    let mut reports = Vec::new();
+    for name in &primers {
+        assert_eq!(wait_exit(name), 0, "{name}: {}", logs(name));
+        let out = run_podman(podman().args(["logs", name]));
+        reports.push(
+            serde_json::from_str::<Value>(out.stdout.trim())
+                .unwrap_or_else(|e| panic!("{name}: prime --json ({e}):\n{}", out.describe())),
+        );
+    }
+    let primed = reports.iter().filter(|r| r["primed"] == true).count();
+    assert_eq!(primed, 1, "primed once, found primed once: {reports:#?}");
+
+    let volume = volume_path(&shared).expect("shared volume");
+    let app = cleanup.container("shared-app");
+    let ran = podman_ok([
+        "run",
+        "--name",
+        &app,
+        "--user",
+        "123456:0",
+        "--read-only",
+        "--volume",
+        &format!("{shared}:/shared"),
+        "--env",
+        "PEXINIT_PEX_ROOT=/shared/pex-root",
+        "--env",
+        "PEXINIT_SEED=/shared/pex-root",
+        &image,
+        "info",
+        "/tmp",
+    ]);
+    let report = info(&ran.stdout);
+    let cowsay = report["cowsay"].as_str().expect("cowsay");
+    assert!(cowsay.starts_with("/shared/pex-root/"), "{report}");
+    assert_eq!(extracted(&report), Vec::<String>::new(), "{report}");
+    assert!(ran.stderr.trim().is_empty(), "{}", ran.describe());
+    let leftovers: Vec<String> = std::fs::read_dir(&volume)
+        .expect("read volume")
+        .flatten()
+        .filter(|e| e.path().is_dir() && e.file_name() != "pex-root")
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert_eq!(
+        leftovers,
+        Vec::<String>::new(),
+        "half-made caches left behind"
+    );
 }
