@@ -461,3 +461,38 @@ fn two_containers_priming_one_shared_volume_at_once_prime_it_once() {
         "half-made caches left behind"
     );
 }
+
+#[test]
+fn example_config_covers_every_key_and_loads() {
+    let config = repo().join("examples/config/pexinit.yaml");
+    let ran = support::run(
+        support::pexinit()
+            .args(["env", "--json", "--config"])
+            .arg(&config),
+    );
+    assert!(ran.success(), "{}", ran.describe());
+    let plan = ran.json();
+    assert_eq!(plan["env"]["PEX_ROOT"], "/var/cache/pex", "{plan}");
+    assert_eq!(plan["env"]["APP_MODE"], "production", "{plan}");
+    assert_eq!(plan["user"]["uid"], 10001, "{plan}");
+    // Every key the config file accepts appears in the example.
+    let text = std::fs::read_to_string(&config).expect("read example config");
+    let source = std::fs::read_to_string(repo().join("src/config.rs")).expect("src/config.rs");
+    let struct_body = source
+        .split("pub struct FileConfig {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .expect("FileConfig in src/config.rs");
+    let keys: Vec<&str> = struct_body
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub "))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert!(keys.len() >= 11, "FileConfig keys: {keys:?}");
+    for key in keys {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{key}:"))),
+            "examples/config/pexinit.yaml lacks the key {key}"
+        );
+    }
+}

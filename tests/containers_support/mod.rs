@@ -233,7 +233,7 @@ pub fn pexinit_image() -> String {
     let toolchain = host_toolchain();
     let registry = host_registry();
     let mut cmd = podman();
-    cmd.args(["build", "--quiet", "--tag", &tag])
+    cmd.args(["build", "--quiet", "--layers=false", "--tag", &tag])
         .args(["--build-arg", &format!("RUST_IMAGE={BUILD_BASE}")])
         .args(["--build-arg", &format!("PYTHON_IMAGE={PYTHON_BASE}")])
         .args(["--build-arg", &format!("PYTHON={IMAGE_PYTHON}")])
@@ -322,7 +322,7 @@ pub fn app_image() -> String {
     fs::copy(&app, context.path().join("app.pex")).expect("copy app.pex");
     let ran = run_podman(
         podman()
-            .args(["build", "--quiet", "--tag", &tag])
+            .args(["build", "--quiet", "--layers=false", "--tag", &tag])
             .args(["--build-arg", &format!("PEXINIT_IMAGE={base}")])
             .arg(context.path()),
     );
