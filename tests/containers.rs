@@ -383,6 +383,8 @@ fn init_container_killed_mid_prime_is_restarted_and_the_app_never_sees_half_a_ca
     // The restarted pod runs its initContainer again: it completes, then the app starts.
     podman_ok(["pod", "start", &kube.pod]);
     assert_warm_from_primed_cache(&kube.app);
+    // The killed prime's half-made tree is gone too.
+    assert!(!partial.exists(), "{:#?}", support::tree(&volume));
 }
 
 #[test]
@@ -422,8 +424,19 @@ fn two_containers_priming_one_shared_volume_at_once_prime_it_once() {
                 .unwrap_or_else(|e| panic!("{name}: prime --json ({e}):\n{}", out.describe())),
         );
     }
-    let primed = reports.iter().filter(|r| r["primed"] == true).count();
-    assert_eq!(primed, 1, "primed once, found primed once: {reports:#?}");
+    let primed = reports
+        .iter()
+        .filter(|r| r["already_primed"] == false)
+        .count();
+    let found = reports
+        .iter()
+        .filter(|r| r["already_primed"] == true)
+        .count();
+    assert_eq!(
+        (primed, found),
+        (1, 1),
+        "one primes, the other finds it primed: {reports:#?}"
+    );
 
     let volume = volume_path(&shared).expect("shared volume");
     let app = cleanup.container("shared-app");
