@@ -424,6 +424,12 @@ fn two_containers_priming_one_shared_volume_at_once_prime_it_once() {
                 .unwrap_or_else(|e| panic!("{name}: prime --json ({e}):\n{}", out.describe())),
         );
     }
+    // The two really ran at the same time (else this proves nothing about concurrency).
+    let spans: Vec<(u128, u128)> = primers.iter().map(|name| run_span(name)).collect();
+    assert!(
+        spans[0].0 < spans[1].1 && spans[1].0 < spans[0].1,
+        "the primes did not overlap: {spans:?}; {reports:#?}"
+    );
     let primed = reports
         .iter()
         .filter(|r| r["already_primed"] == false)
@@ -446,7 +452,6 @@ fn two_containers_priming_one_shared_volume_at_once_prime_it_once() {
         &app,
         "--user",
         "123456:0",
-        "--read-only",
         "--volume",
         &format!("{shared}:/shared"),
         "--env",

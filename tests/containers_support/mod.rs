@@ -193,8 +193,12 @@ fn host_registry() -> PathBuf {
     home.join("registry")
 }
 
-/// Drops other tags of `repository` (older source trees), keeping `keep`.
+/// Drops old tags of `repository` (images of earlier source trees), keeping `keep` and
+/// the newest few: other checkouts (a worktree, the main tree) may be testing with
+/// theirs right now.
 fn prune_tags(repository: &str, keep: &str) {
+    const KEEP_NEWEST: usize = 3;
+    // podman lists the newest first.
     let ran = run_podman(podman().args([
         "images",
         "--format",
@@ -202,8 +206,13 @@ fn prune_tags(repository: &str, keep: &str) {
         "--filter",
         &format!("reference={repository}"),
     ]));
-    for tag in ran.stdout.lines().filter(|t| *t != keep && !t.is_empty()) {
-        let _ = podman().args(["rmi", "--force", tag]).output();
+    let old = ran
+        .stdout
+        .lines()
+        .filter(|t| !t.is_empty() && *t != keep)
+        .skip(KEEP_NEWEST - 1);
+    for tag in old {
+        let _ = podman().args(["rmi", tag]).output();
     }
 }
 
@@ -260,13 +269,14 @@ fn mount(host: &Path, container: &str) -> OsString {
 
 /// Modules in the app's bulk package: enough files that priming the seed takes a
 /// moment (the kill-mid-prime test needs time to land in the middle).
-const BULK_MODULES: usize = 12_000;
+const BULK_MODULES: usize = 5_000;
 
 /// The app the tests run (tests/containers_support/sigapp.py, with cowsay as a wheel
 /// dependency and a bulk package of many small modules), built by the newest pex
 /// with `--venv`, the layout pexinit starts directly from a seed.
 pub fn app_pex() -> PathBuf {
-    pex_fixture(support::PEX_NEWEST, Kind::Venv, "sigapp", || {
+    let name = format!("sigapp{BULK_MODULES}");
+    pex_fixture(support::PEX_NEWEST, Kind::Venv, &name, || {
         let src = state_dir().join("sigapp-src");
         let _ = fs::remove_dir_all(&src);
         fs::create_dir_all(src.join("sigapp")).expect("src dir");
@@ -439,4 +449,26 @@ pub fn wait_exit(container: &str) -> i32 {
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("podman wait {container}: {}", ran.describe()))
+}
+
+/// When a container started and finished (ns since the epoch).
+pub fn run_span(container: &str) -> (u128, u128) {
+    let ran = podman_ok([
+        "inspect",
+        "--format",
+        "{{.State.StartedAt.UnixNano}} {{.State.FinishedAt.UnixNano}}",
+        container,
+    ]);
+    let times: Vec<u128> = ran
+        .stdout
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    assert_eq!(
+        times.len(),
+        2,
+        "podman inspect {container}: {}",
+        ran.describe()
+    );
+    (times[0], times[1])
 }
