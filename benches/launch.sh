@@ -16,9 +16,9 @@
 # launch), so normalization is included in its figures.
 #
 # Installs tini, dumb-init and time with apt-get when they are missing, builds pexinit
-# with `cargo build --release` (and a second, static copy with
-# RUSTFLAGS='-C target-feature=+crt-static' into target/static), honouring
-# CARGO_TARGET_DIR. Results go to stdout; docs/BENCHMARKS.md quotes them.
+# with `cargo build --release` (glibc, dynamic: for comparison) and with
+# scripts/build-release (static musl: the shipped binary), honouring CARGO_TARGET_DIR.
+# Results go to stdout; docs/BENCHMARKS.md quotes them.
 set -eu
 
 LAUNCHES=${1:-200}
@@ -38,7 +38,7 @@ fi
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 (cd "$ROOT" && cargo build --release --quiet)
-# The shipped binary (static, LTO) and the plain dynamic release build for comparison.
+# The shipped binary (static musl, LTO) and the plain dynamic glibc build for comparison.
 PEXINIT_STATIC=$("$ROOT/scripts/build-release")
 PEXINIT="$TARGET/release/pexinit"
 [ -e /etc/pexinit.yaml ] && echo "note: /etc/pexinit.yaml exists and is read by pexinit" >&2

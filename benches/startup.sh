@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Seeded start-up benchmark (not a test): how fast a PEX starts from a `pexinit seed`
 # compared with pex's own paths and with the floor (the venv's python importing the
-# entry point directly). All variants of one app run alternating in one hyperfine run.
+# entry point directly). All variants of one app run alternating, round by round, in one
+# run (benches/alternate.py).
 #
 #   benches/startup.sh              # build fixtures (needs PyPI once), measure, append to docs/BENCHMARKS.md
 #   RUNS=30 benches/startup.sh      # more runs per command
@@ -26,7 +27,6 @@ WORK=${BENCH_DIR:-$PWD/target/bench-startup}
 FIXTURES=$PWD/target/tmp/fixtures
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd -P)
-command -v hyperfine >/dev/null || { echo "hyperfine missing: apt-get install -y hyperfine" >&2; exit 1; }
 
 pex_for() {
     local venv=$FIXTURES/pex-$V
@@ -114,7 +114,7 @@ for app in cowsay bigapp; do
         "pexinit run --seed, read-only seed as uid 65534 (farm)" "floor (venv python -I -c import entry)")
     HF=()
     for i in "${!CMDS[@]}"; do HF+=(-n "${NAMES[$i]}" "${CMDS[$i]}"); done
-    hyperfine -N --style basic --warmup 3 --runs "$RUNS" --export-json "$WORK/$app.json" \
+    "$PY" benches/alternate.py --warmup 3 --runs "$RUNS" --export-json "$WORK/$app.json" \
         --prepare "rm -rf $WORK/cold-$app" "${HF[@]}" >"$WORK/$app.log" 2>&1 ||
         { cat "$WORK/$app.log"; exit 1; }
     RESULTS+=("$app")
@@ -125,7 +125,7 @@ KERNEL=$(uname -r)
     echo
     echo "### Seeded start-up — $(date -u +%Y-%m-%d) ($(nproc) cores, $KERNEL)"
     echo "pex $V, /usr/bin/python3.11. cowsay: 1 wheel, \`-t moo\`. bigapp: $NWHEELS wheels (requests rich boto3 click attrs jinja2 pyyaml packaging typing-extensions), imports them and prints."
-    echo "hyperfine -N, $RUNS runs + 3 warm-up per command, medians (ms). \`--prepare 'rm -rf cold-root'\` applies to every command (harmless for the others)."
+    echo "benches/alternate.py: $RUNS rounds + 3 warm-up runs per command, alternating round by round, medians (ms). The cold zipapp's cache is removed before every command (untimed; harmless for the others)."
     for app in "${RESULTS[@]}"; do
         J=$WORK/$app.json
         echo

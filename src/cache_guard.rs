@@ -3,7 +3,8 @@
 //! A cache poisoned by an older run (pex < 2.20.4 under a symlinked HOME) fails every
 //! later run even once HOME is physical: pex trusts existing entries. So `run` looks
 //! before it starts a PEX, and heals (`--repair auto`) or refuses (`--repair check`).
-//! Only PEX programs pay for the look: a plain command has no cache to protect.
+//! Only PEX programs pay for the look (a plain command has no cache to protect), and
+//! only for the entries that PEX runs from: its cost does not grow with the cache.
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::RepairMode;
 use crate::error::{Error, Result};
+use crate::pex::info::Pex;
 use crate::pex::repair::{self, RepairPlan};
 
 /// The cache verdict shown by `doctor` and acted on by `run`.
@@ -24,11 +26,11 @@ pub enum CacheCheck {
 }
 
 impl CacheCheck {
-    /// Reads (never writes) the PEX_ROOT the program will use.
+    /// Reads (never writes) the entries of the PEX_ROOT the program `pex` will use.
     pub fn scan(
         pex_root: Option<&Path>,
         mode: RepairMode,
-        runs_a_pex: bool,
+        pex: Option<&Pex>,
         seeded: bool,
     ) -> CacheCheck {
         let skipped = |reason: &str| CacheCheck::Skipped {
@@ -37,9 +39,9 @@ impl CacheCheck {
         if mode == RepairMode::Off {
             return skipped("--repair off");
         }
-        if !runs_a_pex {
+        let Some(pex) = pex else {
             return skipped("the program is not a PEX");
-        }
+        };
         if seeded {
             // `pexinit seed` verified it with the same scan; a start from a seed must not
             // pay for walking a tree of any size.
@@ -48,7 +50,12 @@ impl CacheCheck {
         let Some(pex_root) = pex_root.filter(|p| p.is_dir()) else {
             return skipped("PEX_ROOT does not exist yet: nothing to repair");
         };
-        match repair::plan(pex_root) {
+        let scanned = match &pex.info.pex_hash {
+            Some(pex_hash) => repair::plan_pex(pex_root, pex_hash),
+            // Too old to name its entries: look at everything.
+            None => repair::plan(pex_root),
+        };
+        match scanned {
             Ok(plan) => CacheCheck::Scanned {
                 plan: Box::new(plan),
             },

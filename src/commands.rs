@@ -13,7 +13,7 @@ use crate::error::{EXIT_UNHEALTHY, Error, Result};
 use crate::identity::Identity;
 use crate::init::{self, InitOptions};
 use crate::pex::seed;
-use crate::plan::{EnvPlan, Inputs, plan_environment};
+use crate::plan::{EnvPlan, Inputs, plan_environment, select_venv};
 use crate::privileges::Credentials;
 use crate::report::{Diagnosis, EnvReport, PexReport, env_lines, export_lines};
 use crate::seeded::{self, SeedCheck, Seeded};
@@ -99,6 +99,7 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
     };
     let (mut plan, seed) = plan_with_seed(&settings, &inputs);
     let mut command = plan_command(&args.command, &settings, &plan.env, &inputs.identity)?;
+    select_venv(&mut plan, &settings, pex_path(Some(&command)));
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
@@ -110,7 +111,7 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
     let cache = CacheCheck::scan(
         pex_root.as_deref(),
         settings.repair,
-        command.pex.is_some(),
+        command.pex.as_ref(),
         seeded.is_some(),
     );
     if let Some(pex_root) = &pex_root {
@@ -197,11 +198,12 @@ fn plan_inputs(settings: &Settings) -> Result<Inputs> {
 fn env(args: EnvArgs, verbose: u8) -> Result<u8> {
     let settings = settings(&args.options.flag_settings(), verbose)?;
     let inputs = plan_inputs(&settings)?;
-    let (plan, _) = plan_with_seed(&settings, &inputs);
+    let (mut plan, _) = plan_with_seed(&settings, &inputs);
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
     let command = optional_command(&args.command, &settings, &plan, &inputs)?;
+    select_venv(&mut plan, &settings, pex_path(command.as_ref()));
     let text = if args.json {
         json(&EnvReport::new(&plan, command.as_ref()))
     } else if args.export {
@@ -211,6 +213,13 @@ fn env(args: EnvArgs, verbose: u8) -> Result<u8> {
     };
     print(&text)?;
     Ok(0)
+}
+
+/// The PEX a planned command runs, if any.
+fn pex_path(command: Option<&CommandPlan>) -> Option<&std::path::Path> {
+    command
+        .and_then(|c| c.pex.as_ref())
+        .map(|pex| pex.path.as_path())
 }
 
 /// The program of `env`: optional, and when given it must be runnable.
@@ -229,7 +238,7 @@ fn optional_command(
 fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
     let settings = settings(&args.options.flag_settings(), verbose)?;
     let inputs = plan_inputs(&settings)?;
-    let (plan, seed) = plan_with_seed(&settings, &inputs);
+    let (mut plan, seed) = plan_with_seed(&settings, &inputs);
     let mut problems = plan.problems.clone();
     let command = match optional_command(&args.command, &settings, &plan, &inputs) {
         Ok(command) => command,
@@ -238,6 +247,7 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
             None
         }
     };
+    select_venv(&mut plan, &settings, pex_path(command.as_ref()));
     let pex = command
         .as_ref()
         .and_then(|c| c.pex.as_ref())
@@ -256,7 +266,7 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
     let cache = CacheCheck::scan(
         pex_root.as_deref(),
         settings.repair,
-        pex.is_some(),
+        command.as_ref().and_then(|c| c.pex.as_ref()),
         matches!(seed, SeedCheck::Used { .. }),
     );
     if cache.poisoned().is_some() && settings.repair != RepairMode::Auto {
@@ -315,7 +325,7 @@ fn seed_command(args: SeedArgs, verbose: u8) -> Result<u8> {
         .iter()
         .map(|path| seed::Target {
             path: path.clone(),
-            venv: settings.venv,
+            venv: settings.venv.applies_to(path),
         })
         .collect();
     let python = settings.python.as_ref().map(|(p, _)| p.clone());

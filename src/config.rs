@@ -42,8 +42,80 @@ pub struct FileConfig {
     pub repair: Option<RepairMode>,
     /// A seeded PEX_ROOT (made by `pexinit seed`) to run from.
     pub seed: Option<PathBuf>,
-    /// Run (and seed) zipapp PEX files in venv mode (PEX_VENV=1; needs --include-tools).
-    pub venv: Option<bool>,
+    /// Run (and seed) zipapp PEX files in venv mode (PEX_VENV=1; needs --include-tools):
+    /// `true` for every PEX, or a list of the PEX files it applies to.
+    pub venv: Option<VenvChoice>,
+}
+
+/// The config's `venv:` as written: a switch, or the PEX files it applies to.
+#[derive(Debug, Clone)]
+pub enum VenvChoice {
+    Switch(bool),
+    Only(Vec<PathBuf>),
+}
+
+// By hand rather than `#[serde(untagged)]`: an untagged enum's error loses the key and
+// the line; a visitor's error keeps both ("venv: invalid type: ... at line 3").
+impl<'de> Deserialize<'de> for VenvChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = VenvChoice;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false, or a list of PEX file paths")
+            }
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<VenvChoice, E> {
+                Ok(VenvChoice::Switch(value))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<VenvChoice, A::Error> {
+                let mut paths = Vec::new();
+                while let Some(path) = seq.next_element::<PathBuf>()? {
+                    paths.push(path);
+                }
+                Ok(VenvChoice::Only(paths))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Which PEX files run (and are seeded) in venv mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum VenvMode {
+    #[default]
+    Off,
+    All,
+    /// Only these PEX files (compared by physical path).
+    Only(Vec<PathBuf>),
+}
+
+impl From<VenvChoice> for VenvMode {
+    fn from(choice: VenvChoice) -> Self {
+        match choice {
+            VenvChoice::Switch(false) => VenvMode::Off,
+            VenvChoice::Switch(true) => VenvMode::All,
+            VenvChoice::Only(paths) => VenvMode::Only(paths),
+        }
+    }
+}
+
+impl VenvMode {
+    /// Whether the PEX at `pex` runs in venv mode. Paths are compared physically, so
+    /// `/app/app.pex` in the config matches the same file reached through a link.
+    pub fn applies_to(&self, pex: &Path) -> bool {
+        match self {
+            VenvMode::Off => false,
+            VenvMode::All => true,
+            VenvMode::Only(paths) => {
+                let physical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.into());
+                let pex = physical(pex);
+                paths.iter().any(|listed| physical(listed) == pex)
+            }
+        }
+    }
 }
 
 /// What `run` does about a PEX_ROOT poisoned by pex's symlink bugs before it starts
@@ -151,7 +223,7 @@ pub struct Settings {
     pub user: Option<String>,
     pub repair: RepairMode,
     pub seed: Option<PathBuf>,
-    pub venv: bool,
+    pub venv: VenvMode,
 }
 
 impl Default for Settings {
@@ -168,7 +240,7 @@ impl Default for Settings {
             user: None,
             repair: RepairMode::default(),
             seed: None,
-            venv: false,
+            venv: VenvMode::Off,
         }
     }
 }
@@ -225,7 +297,7 @@ impl Settings {
             user: flags.user.clone().or(file.user.map(|u| u.0)),
             repair: flags.repair.or(file.repair).unwrap_or_default(),
             seed: flags.seed.clone().or(file.seed),
-            venv: file.venv.unwrap_or(false),
+            venv: file.venv.map(VenvMode::from).unwrap_or_default(),
             config_file,
         })
     }

@@ -28,8 +28,8 @@ use crate::privileges::{Credentials, Step};
 /// (members whose parent outside our reach never reaps them stay zombies forever).
 const AFTER_KILL: Duration = Duration::from_secs(2);
 
-/// The only signals whose disposition pexinit changes: the Rust runtime ignores SIGPIPE
-/// and handles SIGSEGV/SIGBUS (stack overflow reports); the child ignores SIGTTOU around
+/// The only signals whose disposition pexinit may change: its `main` ignores SIGPIPE, a
+/// Rust runtime (the test harness's) handles SIGSEGV/SIGBUS; the child ignores SIGTTOU around
 /// tcsetpgrp. Every other disposition pexinit inherited is still in place when it execs
 /// the program (handlers are reset by execve itself; pexinit installs none), so
 /// restoring these four gives the program exactly what pexinit's parent gave pexinit.
@@ -39,8 +39,8 @@ const TOUCHED: [libc::c_int; 4] = [libc::SIGPIPE, libc::SIGSEGV, libc::SIGBUS, l
 static INHERITED_IGNORED: AtomicU64 = AtomicU64::new(0);
 static CAPTURED: AtomicBool = AtomicBool::new(false);
 
-/// Runs before `main` (from .init_array), before the Rust runtime sets SIGPIPE to
-/// SIG_IGN, so we learn which dispositions pexinit's parent really gave us.
+/// Runs before `main` (from .init_array), before anything sets SIGPIPE to SIG_IGN, so we
+/// learn which dispositions pexinit's parent really gave us.
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CAPTURE_AT_START: extern "C" fn() = capture_inherited;
@@ -70,7 +70,7 @@ fn inherited_ignored() -> u64 {
         return INHERITED_IGNORED.load(Ordering::Relaxed);
     }
     // The constructor did not run (an unusual loader): the best we can do is the
-    // current state, minus SIGPIPE, which the Rust runtime ignores on its own.
+    // current state, minus SIGPIPE, which `main` ignores on its own.
     ignored_now() & !(1 << (libc::SIGPIPE - 1))
 }
 
@@ -397,12 +397,9 @@ impl Supervisor<'_> {
                     if left.is_zero() {
                         return Event::Timeout;
                     }
-                    let timeout = libc::timespec {
-                        tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-                        tv_nsec: left.subsec_nanos().into(),
-                    };
+                    let timeout = nix::sys::time::TimeSpec::from_duration(left);
                     // SAFETY: valid set, out pointer and timeout.
-                    unsafe { libc::sigtimedwait(&self.all, info.as_mut_ptr(), &timeout) }
+                    unsafe { libc::sigtimedwait(&self.all, info.as_mut_ptr(), timeout.as_ref()) }
                 }
             };
             if rc > 0 {

@@ -6,6 +6,7 @@
 //! same plan `run` applies.
 
 pub mod apply;
+pub mod arena;
 pub mod cache_guard;
 pub mod cli;
 pub mod command;

@@ -343,6 +343,33 @@ fn check_private(dir: &OwnedFd, name: &OsStr, owner: &Identity) -> io::Result<()
     Ok(())
 }
 
+/// `renameat2(RENAME_NOREPLACE)`: moves `name` to `new_name` only if nothing is there, in
+/// one step. Called through the raw system call because libc wrappers for it exist in
+/// glibc only, and the shipped binary also links musl.
+pub fn rename_noreplace(
+    dir: impl AsFd,
+    name: &OsStr,
+    new_dir: impl AsFd,
+    new_name: &OsStr,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let name = std::ffi::CString::new(name.as_encoded_bytes()).map_err(|_| nix::Error::EINVAL)?;
+    let new_name =
+        std::ffi::CString::new(new_name.as_encoded_bytes()).map_err(|_| nix::Error::EINVAL)?;
+    // SAFETY: valid descriptors and NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            dir.as_fd().as_raw_fd(),
+            name.as_ptr(),
+            new_dir.as_fd().as_raw_fd(),
+            new_name.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    nix::Error::result(rc).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::config::{Settings, VenvMode};
 use crate::envmap::EnvMap;
 use crate::identity::Identity;
 use crate::paths::{DirPolicy, LinkHop, Resolved, Usability, resolve_physical, usable_dir};
@@ -133,8 +133,9 @@ pub fn plan_environment(settings: &Settings, inputs: &Inputs) -> EnvPlan {
     if let Some((pex_root, _)) = &settings.pex_root {
         planner.env.set("PEX_ROOT", pex_root);
     }
-    if settings.venv {
+    if settings.venv == VenvMode::All {
         // Config `venv: true`: pex runs a PEX built with --include-tools in venv mode.
+        // (A list of PEX files is applied once the program is known: `select_venv`.)
         planner.env.set("PEX_VENV", "1");
     }
     let cwd = planner.plan_cwd(&inputs.cwd);
@@ -542,5 +543,14 @@ fn action_for(input: Option<&str>, value: &str) -> Action {
         Action::Kept
     } else {
         Action::Resolved
+    }
+}
+
+/// Config `venv: [PEX files]`: sets PEX_VENV=1 when the program runs one of them.
+pub fn select_venv(plan: &mut EnvPlan, settings: &Settings, pex: Option<&std::path::Path>) {
+    if let (VenvMode::Only(_), Some(pex)) = (&settings.venv, pex)
+        && settings.venv.applies_to(pex)
+    {
+        plan.env.set("PEX_VENV", "1");
     }
 }

@@ -114,6 +114,15 @@ fn wrong_type_names_key_and_line() {
 }
 
 #[test]
+fn venv_of_wrong_type_names_key_line_and_choices() {
+    let case = Case::new();
+    let config = case.sandbox.write("c.yaml", b"log: warn\nvenv: 3\n");
+    let mut cmd = case.pexinit(&["env"]);
+    cmd.env("PEXINIT_CONFIG", &config);
+    case.expect_failure(cmd, 125, &["venv", "line 2", "a list of PEX file paths"]);
+}
+
+#[test]
 fn unreadable_config() {
     let case = Case::new();
     let config = case

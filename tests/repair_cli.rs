@@ -81,6 +81,30 @@ fn run_heals_a_poisoned_cache_before_starting_the_pex() {
     }
 }
 
+/// `run` checks the entries of the PEX it starts, not the whole cache: another PEX's
+/// poisoned entries neither block it (`--repair check`) nor get touched by it.
+#[test]
+fn run_checks_only_the_entries_of_the_pex_it_starts() {
+    let p = Poisoned::new(Kind::Zipapp);
+    let before = tree(&p.pex_root());
+    let other = cowsay(PEX_FIXED, Kind::Zipapp);
+    let mut cmd = p.pexinit(&p.real_home);
+    cmd.args(["run", "--repair", "check", "--"])
+        .arg(&other)
+        .args(["-t", "unrelated"]);
+    let ran = run(&mut cmd);
+    assert_cowsay_said(&ran, "unrelated");
+    let after = tree(&p.pex_root());
+    assert!(
+        before.iter().all(|entry| after.contains(entry)),
+        "the poisoned PEX's entries must be left as they were"
+    );
+
+    let mut cmd = p.pexinit(&p.real_home);
+    cmd.args(["run", "--repair", "check", "--"]).arg(&p.pex);
+    assert_eq!(run(&mut cmd).code, Some(125), "its own entries are checked");
+}
+
 #[test]
 fn check_mode_refuses_and_off_mode_leaves_the_cache_alone() {
     let p = Poisoned::new(Kind::Zipapp);

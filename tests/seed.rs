@@ -195,6 +195,77 @@ fn venv_true_needs_tools_and_matches_pex_venv() {
     }
 }
 
+/// `venv: [PEX files]` applies venv mode per PEX: the listed --include-tools zipapp is
+/// seeded and run in venv mode (fast path), the unlisted plain zipapp is not — where
+/// `venv: true` refuses the mix. Listed paths match through symlinks.
+#[test]
+fn venv_list_selects_pex_files_by_physical_path() {
+    let sb = Sandbox::new();
+    let tools = sb.join("tools.pex");
+    let plain = sb.join("plain.pex");
+    fs::copy(envapp(PEX_NEWEST, Kind::Tools), &tools).expect("copy tools app");
+    fs::copy(envapp(PEX_NEWEST, Kind::Zipapp), &plain).expect("copy plain app");
+    let link = sb.symlink(&tools, "link-to-tools.pex");
+    let listed = sb.write(
+        "listed.yaml",
+        format!("venv:\n  - {}\n", link.display()).as_bytes(),
+    );
+    let all = sb.write("all.yaml", b"venv: true\n");
+    let home = sb.mkdir("home");
+    let seed_with = |config: &Path, root: &Path| {
+        run(clean_command(pexinit_bin())
+            .args(["seed", "--python", PYTHON, "--config"])
+            .arg(config)
+            .arg("--pex-root")
+            .arg(root)
+            .arg(&tools)
+            .arg(&plain))
+    };
+
+    let refused = seed_with(&all, &sb.join("all-root"));
+    assert_eq!(refused.code, Some(125), "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("--include-tools"),
+        "{}",
+        refused.describe()
+    );
+
+    let root = sb.join("root");
+    let seeded = seed_with(&listed, &root);
+    assert!(seeded.success(), "{}", seeded.describe());
+    let manifest = manifest::read(&root).expect("manifest");
+    let mode_of = |pex: &Path| {
+        let hash = info::open(pex)
+            .expect("pex")
+            .info
+            .pex_hash
+            .expect("pex_hash");
+        manifest.entry(&hash).expect("seeded entry").mode
+    };
+    assert_eq!(mode_of(&tools), RunMode::VenvByEnv);
+    assert_eq!(mode_of(&plain), RunMode::Zipapp);
+
+    for (pex, venv) in [(&tools, true), (&plain, false)] {
+        let env = run(clean_command(pexinit_bin())
+            .args(["env", "--config"])
+            .arg(&listed)
+            .arg("--")
+            .arg(pex)
+            .env("HOME", &home));
+        assert!(env.success(), "{}", env.describe());
+        assert_eq!(
+            env.stdout.lines().any(|l| l == "PEX_VENV=1"),
+            venv,
+            "{}: {}",
+            pex.display(),
+            env.describe()
+        );
+    }
+    let mut fast = seeded_run(&root, &tools, &["x"], &base_env(&home));
+    let fast = run(fast.env("PEXINIT_CONFIG", &listed));
+    assert!(fast.stderr.contains(FAST_PATH_TAKEN), "{}", fast.describe());
+}
+
 /// A sorted listing of a tree with modes, owners, mtimes, link targets and content
 /// hashes: two reproducible seeds give equal listings.
 fn fingerprint(root: &Path) -> Vec<String> {

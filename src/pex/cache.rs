@@ -212,6 +212,45 @@ impl CacheRoot {
         }
     }
 
+    /// Walks only the entries one PEX runs from: `unzipped_pexes/V/<pex_hash>` and
+    /// `venvs/V/<pex_hash>/*`, in every cache-format version. The links a PEX follows all
+    /// start there, so a run checks what it uses at a cost independent of how many
+    /// other PEX files share the cache.
+    pub fn walk_pex(&self, pex_hash: &str, visitor: &mut dyn Visitor) {
+        let hash = Path::new(pex_hash);
+        if hash.components().count() != 1 || !is_entry_name(hash.as_os_str()) {
+            return; // not a plain name: nothing pex would have written
+        }
+        let mut buf = vec![0; 32 * 1024];
+        for top in ["unzipped_pexes", "venvs"] {
+            let Ok(top_fd) = self.open_dir(Path::new(top)) else {
+                continue;
+            };
+            let Ok(versions) = read_dir(top_fd.as_fd(), &mut buf) else {
+                continue;
+            };
+            for (version, kind) in versions {
+                if kind != FileKind::Directory || !is_entry_name(&version) {
+                    continue;
+                }
+                let at_hash = Path::new(top).join(&version).join(hash);
+                if top == "unzipped_pexes" {
+                    self.walk_entry(&at_hash, visitor);
+                    continue;
+                }
+                let Ok(hash_fd) = self.open_dir(&at_hash) else {
+                    continue;
+                };
+                let Ok(venvs) = read_dir(hash_fd.as_fd(), &mut buf) else {
+                    continue;
+                };
+                for (venv, _) in venvs.into_iter().filter(|(n, _)| is_entry_name(n)) {
+                    self.walk_entry(&at_hash.join(venv), visitor);
+                }
+            }
+        }
+    }
+
     /// Walks the one entry at `rel` (used under the entry's lock, to re-judge it).
     /// Returns false when the entry no longer exists.
     pub fn walk_entry(&self, rel: &Path, visitor: &mut dyn Visitor) -> bool {

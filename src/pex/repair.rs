@@ -29,12 +29,12 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, RenameFlags, fcntl, openat, readlinkat, renameat, renameat2};
+use nix::fcntl::{FcntlArg, OFlag, fcntl, openat, readlinkat, renameat};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{UnlinkatFlags, symlinkat, unlinkat};
 use serde::{Serialize, Serializer};
 
-use crate::paths::resolve_physical;
+use crate::paths::{rename_noreplace, resolve_physical};
 use crate::pex::cache::{
     CacheRoot, EntryKind, EntryRef, FileKind, HEAL_TMP_PREFIX, LinkRef, Problem, QUARANTINE_DIR,
     Visitor, is_linked_top_dir,
@@ -175,6 +175,14 @@ pub enum RepairError {
 pub fn plan(pex_root: &Path) -> Result<RepairPlan, RepairError> {
     let root = open_root(pex_root)?;
     Ok(plan_root(&root))
+}
+
+/// Plans the repair of the entries one PEX runs from (see [`CacheRoot::walk_pex`]).
+pub fn plan_pex(pex_root: &Path, pex_hash: &str) -> Result<RepairPlan, RepairError> {
+    let root = open_root(pex_root)?;
+    let mut judge = Judge::new(&root);
+    root.walk_pex(pex_hash, &mut judge);
+    Ok(judge.finish())
 }
 
 /// Opens `pex_root` by its physical path: suffix matching against the physical path is
@@ -810,25 +818,13 @@ fn quarantine_entry(root: &CacheRoot, entry: &Path) -> io::Result<PathBuf> {
         Err(e) => return Err(e.into()),
     }
     let quarantine = root.open_dir(Path::new(QUARANTINE_DIR))?;
-    match renameat2(
-        &parent_fd,
-        name,
-        &quarantine,
-        moved.as_str(),
-        RenameFlags::RENAME_NOREPLACE,
-    ) {
+    match rename_noreplace(&parent_fd, name, &quarantine, OsStr::new(&moved)) {
         Ok(()) => Ok(Path::new(QUARANTINE_DIR).join(moved)),
         Err(Errno::EXDEV) => {
             let mut sibling = OsString::from(".");
             sibling.push(name);
             sibling.push(format!(".pexinit-quarantined.{stamp}"));
-            renameat2(
-                &parent_fd,
-                name,
-                &parent_fd,
-                sibling.as_os_str(),
-                RenameFlags::RENAME_NOREPLACE,
-            )?;
+            rename_noreplace(&parent_fd, name, &parent_fd, &sibling)?;
             Ok(parent.join(sibling))
         }
         Err(e) => Err(e.into()),
