@@ -25,9 +25,9 @@ pub const INSTALL_HINT: &str = "run scripts/install-test-deps \
      (apt-get install -y podman runc catatonit mmdebstrap)";
 
 /// Debian bookworm with /usr/bin/python3.11: the runtime base (PYTHON_IMAGE).
-pub const PYTHON_BASE: &str = "localhost/pexinit-test/python:bookworm";
-/// Debian bookworm with gcc and libc6-dev: the build stage (RUST_IMAGE), toolchain mounted.
-pub const BUILD_BASE: &str = "localhost/pexinit-test/rust-build:bookworm";
+const PYTHON_BASE: &str = "localhost/pexinit-test/python";
+/// Debian bookworm with gcc and musl-tools: the build stage (RUST_IMAGE), toolchain mounted.
+const BUILD_BASE: &str = "localhost/pexinit-test/rust-build";
 /// The interpreter of PYTHON_BASE.
 pub const IMAGE_PYTHON: &str = "/usr/bin/python3.11";
 /// Where the example Dockerfile seeds the app's cache.
@@ -116,15 +116,19 @@ fn image_exists(tag: &str) -> bool {
         .success()
 }
 
-/// The local Debian base images, made once by scripts/make-base-images (mmdebstrap).
-pub fn base_images() {
+/// The local Debian base images (runtime, build), made once by scripts/make-base-images
+/// (mmdebstrap) and tagged with a hash of that script, so changing it makes new ones.
+pub fn base_images() -> (String, String) {
     require_tools();
-    if image_exists(PYTHON_BASE) && image_exists(BUILD_BASE) {
-        return;
+    let hash = tree_hash(repo(), &["scripts/make-base-images"], &[]);
+    let python = format!("{PYTHON_BASE}:bookworm-{hash}");
+    let build = format!("{BUILD_BASE}:bookworm-{hash}");
+    if image_exists(&python) && image_exists(&build) {
+        return (python, build);
     }
     let _guard = lock("base-images");
     let mut cmd = Command::new(repo().join("scripts/make-base-images"));
-    cmd.args([PYTHON_BASE, BUILD_BASE])
+    cmd.args([&python, &build])
         .env(
             "CONTAINERS_CONF",
             repo().join("tests/podman/containers.conf"),
@@ -136,6 +140,9 @@ pub fn base_images() {
         "scripts/make-base-images failed ({INSTALL_HINT}):\n{}",
         ran.describe()
     );
+    prune_tags(PYTHON_BASE, &python);
+    prune_tags(BUILD_BASE, &build);
+    (python, build)
 }
 
 /// sha256 over the named files and every file below the named directories (sorted
@@ -185,6 +192,21 @@ fn host_toolchain() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The shipped binary is built for musl (as scripts/build-release does): the mounted
+/// toolchain needs that target, and the build stage has no rustup to add it.
+fn ensure_musl_target(toolchain: &Path) {
+    let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+    if toolchain.join("lib/rustlib").join(&target).is_dir() {
+        return;
+    }
+    let ran = run(Command::new("rustup").args(["target", "add", &target]));
+    assert!(
+        ran.success(),
+        "rustup target add {target} (needed to build the image):\n{}",
+        ran.describe()
+    );
+}
+
 /// The crates the host already downloaded for this lockfile (the build runs offline).
 fn host_registry() -> PathBuf {
     let home = std::env::var_os("CARGO_HOME")
@@ -218,7 +240,7 @@ fn prune_tags(repository: &str, keep: &str) {
 
 /// pexinit's image, built from the repo's Dockerfile once per source tree.
 pub fn pexinit_image() -> String {
-    base_images();
+    let (python_base, build_base) = base_images();
     let repository = "localhost/pexinit-test/pexinit";
     let hash = tree_hash(
         repo(),
@@ -240,11 +262,12 @@ pub fn pexinit_image() -> String {
         return tag;
     }
     let toolchain = host_toolchain();
+    ensure_musl_target(&toolchain);
     let registry = host_registry();
     let mut cmd = podman();
     cmd.args(["build", "--quiet", "--layers=false", "--tag", &tag])
-        .args(["--build-arg", &format!("RUST_IMAGE={BUILD_BASE}")])
-        .args(["--build-arg", &format!("PYTHON_IMAGE={PYTHON_BASE}")])
+        .args(["--build-arg", &format!("RUST_IMAGE={build_base}")])
+        .args(["--build-arg", &format!("PYTHON_IMAGE={python_base}")])
         .args(["--build-arg", &format!("PYTHON={IMAGE_PYTHON}")])
         .arg("--volume")
         .arg(mount(&toolchain, "/opt/rust"))
