@@ -339,7 +339,7 @@ fn init_container_killed_mid_prime_is_restarted_and_the_app_never_sees_half_a_ca
         .arg(&kube.manifest)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = play.spawn().expect("podman kube play");
+    let mut child = play.spawn().expect("podman kube play");
 
     // Mid-prime: the cache is being built beside its final name, which is not there yet.
     let start = std::time::Instant::now();
@@ -348,6 +348,13 @@ fn init_container_killed_mid_prime_is_restarted_and_the_app_never_sees_half_a_ca
             start.elapsed() < Duration::from_secs(120),
             "the prime never started"
         );
+        if child.try_wait().expect("kube play").is_some() {
+            let out = child.wait_with_output().expect("kube play output");
+            panic!(
+                "kube play ended before the prime was caught mid-way:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let building = volume_path(&kube.pex_cache).and_then(|volume| {
             let entries = std::fs::read_dir(&volume).ok()?;
             entries.flatten().map(|e| e.path()).find(|p| {
