@@ -150,7 +150,6 @@ fn podman_stop_delivers_sigterm_and_kill_usr1_reaches_the_app() {
 fn read_only_arbitrary_uid_symlinked_home_and_cache_volume_start_warm() {
     let image = app_image();
     let mut cleanup = Cleanup::new();
-    let name = cleanup.container("readonly");
     let cache = cleanup.volume("xdg-cache");
     podman_ok(["volume", "create", &cache]);
     // HOME reached through a symlink inside a bind mount, as /home -> /var/home hosts
@@ -159,47 +158,79 @@ fn read_only_arbitrary_uid_symlinked_home_and_cache_volume_start_warm() {
     let home = host.mkdir("real/home");
     std::os::unix::fs::chown(&home, Some(123456), Some(0)).expect("chown home");
     host.symlink("real/home", "home");
-    let ran = podman_ok([
-        "run",
-        "--name",
-        &name,
-        "--read-only",
-        "--user",
-        "123456:0",
-        "--tmpfs",
-        "/pex-root:mode=1777",
-        "--volume",
-        &format!("{}:/mnt/d", host.path().display()),
-        "--volume",
-        &format!("{cache}:/xdg-cache:U"),
-        "--env",
-        "HOME=/mnt/d/home",
-        "--env",
-        "XDG_CACHE_HOME=/xdg-cache",
-        "--env",
-        "PEX_ROOT=/pex-root",
-        "--env",
-        "PEX_VERBOSE=1",
-        &image,
-        "info",
-        "/mnt/d/real/home",
-        "/xdg-cache",
-        "/pex-root",
-        "/tmp",
-    ]);
-    let report = info(&ran.stdout);
-    assert_eq!(report["uid"], 123456, "{report}");
-    assert_eq!(report["pid1"][0], "pexinit", "{report}");
-    // pexinit handed the app physical paths.
-    assert_eq!(report["env"]["HOME"], "/mnt/d/real/home", "{report}");
-    assert_eq!(report["env"]["XDG_CACHE_HOME"], "/xdg-cache", "{report}");
-    // Warm: the app's code comes from the image's seed, nothing was unpacked anywhere
-    // writable, and pex did not fall back to a cold temporary PEX_ROOT.
-    let cowsay = report["cowsay"].as_str().expect("cowsay");
-    assert!(cowsay.starts_with(SEED), "not run from the seed: {report}");
-    assert_eq!(extracted(&report), Vec::<String>::new(), "{report}");
-    for needle in PEX_FALLBACK {
-        assert!(!ran.stderr.contains(needle), "{}", ran.describe());
+    // Twice: through pexinit's fast path (the seeded venv started directly), and through
+    // pex's own bootstrap (PEX_PYTHON set, so pexinit leaves the start to pex, which must
+    // find the seed warm through pexinit's link farm).
+    for pex_python in [None, Some(IMAGE_PYTHON)] {
+        let name = cleanup.container("readonly");
+        let mut args: Vec<String> = [
+            "run",
+            "--name",
+            &name,
+            "--read-only",
+            "--user",
+            "123456:0",
+            "--tmpfs",
+            "/pex-root:mode=1777",
+            "--volume",
+            &format!("{}:/mnt/d", host.path().display()),
+            "--volume",
+            &format!("{cache}:/xdg-cache:U"),
+            "--env",
+            "HOME=/mnt/d/home",
+            "--env",
+            "XDG_CACHE_HOME=/xdg-cache",
+            "--env",
+            "PEX_ROOT=/pex-root",
+            "--env",
+            "PEX_VERBOSE=1",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(python) = pex_python {
+            args.extend(["--env".into(), format!("PEX_PYTHON={python}")]);
+        }
+        args.extend(
+            [
+                &image,
+                "info",
+                "/mnt/d/real/home",
+                "/xdg-cache",
+                "/pex-root",
+                "/tmp",
+            ]
+            .map(String::from),
+        );
+        let ran = podman_ok(&args);
+        let report = info(&ran.stdout);
+        assert_eq!(report["uid"], 123456, "{report}");
+        assert_eq!(report["pid1"][0], "pexinit", "{report}");
+        // pexinit handed the app physical paths.
+        assert_eq!(report["env"]["HOME"], "/mnt/d/real/home", "{report}");
+        assert_eq!(report["env"]["XDG_CACHE_HOME"], "/xdg-cache", "{report}");
+        // Warm: the app's code comes from the image's seed, nothing was unpacked anywhere
+        // writable, and pex did not fall back to a cold temporary PEX_ROOT.
+        let cowsay = report["cowsay"].as_str().expect("cowsay");
+        assert!(cowsay.starts_with(SEED), "not run from the seed: {report}");
+        assert_eq!(extracted(&report), Vec::<String>::new(), "{report}");
+        for needle in PEX_FALLBACK {
+            assert!(!ran.stderr.contains(needle), "{}", ran.describe());
+        }
+        let lines = ran.stderr_lines();
+        match pex_python {
+            // pexinit says nothing, pex never ran.
+            None => assert_eq!(lines, Vec::<&str>::new(), "{}", ran.describe()),
+            // pex ran (verbose) and only started the seeded venv: no extraction, no
+            // warning from either.
+            Some(_) => assert!(
+                !lines.is_empty()
+                    && lines
+                        .iter()
+                        .all(|l| l.starts_with("pex: Executing venv PEX")),
+                "{}",
+                ran.describe()
+            ),
+        }
     }
 }
 
