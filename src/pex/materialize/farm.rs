@@ -1,4 +1,4 @@
-//! Turning a seed into a working PEX_ROOT somewhere else.
+//! The link farm: a writable PEX_ROOT in front of a read-only seed, for `run`.
 //!
 //! A seed the runtime user cannot write (a root-owned image layer, a `--read-only` root
 //! filesystem, an arbitrary UID) would make pex fall back to a temporary PEX_ROOT: cold
@@ -19,9 +19,6 @@
 //! (a handful of entries), never with the seed's size. Links are absolute, to the seed's
 //! physical path; the seed's own links are relative or point at the path the seed was
 //! built for, which the farm or the seed itself provides.
-//!
-//! Only the link-farm mode exists so far; copy, hardlink and reflink modes (for `prime`)
-//! will share [`FarmPlan`]'s plan-then-apply shape.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;

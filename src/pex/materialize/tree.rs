@@ -1,0 +1,568 @@
+//! Copying a seed's tree into a new directory by copy, hardlink or reflink.
+//!
+//! The walk never follows a link: every directory is opened with O_NOFOLLOW relative to
+//! its parent's descriptor, on both sides, and every file is created with O_EXCL. Links
+//! are recreated as links (relative ones unchanged). Modes, owners and mtimes follow the
+//! seed, so `.pyc` files stay valid (Python checks the source's mtime and size) and the
+//! result is as reproducible as the seed.
+//!
+//! A hardlink shares the seed's inode, so nothing is ever changed through one: files pex
+//! writes on a warm run (`access.lck`, `.last-access`, other `.lck` files), files the
+//! relocation rewrites, and files whose owner differs from the one asked for are copied
+//! instead. Files hardlinked to each other inside the seed stay hardlinked to each other
+//! (as `cp -a` keeps them), so a copy takes no more room than the seed.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+use nix::sys::stat::{
+    FileStat, Mode, UtimensatFlags, fchmod, fstatat, futimens, mkdirat, utimensat,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
+use serde::Serialize;
+
+use super::relocate::Relocation;
+use crate::pex::cache::{FileKind, read_dir};
+
+/// How file contents get into the new tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMode {
+    /// Reflink when the filesystem can, else hardlink when allowed, else copy.
+    Auto,
+    Copy,
+    Hardlink,
+    Reflink,
+}
+
+/// What to copy where.
+pub struct TreeRequest<'a> {
+    pub src: &'a Path,
+    pub dst: &'a Path,
+    pub mode: LinkMode,
+    /// Owner of everything created; None: the seed's owners when running as root (as
+    /// `cp -a`), else our own.
+    pub owner: Option<(u32, u32)>,
+    pub relocation: Option<&'a Relocation>,
+    /// Names at the top of `src` that are not copied (pexinit's own files).
+    pub skip_top: &'a dyn Fn(&OsStr) -> bool,
+    /// Called once per entry copied (progress).
+    pub tick: &'a dyn Fn(),
+}
+
+/// What copying did, by kind of work.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TreeReport {
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub files_copied: u64,
+    pub files_hardlinked: u64,
+    pub files_reflinked: u64,
+    /// Copied with the old root replaced (relocation).
+    pub files_rewritten: u64,
+    /// Bytecode of rewritten sources, left out (see [`super::relocate`]).
+    pub stale_bytecode_dropped: u64,
+    /// Data written by copies (not by links).
+    pub bytes_copied: u64,
+    /// Sockets, FIFOs and devices: pex never makes them; skipped.
+    pub skipped_special: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// The requested link mode cannot work here: nothing wrong with the data.
+    #[error("{0}")]
+    Impossible(String),
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> TreeError {
+    TreeError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Copies the tree below `req.src` into the existing, empty directory `req.dst`. The
+/// roots themselves are left to the caller (their metadata is set last, by it).
+pub fn copy_tree(req: &TreeRequest<'_>) -> Result<TreeReport, TreeError> {
+    let src = open_dir(nix::fcntl::AT_FDCWD, req.src).map_err(|e| io_err(req.src, e))?;
+    let dst = open_dir(nix::fcntl::AT_FDCWD, req.dst).map_err(|e| io_err(req.dst, e))?;
+    let mut copier = Copier {
+        req,
+        reflink: match req.mode {
+            LinkMode::Auto | LinkMode::Reflink => Probe::Unknown,
+            _ => Probe::No,
+        },
+        hardlink: match req.mode {
+            LinkMode::Auto | LinkMode::Hardlink => Probe::Unknown,
+            _ => Probe::No,
+        },
+        as_root: nix::unistd::geteuid().is_root(),
+        creator: creator(dst.as_fd()).map_err(|e| io_err(req.dst, e))?,
+        inodes: HashMap::new(),
+        dst_root: dst.try_clone().map_err(|e| io_err(req.dst, e))?,
+        report: TreeReport::default(),
+        buf: vec![0u8; 64 * 1024],
+    };
+    let mut rel = PathBuf::new();
+    copier.dir(src, dst, &mut rel, &HashSet::new())?;
+    Ok(copier.report)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Unknown,
+    Yes,
+    No,
+}
+
+struct Copier<'a> {
+    req: &'a TreeRequest<'a>,
+    reflink: Probe,
+    hardlink: Probe,
+    as_root: bool,
+    /// Who owns what we create, when that is certain (no set-group-ID directory above):
+    /// a chown to the same owner would only cost a journal write per inode.
+    creator: Option<(u32, u32)>,
+    /// Seed inodes with several links, and where their first copy went (relative).
+    inodes: HashMap<(u64, u64), PathBuf>,
+    dst_root: OwnedFd,
+    report: TreeReport,
+    buf: Vec<u8>,
+}
+
+impl Copier<'_> {
+    fn shown(&self, rel: &Path) -> PathBuf {
+        self.req.dst.join(rel)
+    }
+
+    /// Copies the children of `src` into `dst`: files and links first, so that a
+    /// `__pycache__` below knows which sources of this directory were rewritten.
+    fn dir(
+        &mut self,
+        src: OwnedFd,
+        dst: OwnedFd,
+        rel: &mut PathBuf,
+        rewritten_here_above: &HashSet<OsString>,
+    ) -> Result<(), TreeError> {
+        let mut names = read_dir(src.as_fd(), &mut self.buf)
+            .map_err(|e| io_err(&self.req.src.join(&*rel), e))?;
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let top = rel.as_os_str().is_empty();
+        let in_pycache = rel.file_name() == Some(OsStr::new("__pycache__"));
+        let mut rewritten: HashSet<OsString> = HashSet::new();
+        let mut subdirs = Vec::new();
+        for (name, kind) in names {
+            if top && (self.req.skip_top)(&name) {
+                continue;
+            }
+            rel.push(&name);
+            match kind {
+                FileKind::Directory => subdirs.push(name.clone()),
+                FileKind::Symlink => self.symlink(src.as_fd(), dst.as_fd(), &name, rel)?,
+                FileKind::File => {
+                    if in_pycache && is_stale_bytecode(&name, rewritten_here_above) {
+                        self.report.stale_bytecode_dropped += 1;
+                    } else if self.file(src.as_fd(), dst.as_fd(), &name, rel)? {
+                        rewritten.insert(name.clone());
+                    }
+                }
+                FileKind::Other => {
+                    tracing::warn!(
+                        "{}: not a file, directory or link; skipped",
+                        self.req.src.join(&*rel).display()
+                    );
+                    self.report.skipped_special += 1;
+                }
+            }
+            rel.pop();
+        }
+        for name in subdirs {
+            rel.push(&name);
+            let st = fstatat(src.as_fd(), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(|e| io_err(&self.req.src.join(&*rel), e))?;
+            // Created private and writable; the seed's mode is set once it is filled.
+            mkdirat(
+                dst.as_fd(),
+                name.as_os_str(),
+                Mode::from_bits_truncate(0o700),
+            )
+            .map_err(|e| io_err(&self.shown(rel), e))?;
+            let child_src = open_dir(src.as_fd(), name.as_os_str())
+                .map_err(|e| io_err(&self.req.src.join(&*rel), e))?;
+            let child_dst =
+                open_dir(dst.as_fd(), name.as_os_str()).map_err(|e| io_err(&self.shown(rel), e))?;
+            let meta_fd = child_dst
+                .try_clone()
+                .map_err(|e| io_err(&self.shown(rel), e))?;
+            let pass = if name == "__pycache__" {
+                &rewritten
+            } else {
+                &HashSet::new()
+            };
+            self.dir(child_src, child_dst, rel, pass)?;
+            self.set_meta(meta_fd.as_fd(), &st)
+                .map_err(|e| io_err(&self.shown(rel), e))?;
+            self.report.dirs += 1;
+            (self.req.tick)();
+            rel.pop();
+        }
+        Ok(())
+    }
+
+    fn owner_for(&self, st: &FileStat) -> Option<(u32, u32)> {
+        match self.req.owner {
+            Some(owner) => Some(owner),
+            None if self.as_root => Some((st.st_uid, st.st_gid)),
+            None => None,
+        }
+    }
+
+    /// chown (first: it clears set-id bits), chmod, then times, on a descriptor.
+    fn set_meta(&self, fd: BorrowedFd<'_>, st: &FileStat) -> nix::Result<()> {
+        if let Some((uid, gid)) = self.owner_for(st).filter(|o| Some(*o) != self.creator) {
+            fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+        }
+        fchmod(fd, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
+        futimens(fd, &atime(st), &mtime(st))
+    }
+
+    fn symlink(
+        &mut self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+    ) -> Result<(), TreeError> {
+        let target = readlinkat(src, name).map_err(|e| io_err(&self.req.src.join(rel), e))?;
+        let target = PathBuf::from(target);
+        let target = self
+            .req
+            .relocation
+            .and_then(|r| r.link_target(&target))
+            .unwrap_or(target);
+        symlinkat(target.as_path(), dst, name).map_err(|e| io_err(&self.shown(rel), e))?;
+        let st = fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err(&self.req.src.join(rel), e))?;
+        if let Some((uid, gid)) = self.owner_for(&st).filter(|o| Some(*o) != self.creator) {
+            fchownat(
+                dst,
+                name,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| io_err(&self.shown(rel), e))?;
+        }
+        utimensat(
+            dst,
+            name,
+            &atime(&st),
+            &mtime(&st),
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| io_err(&self.shown(rel), e))?;
+        self.report.symlinks += 1;
+        (self.req.tick)();
+        Ok(())
+    }
+
+    /// One regular file; returns whether its content was rewritten (relocation).
+    fn file(
+        &mut self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+    ) -> Result<bool, TreeError> {
+        let shown_src = self.req.src.join(rel);
+        if self.hardlink != Probe::No
+            && self.reflink == Probe::No
+            && self.req.owner.is_none()
+            && !written_at_run_time(name)
+            && !self.req.relocation.is_some_and(|r| r.scans(rel))
+            && linkat(src, name, dst, name, AtFlags::empty()).is_ok()
+        {
+            // Nothing to decide from the inode: one syscall per file. (Failures take the
+            // full path below, which explains them.)
+            self.hardlink = Probe::Yes;
+            self.report.files_hardlinked += 1;
+            (self.req.tick)();
+            return Ok(false);
+        }
+        let st =
+            fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| io_err(&shown_src, e))?;
+        (self.req.tick)();
+        let key = (st.st_dev, st.st_ino);
+        if st.st_nlink > 1
+            && let Some(first) = self.inodes.get(&key)
+        {
+            // A hardlink inside the seed: the same inode here too.
+            linkat(
+                self.dst_root.as_fd(),
+                first.as_path(),
+                dst,
+                name,
+                AtFlags::empty(),
+            )
+            .map_err(|e| io_err(&self.shown(rel), e))?;
+            return Ok(false);
+        }
+        let mut rewritten = false;
+        if let Some(relocation) = self.req.relocation.filter(|r| r.scans(rel)) {
+            let mut bytes = Vec::with_capacity(st.st_size as usize);
+            let mut file = open_file(src, name).map_err(|e| io_err(&shown_src, e))?;
+            file.read_to_end(&mut bytes)
+                .map_err(|e| io_err(&shown_src, e))?;
+            if let Some(new) = relocation.rewrite(&bytes) {
+                let mut out = create_file(dst, name).map_err(|e| io_err(&self.shown(rel), e))?;
+                out.write_all(&new)
+                    .map_err(|e| io_err(&self.shown(rel), e))?;
+                self.set_meta(out.as_fd(), &st)
+                    .map_err(|e| io_err(&self.shown(rel), e))?;
+                start_writeback(&out);
+                self.report.files_rewritten += 1;
+                self.report.bytes_copied += new.len() as u64;
+                rewritten = true;
+            }
+        }
+        if !rewritten {
+            self.place(src, dst, name, rel, &st)?;
+        }
+        if st.st_nlink > 1 && !rewritten {
+            self.inodes.insert(key, rel.to_path_buf());
+        }
+        Ok(rewritten)
+    }
+
+    /// Puts an unchanged file in place by the cheapest means allowed.
+    fn place(
+        &mut self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        name: &OsStr,
+        rel: &Path,
+        st: &FileStat,
+    ) -> Result<(), TreeError> {
+        let shown_src = self.req.src.join(rel);
+        let written_by_pex = written_at_run_time(name);
+        if self.reflink != Probe::No && !written_by_pex {
+            let from = open_file(src, name).map_err(|e| io_err(&shown_src, e))?;
+            let to = create_file(dst, name).map_err(|e| io_err(&self.shown(rel), e))?;
+            // SAFETY: FICLONE takes the source descriptor as its argument; both are open.
+            let rc = unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) };
+            if rc == 0 {
+                self.reflink = Probe::Yes;
+                self.set_meta(to.as_fd(), st)
+                    .map_err(|e| io_err(&self.shown(rel), e))?;
+                self.report.files_reflinked += 1;
+                return Ok(());
+            }
+            let why = io::Error::last_os_error();
+            drop(to);
+            unlinkat(dst, name, UnlinkatFlags::NoRemoveDir)
+                .map_err(|e| io_err(&self.shown(rel), e))?;
+            if self.req.mode == LinkMode::Reflink {
+                return Err(TreeError::Impossible(format!(
+                    "cannot reflink {} into {} ({why}): the filesystem does not share blocks; use --link copy (or --link auto)",
+                    self.req.src.display(),
+                    self.req.dst.display()
+                )));
+            }
+            tracing::info!(
+                "no reflinks between {} and {} ({why})",
+                self.req.src.display(),
+                self.req.dst.display()
+            );
+            self.reflink = Probe::No;
+        }
+        if self.hardlink != Probe::No && !written_by_pex {
+            let owner_differs = self
+                .req
+                .owner
+                .is_some_and(|(uid, gid)| (uid, gid) != (st.st_uid, st.st_gid));
+            if owner_differs {
+                if self.req.mode == LinkMode::Hardlink {
+                    return Err(TreeError::Impossible(format!(
+                        "{} is owned by {}:{}, not the --chown owner: a hardlink cannot change its owner without changing the seed; use --link copy, or drop --chown",
+                        shown_src.display(),
+                        st.st_uid,
+                        st.st_gid
+                    )));
+                }
+            } else {
+                match linkat(src, name, dst, name, AtFlags::empty()) {
+                    Ok(()) => {
+                        self.hardlink = Probe::Yes;
+                        self.report.files_hardlinked += 1;
+                        return Ok(());
+                    }
+                    Err(e @ (Errno::EXDEV | Errno::EPERM | Errno::EMLINK | Errno::EACCES)) => {
+                        if self.req.mode == LinkMode::Hardlink {
+                            return Err(TreeError::Impossible(format!(
+                                "cannot hardlink {} into {} ({}); use --link copy",
+                                shown_src.display(),
+                                self.req.dst.display(),
+                                if e == Errno::EXDEV {
+                                    "they are on different filesystems".to_owned()
+                                } else {
+                                    e.to_string()
+                                }
+                            )));
+                        }
+                        if e == Errno::EXDEV {
+                            tracing::info!(
+                                "{} and {} are on different filesystems: copying",
+                                self.req.src.display(),
+                                self.req.dst.display()
+                            );
+                            self.hardlink = Probe::No;
+                        }
+                    }
+                    Err(e) => return Err(io_err(&self.shown(rel), e)),
+                }
+            }
+        }
+        let mut from = open_file(src, name).map_err(|e| io_err(&shown_src, e))?;
+        let mut to = create_file(dst, name).map_err(|e| io_err(&self.shown(rel), e))?;
+        // std uses copy_file_range (in-kernel, and shared blocks where the filesystem
+        // offers them), falling back to read/write.
+        let n = io::copy(&mut from, &mut to).map_err(|e| io_err(&self.shown(rel), e))?;
+        start_writeback(&to);
+        self.set_meta(to.as_fd(), st)
+            .map_err(|e| io_err(&self.shown(rel), e))?;
+        self.report.files_copied += 1;
+        self.report.bytes_copied += n;
+        Ok(())
+    }
+}
+
+/// Starts writing a copied file to disk without waiting, so the caller's final `syncfs`
+/// finds most of the data already written instead of all of it dirty.
+fn start_writeback(file: &File) {
+    // SAFETY: sync_file_range on a descriptor we own; failure only loses the head start.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// The owner new inodes below `dst` get: ours, unless `dst` is set-group-ID (then the
+/// group comes from it: not certain, so every inode is chowned).
+fn creator(dst: BorrowedFd<'_>) -> nix::Result<Option<(u32, u32)>> {
+    let st = nix::sys::stat::fstat(dst)?;
+    Ok((st.st_mode & libc::S_ISGID == 0).then(|| {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    }))
+}
+
+/// Files pex opens for writing on a warm run: never shared with the seed.
+fn written_at_run_time(name: &OsStr) -> bool {
+    let n = name.as_bytes();
+    n.ends_with(b".lck") || n == b".last-access"
+}
+
+/// `stem.<tag>.pyc` (or `.opt-N.pyc`) of a source rewritten in the directory above.
+fn is_stale_bytecode(name: &OsStr, rewritten: &HashSet<OsString>) -> bool {
+    let n = name.as_bytes();
+    if rewritten.is_empty() || !n.ends_with(b".pyc") {
+        return false;
+    }
+    let Some(dot) = n.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    let stem = &n[..dot];
+    rewritten.iter().any(|src| {
+        let s = src.as_bytes();
+        s.len() == stem.len() + 3 && s.starts_with(stem) && s.ends_with(b".py")
+    })
+}
+
+fn atime(st: &FileStat) -> TimeSpec {
+    TimeSpec::new(st.st_atime, st.st_atime_nsec)
+}
+
+fn mtime(st: &FileStat) -> TimeSpec {
+    TimeSpec::new(st.st_mtime, st.st_mtime_nsec)
+}
+
+pub(crate) fn open_dir<Fd: AsFd>(
+    at: Fd,
+    path: &(impl nix::NixPath + ?Sized),
+) -> nix::Result<OwnedFd> {
+    openat(
+        at,
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn open_file(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<File> {
+    openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
+}
+
+fn create_file(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<File> {
+    openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map(File::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_bytecode_is_the_rewritten_sources_only() {
+        let rewritten: HashSet<OsString> = ["__main__.py".into()].into_iter().collect();
+        assert!(is_stale_bytecode(
+            OsStr::new("__main__.cpython-311.pyc"),
+            &rewritten
+        ));
+        assert!(is_stale_bytecode(
+            OsStr::new("__main__.cpython-311.opt-1.pyc"),
+            &rewritten
+        ));
+        assert!(!is_stale_bytecode(
+            OsStr::new("__main___x.cpython-311.pyc"),
+            &rewritten
+        ));
+        assert!(!is_stale_bytecode(
+            OsStr::new("other.cpython-311.pyc"),
+            &rewritten
+        ));
+        assert!(!is_stale_bytecode(
+            OsStr::new("__main__.cpython-311.pyc"),
+            &HashSet::new()
+        ));
+    }
+
+    #[test]
+    fn run_time_files_are_never_shared() {
+        assert!(written_at_run_time(OsStr::new("access.lck")));
+        assert!(written_at_run_time(OsStr::new(".last-access")));
+        assert!(!written_at_run_time(OsStr::new("PEX-INFO")));
+    }
+}

@@ -1,0 +1,632 @@
+//! `pexinit prime` end to end: seeds made by the real binary from real pex-built PEX
+//! files, primed into directories, tmpfs mount points (`unshare --mount`) and shared
+//! paths, then run through `pexinit run` as non-root uids (`setpriv`).
+//!
+//! "Warm" is asserted by effect, as in tests/seed.rs: after a run, the primed PEX_ROOT
+//! holds nothing new except pex's lock and access files, pex printed no fallback
+//! warning, and `--venv` PEXes took pexinit's fast path.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const FAST_PATH_TAKEN: &str = "pexinit: info: fast path: exec the seeded venv";
+const MARKER: &str = ".pexinit-prime.json";
+const MANIFEST: &str = ".pexinit-seed.json";
+
+/// The apps every seed here holds: both venv exec styles and a zipapp run through pex.
+fn apps() -> Vec<PathBuf> {
+    vec![
+        cowsay(PEX_NEWEST, Kind::Venv),
+        cowsay(PEX_BUGGY, Kind::Venv),
+        cowsay(PEX_FIXED, Kind::Zipapp),
+    ]
+}
+
+/// `pexinit seed --pex-root ROOT --python python3.11 APPS...` (the real binary).
+fn seed(root: &Path, apps: &[PathBuf]) {
+    let ran = run(pexinit()
+        .args(["seed", "--pex-root"])
+        .arg(root)
+        .args(["--python", PYTHON])
+        .args(apps));
+    assert!(ran.success(), "seed: {}", ran.describe());
+}
+
+fn prime_cmd(from: &Path, into: &Path, extra: &[&str]) -> Command {
+    let mut cmd = pexinit();
+    cmd.args(["prime", "--json", "--from"])
+        .arg(from)
+        .arg("--into")
+        .arg(into)
+        .args(extra);
+    cmd
+}
+
+/// Primes and returns the JSON report (asserting success).
+fn prime(from: &Path, into: &Path, extra: &[&str]) -> serde_json::Value {
+    let ran = run(&mut prime_cmd(from, into, extra));
+    assert!(ran.success(), "prime {extra:?}: {}", ran.describe());
+    ran.json()
+}
+
+/// Everything below `dir`, except pex's lock and access files.
+fn content(dir: &Path) -> BTreeSet<String> {
+    tree(dir)
+        .into_iter()
+        .filter(|e| {
+            let name = e.rsplit('/').next().unwrap_or("");
+            !(name.ends_with(".lck") || name == ".last-access")
+        })
+        .collect()
+}
+
+/// Paths, modes, owners, mtimes and link targets: "nothing changed" for a tree.
+fn fingerprint(root: &Path) -> Vec<String> {
+    tree(root)
+        .into_iter()
+        .map(|line| {
+            let path = PathBuf::from(&line[2..]);
+            let meta = fs::symlink_metadata(&path).expect("lstat");
+            let link = fs::read_link(&path).map(|t| t.display().to_string());
+            format!(
+                "{line} {:o} {}:{} {} {} {}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid(),
+                meta.mtime(),
+                meta.ino(),
+                link.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn home(sb: &Sandbox) -> PathBuf {
+    let home = sb.mkdir("home");
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o777)).expect("chmod home");
+    home
+}
+
+/// `pexinit -v run -- APP -t moo` as `uid:gid` with PEXINIT_PEX_ROOT=root.
+fn app_run(root: &Path, app: &Path, uid: u32, gid: u32, home: &Path) -> Command {
+    let mut cmd = pexinit();
+    cmd.env("HOME", home)
+        .env("PEXINIT_PEX_ROOT", root)
+        .args(["-v", "run", "--"])
+        .arg(app)
+        .args(["-t", "moo"]);
+    as_user(uid, gid, &cmd)
+}
+
+/// Every app runs from `root` as `uid:gid`: warm (nothing new in `root`, no pex
+/// fallback warning), with `root` itself as PEX_ROOT (no link farm), the venv PEXes
+/// through the fast path and through pex's own bootstrap.
+fn assert_runs_warm(root: &Path, uid: u32, gid: u32, home: &Path, label: &str) {
+    let before = content(root);
+    for app in apps() {
+        let ran = run(&mut app_run(root, &app, uid, gid, home));
+        assert_cowsay_said(&ran, "moo");
+        assert!(
+            !ran.stderr.contains("PEXWarning") && !ran.stderr.contains("falling back"),
+            "{label}: pex fell back to a temporary PEX_ROOT:\n{}",
+            ran.describe()
+        );
+        assert!(
+            ran.stderr
+                .contains(&format!("used as PEX_ROOT {}\n", root.display())),
+            "{label}: {}",
+            ran.describe()
+        );
+        let venv = app.to_string_lossy().contains("-venv");
+        assert_eq!(
+            ran.stderr.contains(FAST_PATH_TAKEN),
+            venv,
+            "{label}: {}",
+            ran.describe()
+        );
+        if venv {
+            // pex's own bootstrap finds the (relocated) venv warm too.
+            let mut direct = clean_command(PYTHON);
+            direct
+                .env("HOME", home)
+                .env("PEX_ROOT", root)
+                .arg(&app)
+                .args(["-t", "boot"]);
+            let ran = run(&mut as_user(uid, gid, &direct));
+            assert_cowsay_said(&ran, "boot");
+            assert!(!ran.stderr.contains("PEXWarning"), "{}", ran.describe());
+        }
+        assert_eq!(
+            content(root),
+            before,
+            "{label}: running {} created files in the primed PEX_ROOT",
+            app.display()
+        );
+    }
+}
+
+fn num(report: &serde_json::Value, key: &str) -> u64 {
+    report["tree"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {key}: {report:#}"))
+}
+
+/// The seed lives at another path than it was built for (an image keeps it at
+/// /opt/seed, a volume is mounted elsewhere): copy, hardlink and auto primes of it into
+/// the build path and into other paths (relocated) all run warm as uid 123456:0 (the
+/// OpenShift convention) and, with --chown, as 65534. Hardlinks never let a run touch
+/// the seed, and hardlink mode with an owner the seed does not have is refused.
+#[test]
+fn copy_hardlink_and_auto_primes_run_warm_relocated_or_not() {
+    let sb = Sandbox::new();
+    let home = home(&sb);
+    let built_at = sb.join("pex-root");
+    seed(&built_at, &apps());
+    let store = sb.join("seed");
+    fs::rename(&built_at, &store).expect("move the seed");
+    let seed_before = fingerprint(&store);
+
+    // Not relocated: primed back into the path it was built for.
+    let report = prime(&store, &built_at, &["--link", "copy"]);
+    assert!(report["relocated_from"].is_null(), "{report:#}");
+    assert_eq!(num(&report, "files_rewritten"), 0, "{report:#}");
+    assert_eq!(num(&report, "files_hardlinked"), 0, "{report:#}");
+    assert_runs_warm(&built_at, 123456, 0, &home, "copy, build path");
+
+    for (mode, dir) in [
+        ("copy", "copy"),
+        ("hardlink", "hard"),
+        ("auto", "auto-longer-name"),
+    ] {
+        let into = sb.join(&format!("volume/{dir}"));
+        sb.mkdir("volume");
+        let report = prime(&store, &into, &["--link", mode]);
+        assert_eq!(
+            report["relocated_from"].as_str(),
+            Some(built_at.to_str().expect("utf8")),
+            "{report:#}"
+        );
+        assert!(num(&report, "files_rewritten") > 0, "{report:#}");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(into.join(MANIFEST)).expect("manifest"))
+                .expect("json");
+        assert_eq!(manifest["pex_root"].as_str(), into.to_str(), "{manifest:#}");
+        match mode {
+            "copy" => assert_eq!(num(&report, "files_hardlinked"), 0, "{report:#}"),
+            // Same filesystem, no reflinks on ext4/tmpfs: auto hardlinks.
+            _ => assert!(num(&report, "files_hardlinked") > 1000, "{report:#}"),
+        }
+        // Nothing in the primed tree still names the build path, except the bytecode's
+        // recorded source paths (Python replaces them on load).
+        let grep = Command::new("grep")
+            .args(["-rlF", "--exclude=*.pyc", "--exclude=INTERP-INFO"])
+            .arg(format!("{}/", built_at.display()))
+            .arg(&into)
+            .output()
+            .expect("grep");
+        assert!(
+            grep.stdout.is_empty(),
+            "{mode}: still naming the build path: {}",
+            String::from_utf8_lossy(&grep.stdout)
+        );
+        assert_runs_warm(&into, 123456, 0, &home, mode);
+    }
+    assert_eq!(
+        fingerprint(&store),
+        seed_before,
+        "priming or running changed the seed"
+    );
+
+    // --chown: auto copies what a hardlink would have to chown; hardlink refuses.
+    let chowned = sb.join("volume/chowned");
+    let report = prime(&store, &chowned, &["--chown", "65534:65534"]);
+    assert_eq!(num(&report, "files_hardlinked"), 0, "{report:#}");
+    let meta = fs::metadata(chowned.join("venvs")).expect("venvs");
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    assert_runs_warm(&chowned, 65534, 65534, &home, "chown 65534");
+    let refused = sb.join("volume/refused");
+    let ran = run(&mut prime_cmd(
+        &store,
+        &refused,
+        &["--link", "hardlink", "--chown", "65534:65534"],
+    ));
+    assert_eq!(ran.code, Some(125), "{}", ran.describe());
+    assert_eq!(ran.stderr_lines().len(), 1, "{}", ran.describe());
+    assert!(ran.stderr.contains("--link copy"), "{}", ran.describe());
+    assert!(
+        !refused.exists(),
+        "a refused prime left {}",
+        refused.display()
+    );
+    assert_eq!(
+        fingerprint(&store),
+        seed_before,
+        "priming or running changed the seed"
+    );
+}
+
+/// Runs `script` (sh, with $1 = the tmpfs mount point) in a private mount namespace
+/// where an empty world-writable tmpfs is mounted at `mount_at`: an emptyDir.
+fn in_tmpfs(mount_at: &Path, script: &str) -> Ran {
+    let full = format!(
+        "set -e; mount --make-rprivate /; mount -t tmpfs -o mode=1777 tmpfs \"$1\"; {script}"
+    );
+    run(Command::new("/usr/bin/unshare")
+        .args(["--mount", "--", "/bin/sh", "-c", &full, "sh"])
+        .arg(mount_at)
+        .env_clear()
+        .env("PATH", PATH))
+}
+
+/// The Kubernetes shape: an emptyDir (a tmpfs, another filesystem) mounted at DIR
+/// itself. Nothing can be renamed onto a mount point, so prime fills it entry by entry,
+/// marker last; auto mode copies (no hardlinks across filesystems), explicit hardlink
+/// mode is refused with the fix, and the app runs warm as 65534 (with --chown).
+#[test]
+fn an_empty_tmpfs_mount_point_is_primed_and_runs_warm() {
+    let sb = Sandbox::new();
+    let home = home(&sb);
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, &apps());
+    let mount = sb.mkdir("mnt");
+    let bin = pexinit_bin();
+    let apps = apps();
+    let mut runs = String::new();
+    for app in &apps {
+        runs.push_str(&format!(
+            "env -i PATH={PATH} HOME={home} PEXINIT_PEX_ROOT=\"$1\" /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups -- {bin} -v run -- {app} -t moo; echo status=$?; ",
+            home = home.display(),
+            app = app.display()
+        ));
+    }
+    let script = format!(
+        "{bin} prime --from {seed} --into \"$1\" --link hardlink || echo hardlink-status=$?; \
+         ls -A \"$1\" | grep -v '^.pexinit-prime.lock$' | sed 's/^/left: /'; \
+         {bin} prime --json --from {seed} --into \"$1\" --chown 65534:65534; \
+         find \"$1\" -path '*/.pexinit*' -prune -o -print | grep -v '\\.lck$\\|/\\.last-access$' | sort > {sb}/before; \
+         {runs} \
+         find \"$1\" -path '*/.pexinit*' -prune -o -print | grep -v '\\.lck$\\|/\\.last-access$' | sort > {sb}/after; \
+         {bin} prime --json --from {seed} --into \"$1\" --chown 65534:65534",
+        seed = seed_dir.display(),
+        sb = sb.path().display(),
+    );
+    let ran = in_tmpfs(&mount, &script);
+    assert!(ran.success(), "{}", ran.describe());
+    assert!(
+        ran.stdout.contains("hardlink-status=125")
+            && ran
+                .stderr
+                .contains("different filesystems; use --link copy"),
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        !ran.stdout.contains("left: "),
+        "a refused prime left files: {}",
+        ran.describe()
+    );
+    assert_eq!(
+        ran.stdout.matches("status=0").count(),
+        apps.len(),
+        "{}",
+        ran.describe()
+    );
+    assert_eq!(
+        ran.stdout.matches("| moo |").count(),
+        apps.len(),
+        "{}",
+        ran.describe()
+    );
+    assert_eq!(
+        ran.stderr.matches(FAST_PATH_TAKEN).count(),
+        2,
+        "{}",
+        ran.describe()
+    );
+    assert!(!ran.stderr.contains("PEXWarning"), "{}", ran.describe());
+    assert!(
+        ran.stdout.contains("\"placement\": \"filled_mount_point\""),
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        ran.stdout.contains("\"already_primed\": true"),
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        ran.stdout.contains("\"files_hardlinked\": 0"),
+        "{}",
+        ran.describe()
+    );
+    let before = fs::read_to_string(sb.join("before")).expect("before");
+    let after = fs::read_to_string(sb.join("after")).expect("after");
+    assert!(before.contains("/venvs/"), "{before}");
+    assert_eq!(before, after, "the runs created files in the primed tmpfs");
+    assert!(
+        fs::read_dir(&mount).expect("mnt").next().is_none(),
+        "the tmpfs leaked out"
+    );
+}
+
+/// A second prime of the same seed changes nothing and says so; a prime of another
+/// seed replaces the tree in one swap, and the new app runs warm.
+#[test]
+fn priming_again_is_a_no_op_and_another_seed_replaces() {
+    let sb = Sandbox::new();
+    let home = home(&sb);
+    let first_seed = sb.join("seed-a");
+    seed(&first_seed, &apps()[..1]);
+    let second_seed = sb.join("seed-b");
+    seed(&second_seed, &apps());
+    // An existing empty DIR (a directory made ahead on a shared volume) is filled.
+    let into = sb.mkdir("vol/pex-root");
+    let report = prime(&first_seed, &into, &[]);
+    assert_eq!(report["already_primed"], false, "{report:#}");
+    let before = fingerprint(&into);
+    let dir_before = fs::metadata(&into).expect("dir");
+
+    let again = run(pexinit()
+        .args(["prime", "--from"])
+        .arg(&first_seed)
+        .arg("--into")
+        .arg(&into));
+    assert!(again.success(), "{}", again.describe());
+    assert!(
+        again.stdout.contains("already primed"),
+        "{}",
+        again.describe()
+    );
+    let report = prime(&first_seed, &into, &[]);
+    assert_eq!(report["already_primed"], true, "{report:#}");
+    assert!(report["tree"].is_null(), "{report:#}");
+    let dir_after = fs::metadata(&into).expect("dir");
+    assert_eq!(
+        (dir_after.ino(), dir_after.ctime(), dir_after.ctime_nsec()),
+        (
+            dir_before.ino(),
+            dir_before.ctime(),
+            dir_before.ctime_nsec()
+        ),
+        "a no-op prime touched DIR"
+    );
+    assert_eq!(fingerprint(&into), before, "a no-op prime changed the tree");
+
+    let report = prime(&second_seed, &into, &[]);
+    assert_eq!(report["replaced"], true, "{report:#}");
+    assert_ne!(fs::metadata(&into).expect("dir").ino(), dir_before.ino());
+    assert_runs_warm(&into, 123456, 0, &home, "replaced");
+    let leftovers: Vec<String> = fs::read_dir(sb.join("vol"))
+        .expect("vol")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "pex-root" && !n.ends_with(".pexinit-prime.lock"))
+        .collect();
+    assert!(leftovers.is_empty(), "left beside DIR: {leftovers:?}");
+}
+
+/// SIGKILL in the middle of a prime: DIR is never visible half-made (it is absent
+/// until complete), and the next prime removes the leftover and completes.
+#[test]
+fn a_killed_prime_leaves_nothing_pex_trusts_and_the_next_completes() {
+    let sb = Sandbox::new();
+    let home = home(&sb);
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, &apps());
+    sb.mkdir("vol");
+    let into = sb.join("vol/pex-root");
+    let mut killed = 0;
+    for attempt in 0..5 {
+        let mut child = prime_cmd(&seed_dir, &into, &["--link", "copy"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prime");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut tmp_seen = false;
+        while Instant::now() < deadline {
+            assert!(
+                !into.exists() || into.join(MARKER).is_file(),
+                "attempt {attempt}: DIR visible without its marker"
+            );
+            tmp_seen = fs::read_dir(sb.join("vol"))
+                .expect("vol")
+                .flatten()
+                .any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .contains(".pexinit-prime-tmp.")
+                });
+            if tmp_seen || child.try_wait().expect("wait").is_some() {
+                break;
+            }
+            sleep(Duration::from_micros(200));
+        }
+        if tmp_seen {
+            child.kill().expect("SIGKILL");
+        }
+        let status = child.wait().expect("wait");
+        if status.code().is_none() {
+            killed += 1;
+            assert!(
+                !into.exists(),
+                "a killed prime left DIR: {:#?}",
+                tree(&into)
+            );
+            let report = prime(&seed_dir, &into, &["--link", "copy"]);
+            assert_eq!(report["stale_removed"], 1, "{report:#}");
+            assert_runs_warm(&into, 123456, 0, &home, "after a killed prime");
+            break;
+        }
+        fs::remove_dir_all(&into).expect("reset");
+    }
+    assert!(killed > 0, "never caught a prime mid-way in 5 attempts");
+    let leftovers: Vec<String> = fs::read_dir(sb.join("vol"))
+        .expect("vol")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "pex-root" && !n.ends_with(".pexinit-prime.lock"))
+        .collect();
+    assert!(leftovers.is_empty(), "left beside DIR: {leftovers:?}");
+}
+
+/// SIGKILL in the middle of a prime into a tmpfs mount point: `run` never finds a seed
+/// manifest before every top-level directory is in place, and the next prime cleans up
+/// and completes; the app then runs warm.
+#[test]
+fn a_killed_prime_of_a_mount_point_is_finished_by_the_next() {
+    let sb = Sandbox::new();
+    let home = home(&sb);
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, &apps());
+    let mount = sb.mkdir("mnt");
+    let bin = pexinit_bin();
+    let app = &apps()[0];
+    let script = format!(
+        "{bin} prime --from {seed} --into \"$1\" --link copy >/dev/null 2>&1 & pid=$!; \
+         while [ ! -d \"$1/.pexinit-prime-tmp\" ] && kill -0 $pid 2>/dev/null; do :; done; \
+         kill -9 $pid 2>/dev/null && echo killed; wait $pid || true; \
+         ls -A \"$1\" | sed 's/^/after-kill: /'; \
+         if [ -e \"$1/.pexinit-seed.json\" ] && [ ! -d \"$1/venvs\" ]; then echo MANIFEST-BEFORE-CONTENT; fi; \
+         {bin} prime --json --from {seed} --into \"$1\" --chown 65534:65534; \
+         ls -A \"$1\" | sed 's/^/after-prime: /'; \
+         env -i PATH={PATH} HOME={home} PEXINIT_PEX_ROOT=\"$1\" /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups -- {bin} -v run -- {app} -t moo",
+        seed = seed_dir.display(),
+        home = home.display(),
+        app = app.display(),
+    );
+    let ran = in_tmpfs(&mount, &script);
+    assert!(ran.success(), "{}", ran.describe());
+    assert!(
+        ran.stdout.contains("killed\n"),
+        "the prime ended before the kill: {}",
+        ran.describe()
+    );
+    assert!(
+        !ran.stdout.contains("MANIFEST-BEFORE-CONTENT"),
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        !ran.stdout.contains("after-prime: .pexinit-prime-tmp"),
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        !ran.stdout.contains("after-prime: .pexinit-prime-journal"),
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        ran.stdout.contains("after-prime: .pexinit-prime.json"),
+        "{}",
+        ran.describe()
+    );
+    assert_cowsay_said(&ran, "moo");
+    assert!(ran.stderr.contains(FAST_PATH_TAKEN), "{}", ran.describe());
+    assert!(!ran.stderr.contains("PEXWarning"), "{}", ran.describe());
+}
+
+/// Two primes of one DIR at once (two pods, one shared volume): both succeed, exactly
+/// one primes and the other finds it done; the result runs warm.
+#[test]
+fn two_concurrent_primes_prime_once() {
+    let sb = Sandbox::new();
+    let home = home(&sb);
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, &apps());
+    sb.mkdir("shared");
+    for round in 0..3 {
+        let into = sb.join(&format!("shared/root-{round}"));
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                prime_cmd(&seed_dir, &into, &["--link", "copy"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        let reports: Vec<serde_json::Value> = children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().expect("wait");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                serde_json::from_slice(&out.stdout).expect("json")
+            })
+            .collect();
+        let primed = reports
+            .iter()
+            .filter(|r| r["already_primed"] == false)
+            .count();
+        assert_eq!(primed, 1, "round {round}: {reports:#?}");
+        assert_runs_warm(&into, 123456, 0, &home, "concurrent");
+    }
+}
+
+/// Bad input: one line, exit 125, nothing created or changed.
+#[test]
+fn bad_input_is_one_line_and_changes_nothing() {
+    let sb = Sandbox::new();
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, &apps()[..1]);
+    let not_seed = sb.mkdir("not-a-seed");
+    sb.write("not-a-seed/file", b"x");
+    let file = sb.write("a-file", b"x");
+    let busy = sb.mkdir("busy");
+    sb.write("busy/mine", b"precious");
+    let before = fingerprint(sb.path());
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (args(&not_seed, &sb.join("new"), &[]), "pexinit seed"),
+        (args(&file, &sb.join("new"), &[]), "not a directory"),
+        (args(&seed_dir, &file, &[]), "not a directory"),
+        (args(&seed_dir, &busy, &[]), "not primed by pexinit"),
+        (
+            args(&seed_dir, &sb.join("new"), &["--chown", "nobody"]),
+            "UID:GID",
+        ),
+        (
+            args(&seed_dir, &sb.join("no/such/parent/dir"), &[]),
+            "does not exist",
+        ),
+        (args(&seed_dir, &seed_dir.join("venvs/x"), &[]), "overlap"),
+        (
+            args(&seed_dir, &sb.join("new"), &["--link", "reflink"]),
+            "--link copy",
+        ),
+        (args(&seed_dir, &sb.join("a b"), &[]), "whitespace"),
+    ];
+    for (argv, fragment) in cases {
+        let ran = run(pexinit().arg("prime").args(&argv));
+        assert_eq!(ran.code, Some(125), "{argv:?}: {}", ran.describe());
+        assert_eq!(ran.stderr_lines().len(), 1, "{argv:?}: {}", ran.describe());
+        assert!(
+            ran.stderr.starts_with("pexinit: error: ") && ran.stderr.contains(fragment),
+            "{argv:?}: {}",
+            ran.describe()
+        );
+        assert_eq!(fingerprint(sb.path()), before, "{argv:?} changed something");
+    }
+}
+
+fn args(from: &Path, into: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "--from".to_owned(),
+        from.display().to_string(),
+        "--into".to_owned(),
+        into.display().to_string(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
