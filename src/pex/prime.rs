@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, RenameFlags, openat, renameat, renameat2};
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, fchmod, fstat, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, unlinkat};
@@ -656,10 +656,34 @@ fn build_and_rename(
     result.map(|tree| (tree, Placement::Renamed))
 }
 
+/// `renameat2(RENAME_EXCHANGE)` through the system call itself: nix (and older musl)
+/// offer no wrapper on musl, the target the shipped binary is built for.
+fn rename_exchange(
+    old_dir: BorrowedFd<'_>,
+    old: &OsStr,
+    new_dir: BorrowedFd<'_>,
+    new: &OsStr,
+) -> nix::Result<()> {
+    let old = std::ffi::CString::new(old.as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let new = std::ffi::CString::new(new.as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: valid descriptors we borrow and NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            old_dir.as_raw_fd(),
+            old.as_ptr(),
+            new_dir.as_raw_fd(),
+            new.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
 /// Exchanges the new tree with the old prime in one step; where the filesystem cannot
 /// exchange, moves the old one aside first (DIR is briefly missing, never half-made).
 fn swap(parent: BorrowedFd<'_>, tmp: &OsStr, name: &OsStr) -> Result<(), PrimeError> {
-    match renameat2(parent, tmp, parent, name, RenameFlags::RENAME_EXCHANGE) {
+    match rename_exchange(parent, tmp, parent, name) {
         Ok(()) => Ok(()),
         Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
             let mut aside = tmp.to_os_string();
@@ -839,12 +863,11 @@ fn fill_mount_point(plan: &Plan, req: &Request) -> Result<TreeReport, PrimeError
         }
         fsync_fd(into.as_fd()).map_err(failed(plan.into.display()))?;
         for name in &names {
-            match renameat2(
+            match rename_exchange(
                 tmp_fd.as_fd(),
                 name.as_os_str(),
                 into.as_fd(),
                 name.as_os_str(),
-                RenameFlags::RENAME_EXCHANGE,
             ) {
                 // The old entry is now in the staging directory, removed with it.
                 Ok(()) => {}
