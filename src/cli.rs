@@ -106,7 +106,8 @@ pub enum Command {
     /// Write a reproducible OCI layer (tar, tar+gzip, tar+zstd) of directories.
     #[command(after_help = "Examples:\n  \
         pexinit layer -o seed.tar.gz /opt/pex-root\n  \
-        SOURCE_DATE_EPOCH=0 pexinit layer --json -o app.tar.zst --compression zstd build/seed:/opt/pex-root\n\n\
+        SOURCE_DATE_EPOCH=0 pexinit layer --json -o app.tar.zst --compression zstd build/seed:/opt/pex-root\n  \
+        pexinit layer -o deps.tar.gz --split app.tar.gz /opt/pex-root   # two layers of a seed\n\n\
         Same input, same bytes: entries sorted, mtimes clamped, owners 0:0, symlinks stored \
         as links. Prints the OCI descriptor and the diff_id.")]
     Layer(LayerArgs),

@@ -344,13 +344,35 @@ fn check_private(dir: &OwnedFd, name: &OsStr, owner: &Identity) -> io::Result<()
 }
 
 /// `renameat2(RENAME_NOREPLACE)`: moves `name` to `new_name` only if nothing is there, in
-/// one step. Called through the raw system call because libc wrappers for it exist in
-/// glibc only, and the shipped binary also links musl.
+/// one step.
 pub fn rename_noreplace(
     dir: impl AsFd,
     name: &OsStr,
     new_dir: impl AsFd,
     new_name: &OsStr,
+) -> nix::Result<()> {
+    renameat2(dir, name, new_dir, new_name, libc::RENAME_NOREPLACE)
+}
+
+/// `renameat2(RENAME_EXCHANGE)`: swaps `name` and `new_name` (both must exist) in one
+/// step.
+pub fn rename_exchange(
+    dir: impl AsFd,
+    name: &OsStr,
+    new_dir: impl AsFd,
+    new_name: &OsStr,
+) -> nix::Result<()> {
+    renameat2(dir, name, new_dir, new_name, libc::RENAME_EXCHANGE)
+}
+
+/// renameat2(2) through the raw system call: libc wrappers for it exist in glibc only,
+/// and the shipped binary links musl.
+fn renameat2(
+    dir: impl AsFd,
+    name: &OsStr,
+    new_dir: impl AsFd,
+    new_name: &OsStr,
+    flags: libc::c_uint,
 ) -> nix::Result<()> {
     use std::os::fd::AsRawFd;
     let name = std::ffi::CString::new(name.as_encoded_bytes()).map_err(|_| nix::Error::EINVAL)?;
@@ -364,7 +386,7 @@ pub fn rename_noreplace(
             name.as_ptr(),
             new_dir.as_fd().as_raw_fd(),
             new_name.as_ptr(),
-            libc::RENAME_NOREPLACE,
+            flags,
         )
     };
     nix::Error::result(rc).map(drop)

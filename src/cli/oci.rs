@@ -17,7 +17,7 @@ pub struct LayerArgs {
     #[arg(long, short = 'o', value_name = "FILE", required = true)]
     pub output: PathBuf,
 
-    /// Compression of the layer [default: gzip].
+    /// Compression of the layer.
     #[arg(long, value_enum, value_name = "KIND", default_value = "gzip")]
     pub compression: Compression,
 
@@ -25,23 +25,35 @@ pub struct LayerArgs {
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
 
-    /// Clamp every mtime to EPOCH seconds [default: $SOURCE_DATE_EPOCH, else 0].
+    /// Clamp every mtime to EPOCH seconds [default: $SOURCE_DATE_EPOCH, else 315532800
+    /// (1980-01-01, the epoch `pexinit seed` gives its files)].
     #[arg(long, value_name = "EPOCH")]
     pub mtime: Option<u64>,
 
-    /// Owner of every entry, as numbers [default: 0:0].
-    #[arg(long, value_name = "UID:GID")]
+    /// Owner of every entry, as numbers (GID defaults to 0) [default: 0:0].
+    #[arg(long, value_name = "UID[:GID]")]
     pub owner: Option<String>,
 
     /// Keep setuid / setgid bits instead of refusing files that carry them.
     #[arg(long)]
     pub allow_setuid: bool,
 
+    /// Compression threads [default: the number of cores]. The output does not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Write a seed (one SRC made by `pexinit seed`) as two layers: its dependencies
+    /// (installed wheels, pex's runtime) to --output, its application code (user code,
+    /// unzipped PEX, venvs, the seed manifest) to APP_FILE.
+    #[arg(long, value_name = "APP_FILE")]
+    pub split: Option<PathBuf>,
+
     /// Print the descriptor and diff_id as JSON.
     #[arg(long)]
     pub json: bool,
 
-    /// Directories or files to store, each at DEST in the image [default DEST: SRC].
+    /// Directories or files to store, each at DEST in the image [default DEST: SRC made
+    /// absolute]. SRC itself may be reached through links; nothing below it is followed.
     #[arg(value_name = "SRC[:DEST]", required = true)]
     pub sources: Vec<String>,
 }

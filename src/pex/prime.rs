@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::LinkMode as CliLinkMode;
 use crate::cli::PrimeArgs;
 use crate::error::Result;
+use crate::paths::rename_exchange;
 use crate::paths::resolve_physical;
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
@@ -654,30 +655,6 @@ fn build_and_rename(
         tracing::warn!("{e}; the next prime removes it");
     }
     result.map(|tree| (tree, Placement::Renamed))
-}
-
-/// `renameat2(RENAME_EXCHANGE)` through the system call itself: nix (and older musl)
-/// offer no wrapper on musl, the target the shipped binary is built for.
-fn rename_exchange(
-    old_dir: BorrowedFd<'_>,
-    old: &OsStr,
-    new_dir: BorrowedFd<'_>,
-    new: &OsStr,
-) -> nix::Result<()> {
-    let old = std::ffi::CString::new(old.as_bytes()).map_err(|_| Errno::EINVAL)?;
-    let new = std::ffi::CString::new(new.as_bytes()).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: valid descriptors we borrow and NUL-terminated paths that outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            old_dir.as_raw_fd(),
-            old.as_ptr(),
-            new_dir.as_raw_fd(),
-            new.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    Errno::result(rc).map(drop)
 }
 
 /// Exchanges the new tree with the old prime in one step; where the filesystem cannot

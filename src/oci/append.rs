@@ -1,0 +1,330 @@
+//! `pexinit image append`: add layers to an image of an OCI image layout.
+//!
+//! The plan reads and verifies everything (index, manifest, config, each layer's
+//! digest and diff_id) and builds the new config, manifest and index in memory; only
+//! then are blobs written (layers, config, manifest, each atomically) and `index.json`
+//! last. An interrupted append leaves unreferenced blobs at worst: the old image is
+//! intact and still tagged.
+//!
+//! The config and manifest are edited as JSON values with their key order kept, never
+//! through typed structs: a typed round trip drops fields it does not model
+//! (Healthcheck, OnBuild, vendor keys) and reorders maps, which would change the base's
+//! meaning and every digest.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::cli::ImageAppendArgs;
+use crate::error::{Error, Result};
+use crate::oci::compress::hex;
+use crate::oci::config::edit_config;
+use crate::oci::inspect::{NewLayer, inspect_layer};
+use crate::oci::layout::Layout;
+use crate::oci::media;
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+#[derive(Debug)]
+pub struct Plan {
+    layout: Layout,
+    layers: Vec<NewLayer>,
+    config: Blob,
+    manifest: Blob,
+    index: Vec<u8>,
+    tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Blob {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(skip)]
+    bytes: Vec<u8>,
+}
+
+impl Blob {
+    fn new(media_type: String, bytes: Vec<u8>) -> Blob {
+        Blob {
+            media_type,
+            digest: format!("sha256:{}", hex(&Sha256::digest(&bytes))),
+            size: bytes.len() as u64,
+            bytes,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    pub manifest: Blob,
+    pub config: Blob,
+    pub layers: Vec<NewLayer>,
+}
+
+pub fn plan(args: &ImageAppendArgs) -> Result<Plan> {
+    let layout = Layout::open(&args.layout)?;
+    let mut index = layout.read_index()?;
+    let position = pick_image(&index, args.reference.as_deref(), &args.layout)?;
+    let base_descriptor = index["manifests"][position].clone();
+    let manifest_digest = string_field(&base_descriptor, "digest", "index.json descriptor")?;
+    let manifest_bytes =
+        layout.read_blob("manifest", &manifest_digest, size_field(&base_descriptor))?;
+    let mut manifest: Value = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+        Error::Usage(format!(
+            "manifest {manifest_digest}: not JSON ({e}); the layout is corrupt"
+        ))
+    })?;
+    let manifest_type = manifest
+        .get("mediaType")
+        .or_else(|| base_descriptor.get("mediaType"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let docker = manifest_type == media::docker_manifest();
+    if manifest_type == media::oci_index() || manifest_type == media::docker_manifest_list() {
+        return Err(Error::Usage(format!(
+            "{manifest_digest} is a multi-platform index; append to one platform's image (e.g. skopeo copy --override-arch amd64 into a new layout)"
+        )));
+    }
+    if !manifest.get("layers").is_some_and(Value::is_array)
+        || !manifest.get("config").is_some_and(Value::is_object)
+    {
+        return Err(Error::Usage(format!(
+            "manifest {manifest_digest} has no config or layers; it is not an image manifest"
+        )));
+    }
+
+    // The base must be whole: its config verified, its layers present.
+    let config_descriptor = manifest["config"].clone();
+    let config_digest = string_field(&config_descriptor, "digest", "manifest config")?;
+    let config_bytes =
+        layout.read_blob("config", &config_digest, size_field(&config_descriptor))?;
+    let mut config: Value = serde_json::from_slice(&config_bytes).map_err(|e| {
+        Error::Usage(format!(
+            "config {config_digest}: not JSON ({e}); the layout is corrupt"
+        ))
+    })?;
+    if !config.is_object() {
+        return Err(Error::Usage(format!(
+            "config {config_digest} is not a JSON object"
+        )));
+    }
+    for layer in manifest["layers"].as_array().into_iter().flatten() {
+        let digest = string_field(layer, "digest", "manifest layer")?;
+        layout.check_blob("layer", &digest, size_field(layer))?;
+    }
+
+    let layers = args
+        .layer
+        .iter()
+        .map(|file| inspect_layer(file, docker))
+        .collect::<Result<Vec<_>>>()?;
+    edit_config(&mut config, args, &layers)?;
+    let config_type = string_field(&config_descriptor, "mediaType", "manifest config")?;
+    let config_blob = Blob::new(config_type, compact(&config)?);
+
+    manifest["config"]["digest"] = json!(config_blob.digest);
+    manifest["config"]["size"] = json!(config_blob.size);
+    if let Some(list) = manifest["layers"].as_array_mut() {
+        for layer in &layers {
+            list.push(json!({
+                "mediaType": layer.media_type,
+                "digest": layer.digest,
+                "size": layer.size,
+            }));
+        }
+    }
+    let manifest_blob = Blob::new(manifest_type.clone(), compact(&manifest)?);
+
+    let tag = args
+        .tag
+        .clone()
+        .or_else(|| args.reference.clone())
+        .or_else(|| {
+            base_descriptor
+                .pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+    let mut descriptor = base_descriptor.clone();
+    descriptor["digest"] = json!(manifest_blob.digest);
+    descriptor["size"] = json!(manifest_blob.size);
+    if !manifest_type.is_empty() {
+        descriptor["mediaType"] = json!(manifest_type);
+    }
+    if let Some(tag) = &tag {
+        check_ref(tag)?;
+        if !descriptor.get("annotations").is_some_and(Value::is_object) {
+            descriptor["annotations"] = json!({});
+        }
+        descriptor["annotations"][REF_NAME] = json!(tag);
+    }
+    place_descriptor(
+        &mut index,
+        position,
+        descriptor,
+        tag.as_deref(),
+        args.tag.is_some(),
+    );
+
+    Ok(Plan {
+        layout,
+        layers,
+        config: config_blob,
+        manifest: manifest_blob,
+        index: compact(&index)?,
+        tag,
+    })
+}
+
+/// Blobs first, index.json last: until the rename of index.json nothing refers to the
+/// new blobs, and the old image stays whole.
+pub fn apply(plan: &Plan) -> Result<Report> {
+    for layer in &plan.layers {
+        plan.layout.put_blob_from_file(&layer.digest, &layer.file)?;
+    }
+    plan.layout
+        .put_blob(&plan.config.digest, &plan.config.bytes)?;
+    plan.layout
+        .put_blob(&plan.manifest.digest, &plan.manifest.bytes)?;
+    plan.layout.write_index(&plan.index)?;
+    Ok(Report {
+        reference: plan.tag.clone(),
+        manifest: plan.manifest.clone(),
+        config: plan.config.clone(),
+        layers: plan.layers.clone(),
+    })
+}
+
+pub fn print(report: &Report, json: bool) -> Result<()> {
+    let mut stdout = io::stdout().lock();
+    let result = if json {
+        serde_json::to_writer_pretty(&mut stdout, report)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(stdout))
+    } else {
+        writeln!(
+            stdout,
+            "{}: manifest {} ({} bytes), config {}, {} layer(s) appended",
+            report.reference.as_deref().unwrap_or("(untagged)"),
+            report.manifest.digest,
+            report.manifest.size,
+            report.config.digest,
+            report.layers.len()
+        )
+    };
+    result.map_err(|e| Error::io("stdout", e))
+}
+
+/// The index entry to append to: by ref name, or the only image of the layout.
+fn pick_image(index: &Value, reference: Option<&str>, dir: &std::path::Path) -> Result<usize> {
+    let manifests = index["manifests"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let names: Vec<Option<&str>> = manifests
+        .iter()
+        .map(|m| {
+            m.get("annotations")
+                .and_then(|a| a.get(REF_NAME))
+                .and_then(Value::as_str)
+        })
+        .collect();
+    let known = || {
+        let list: Vec<&str> = names.iter().flatten().copied().collect();
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    };
+    match reference {
+        Some(reference) => names
+            .iter()
+            .position(|n| *n == Some(reference))
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "no image named {reference:?} in {} (refs: {}); pass one of them to --ref",
+                    dir.display(),
+                    known()
+                ))
+            }),
+        None if manifests.len() == 1 => Ok(0),
+        None => Err(Error::Usage(format!(
+            "{} holds {} images (refs: {}); choose one with --ref",
+            dir.display(),
+            manifests.len(),
+            known()
+        ))),
+    }
+}
+
+/// With a new tag, the base keeps its own name and the tag moves to the new image (from
+/// whatever image had it); without one, the new image replaces the base's entry.
+fn place_descriptor(
+    index: &mut Value,
+    position: usize,
+    descriptor: Value,
+    tag: Option<&str>,
+    new_tag: bool,
+) {
+    let Some(list) = index["manifests"].as_array_mut() else {
+        return;
+    };
+    let base_name = list[position]
+        .get("annotations")
+        .and_then(|a| a.get(REF_NAME))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if !new_tag || base_name.as_deref() == tag {
+        list[position] = descriptor;
+        return;
+    }
+    let holder = list.iter().position(|m| {
+        m.get("annotations")
+            .and_then(|a| a.get(REF_NAME))
+            .and_then(Value::as_str)
+            == tag
+    });
+    match holder {
+        Some(i) => list[i] = descriptor,
+        None => list.push(descriptor),
+    }
+}
+
+/// Ref names as the image-layout spec allows them (no path tricks, no spaces).
+fn check_ref(tag: &str) -> Result<()> {
+    let ok = !tag.is_empty()
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:@/+".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--tag {tag:?}: use letters, digits and - . _ : @ / + only"
+        )))
+    }
+}
+
+fn string_field(value: &Value, key: &str, what: &str) -> Result<String> {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| Error::Usage(format!("{what} has no {key}; the layout is damaged")))
+}
+
+fn size_field(value: &Value) -> Option<u64> {
+    value.get("size").and_then(Value::as_u64)
+}
+
+fn compact(value: &Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Usage(format!("cannot serialize JSON: {e}")))
+}

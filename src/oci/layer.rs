@@ -1,0 +1,251 @@
+//! `pexinit layer`: plan the layers (every entry, sorted, final metadata), then write
+//! each one atomically and report its descriptor.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cli::{Compression, LayerArgs};
+use crate::error::{Error, Result};
+use crate::oci::archive::{self, Owner};
+use crate::oci::atomic::Pending;
+use crate::oci::compress::{self, Digests};
+use crate::oci::media::LayerFormat;
+use crate::oci::progress::Progress;
+use crate::oci::source::{self, Source};
+use crate::oci::split;
+use crate::oci::walk::{self, Entry, Kind, Rules};
+use crate::pex::manifest::MANIFEST_NAME;
+use crate::pex::seed::DEFAULT_SOURCE_DATE_EPOCH;
+
+/// One layer to write.
+#[derive(Debug)]
+pub struct LayerPlan {
+    pub output: PathBuf,
+    pub entries: Vec<Entry>,
+}
+
+/// Everything `layer` will do, decided before anything is written.
+#[derive(Debug)]
+pub struct Plan {
+    pub layers: Vec<LayerPlan>,
+    pub owner: Owner,
+    pub compression: Compression,
+    pub level: i32,
+    pub threads: usize,
+}
+
+/// What a written layer is: its descriptor and diff_id.
+#[derive(Debug, Clone, Serialize)]
+pub struct Written {
+    pub path: PathBuf,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    pub diff_id: String,
+    pub entries: usize,
+}
+
+pub fn plan(args: &LayerArgs) -> Result<Plan> {
+    let level = args
+        .level
+        .unwrap_or(compress::default_level(args.compression));
+    compress::check_level(args.compression, level).map_err(Error::Usage)?;
+    let owner = parse_owner(args.owner.as_deref())?;
+    let rules = Rules {
+        mtime_clamp: mtime_clamp(args.mtime)?,
+        allow_setuid: args.allow_setuid,
+    };
+    let sources = args
+        .sources
+        .iter()
+        .map(|s| source::parse(s))
+        .collect::<Result<Vec<Source>>>()?;
+    let mut outputs = vec![args.output.clone()];
+    outputs.extend(args.split.iter().cloned());
+    for output in &outputs {
+        check_output(output, &sources)?;
+    }
+    if outputs.len() == 2 && outputs[0] == outputs[1] {
+        return Err(Error::Usage(
+            "--split names the same file as --output; give the application layer its own file"
+                .into(),
+        ));
+    }
+    let entries = walk::collect(&sources, rules)?;
+    let layers = match &args.split {
+        None => vec![LayerPlan {
+            output: args.output.clone(),
+            entries: walk::finish(entries),
+        }],
+        Some(app_output) => {
+            let [seed] = sources.as_slice() else {
+                return Err(Error::Usage(
+                    "--split takes exactly one SRC[:DEST], a seed made by `pexinit seed`".into(),
+                ));
+            };
+            if !seed.path.join(MANIFEST_NAME).is_file() {
+                return Err(Error::Usage(format!(
+                    "--split: {} holds no {MANIFEST_NAME}; split a PEX_ROOT made by `pexinit seed`, or drop --split",
+                    seed.given.display()
+                )));
+            }
+            let (deps, app) = split::split(entries, &seed.dest);
+            vec![
+                LayerPlan {
+                    output: args.output.clone(),
+                    entries: walk::finish(deps),
+                },
+                LayerPlan {
+                    output: app_output.clone(),
+                    entries: walk::finish(app),
+                },
+            ]
+        }
+    };
+    let threads = match args.threads {
+        Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    Ok(Plan {
+        layers,
+        owner,
+        compression: args.compression,
+        level,
+        threads,
+    })
+}
+
+/// Writes every planned layer; each file appears whole (temp + rename) or not at all.
+pub fn write(plan: &Plan) -> Result<Vec<Written>> {
+    let mut written = Vec::new();
+    for layer in &plan.layers {
+        let mut pending = Pending::create(&layer.output, 0o644)
+            .map_err(|e| Error::io(format!("{}", layer.output.display()), e))?;
+        let total: u64 = layer
+            .entries
+            .iter()
+            .map(|e| match e.kind {
+                Kind::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum();
+        let progress = Progress::new(total, layer.output.display().to_string());
+        let out = BufWriter::with_capacity(1 << 20, pending.file());
+        let result =
+            compress::compress(plan.compression, plan.level, plan.threads, out, &mut |w| {
+                archive::write_tar(&layer.entries, plan.owner, &mut progress.wrap(w))
+            });
+        progress.finish();
+        let (out, digests): (BufWriter<&mut File>, Digests) =
+            result.map_err(|e| Error::io(format!("writing {}", layer.output.display()), e))?;
+        out.into_inner()
+            .map_err(|e| Error::io(format!("{}", layer.output.display()), e.into_error()))?;
+        pending
+            .commit()
+            .map_err(|e| Error::io(format!("{}", layer.output.display()), e))?;
+        let format = match plan.compression {
+            Compression::Gzip => LayerFormat::Gzip,
+            Compression::Zstd => LayerFormat::Zstd,
+            Compression::None => LayerFormat::Tar,
+        };
+        written.push(Written {
+            path: layer.output.clone(),
+            media_type: format.media_type(false).map_err(Error::Usage)?,
+            digest: format!("sha256:{}", digests.digest),
+            size: digests.size,
+            diff_id: format!("sha256:{}", digests.diff_id),
+            entries: layer.entries.len(),
+        });
+    }
+    Ok(written)
+}
+
+pub fn print(written: &[Written], json: bool) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let result = if json {
+        let value = serde_json::json!({ "layers": written });
+        serde_json::to_writer_pretty(&mut stdout, &value)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(stdout))
+    } else {
+        written.iter().try_for_each(|w| {
+            writeln!(
+                stdout,
+                "{}: {} {} bytes {} diff_id {} ({} entries)",
+                w.path.display(),
+                w.digest,
+                w.size,
+                w.media_type,
+                w.diff_id,
+                w.entries
+            )
+        })
+    };
+    result.map_err(|e| Error::io("stdout", e))
+}
+
+/// `--mtime`, else SOURCE_DATE_EPOCH, else the epoch `pexinit seed` uses, so a seed's
+/// mtimes (which its .pyc files record) survive the clamp unchanged.
+fn mtime_clamp(flag: Option<u64>) -> Result<u64> {
+    if let Some(mtime) = flag {
+        return Ok(mtime);
+    }
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| {
+            Error::Usage(format!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds; set it to e.g. $(git log -1 --format=%ct)"
+            ))
+        }),
+        Err(_) => Ok(DEFAULT_SOURCE_DATE_EPOCH.unsigned_abs()),
+    }
+}
+
+fn parse_owner(owner: Option<&str>) -> Result<Owner> {
+    let Some(owner) = owner else {
+        return Ok(Owner::default());
+    };
+    let bad = || {
+        Error::Usage(format!(
+            "--owner {owner:?}: give numbers UID:GID (e.g. 1001:0); names mean nothing inside another image"
+        ))
+    };
+    let (uid, gid) = owner.split_once(':').unwrap_or((owner, "0"));
+    Ok(Owner {
+        uid: uid.parse().map_err(|_| bad())?,
+        gid: gid.parse().map_err(|_| bad())?,
+    })
+}
+
+/// The output's directory must exist, and must not lie inside a source: the next run
+/// would store the previous layer in the new one.
+fn check_output(output: &Path, sources: &[Source]) -> Result<()> {
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::canonicalize(dir).map_err(|e| {
+        Error::Usage(format!(
+            "--output {}: its directory cannot be used ({e}); create it first",
+            output.display()
+        ))
+    })?;
+    if output.file_name().is_none() {
+        return Err(Error::Usage(format!(
+            "--output {}: name a file",
+            output.display()
+        )));
+    }
+    if let Some(source) = sources.iter().find(|s| dir.starts_with(&s.path)) {
+        return Err(Error::Usage(format!(
+            "--output {} is inside the source {}: the layer would contain itself; write it elsewhere",
+            output.display(),
+            source.given.display()
+        )));
+    }
+    Ok(())
+}
