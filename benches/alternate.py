@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Times commands round by round, alternating (not one command's runs after another's), so
-drift and neighbours' load hit every command alike. A stand-in for `hyperfine -N` with
+drift and neighbours' load hit every command alike. The order is shuffled every round (with a
+fixed seed): a command with after-effects (a cold start leaves hundreds of MB to write back)
+must not always weigh on the same successor. A stand-in for `hyperfine -N` with
 that one difference; it writes hyperfine's JSON shape (results[].command / median in
 seconds) so scripts read either.
 
@@ -11,6 +13,7 @@ command, untimed.
 """
 import argparse
 import json
+import random
 import shlex
 import statistics
 import subprocess
@@ -39,10 +42,11 @@ def main():
         for _ in range(args.warmup):
             once(argv)
     times = [[] for _ in commands]
-    for round_ in range(args.runs):
-        # Rotate the order too, so no command always runs right after the same one.
-        shift = round_ % len(commands)
-        for i in list(range(shift, len(commands))) + list(range(shift)):
+    order = list(range(len(commands)))
+    shuffle = random.Random(0).shuffle
+    for _ in range(args.runs):
+        shuffle(order)
+        for i in order:
             times[i].append(once(commands[i][1]))
     results = [
         {"command": name, "median": statistics.median(t), "times": t}

@@ -125,7 +125,7 @@ KERNEL=$(uname -r)
     echo
     echo "### Seeded start-up — $(date -u +%Y-%m-%d) ($(nproc) cores, $KERNEL)"
     echo "pex $V, /usr/bin/python3.11. cowsay: 1 wheel, \`-t moo\`. bigapp: $NWHEELS wheels (requests rich boto3 click attrs jinja2 pyyaml packaging typing-extensions), imports them and prints."
-    echo "benches/alternate.py: $RUNS rounds + 3 warm-up runs per command, alternating round by round, medians (ms). The cold zipapp's cache is removed before every command (untimed; harmless for the others)."
+    echo "benches/alternate.py: $RUNS rounds + 3 warm-up runs per command, alternating round by round in a shuffled order, medians (ms). The cold zipapp's cache is removed before every command (untimed; harmless for the others)."
     for app in "${RESULTS[@]}"; do
         J=$WORK/$app.json
         echo
