@@ -11,6 +11,7 @@ pub mod cache_guard;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod digest;
 pub mod envmap;
 pub mod error;
 pub mod identity;

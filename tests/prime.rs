@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -56,17 +55,6 @@ fn prime(from: &Path, into: &Path, extra: &[&str]) -> serde_json::Value {
     let ran = run(&mut prime_cmd(from, into, extra));
     assert!(ran.success(), "prime {extra:?}: {}", ran.describe());
     ran.json()
-}
-
-/// Everything below `dir`, except pex's lock and access files.
-fn content(dir: &Path) -> BTreeSet<String> {
-    tree(dir)
-        .into_iter()
-        .filter(|e| {
-            let name = e.rsplit('/').next().unwrap_or("");
-            !(name.ends_with(".lck") || name == ".last-access")
-        })
-        .collect()
 }
 
 /// Paths, modes, owners, mtimes and link targets: "nothing changed" for a tree.

@@ -8,7 +8,6 @@
 mod seed_support;
 mod support;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -87,17 +86,6 @@ fn app_json(ran: &Ran) -> serde_json::Value {
     let end = ran.stdout.rfind('}').expect("JSON end");
     serde_json::from_str(&ran.stdout[start..=end])
         .unwrap_or_else(|e| panic!("bad JSON ({e}):\n{}", ran.describe()))
-}
-
-/// Everything below `dir`, except pex's lock and access files.
-fn content(dir: &Path) -> BTreeSet<String> {
-    tree(dir)
-        .into_iter()
-        .filter(|e| {
-            let name = e.rsplit('/').next().unwrap_or("");
-            !(name.ends_with(".lck") || name == ".last-access")
-        })
-        .collect()
 }
 
 fn assert_no_fallback_warning(ran: &Ran) {

@@ -21,6 +21,7 @@ use flate2::{Compress, Crc, FlushCompress, Status};
 use sha2::{Digest, Sha256};
 
 use crate::cli::Compression;
+pub use crate::digest::hex;
 
 /// Input per gzip chunk: large enough that sync-flush overhead is negligible, small
 /// enough that two cores stay busy on a small layer.
@@ -113,16 +114,6 @@ pub fn compress<W: Write + Send>(
             size,
         },
     ))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
 }
 
 /// Counts and hashes what passes through to `out`.

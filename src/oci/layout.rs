@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::digest::{hex, sha256_reader};
 use crate::error::{Error, Result};
 use crate::oci::atomic::{self, Pending};
-use crate::oci::compress::hex;
 
 pub const INDEX: &str = "index.json";
 const LAYOUT_FILE: &str = "oci-layout";
@@ -214,15 +214,5 @@ fn open_nofollow(path: &Path) -> io::Result<File> {
 
 /// `sha256:<hex>` of a file's content.
 pub fn sha256_of(path: &Path) -> io::Result<String> {
-    let mut file = open_nofollow(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex(&hasher.finalize())))
+    Ok(format!("sha256:{}", sha256_reader(open_nofollow(path)?)?))
 }

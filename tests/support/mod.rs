@@ -255,6 +255,18 @@ impl Default for Sandbox {
     }
 }
 
+/// Everything below `dir` (as [`tree`] lists it), except pex's lock and access files: what
+/// a warm run may add to a cache.
+pub fn content(dir: &Path) -> std::collections::BTreeSet<String> {
+    tree(dir)
+        .into_iter()
+        .filter(|e| {
+            let name = e.rsplit('/').next().unwrap_or("");
+            !(name.ends_with(".lck") || name == ".last-access")
+        })
+        .collect()
+}
+
 pub fn tree(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
