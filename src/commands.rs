@@ -54,34 +54,41 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 /// Loads settings and starts logging: the common start of every planning command.
 fn settings(flags: &FlagSettings, verbose: u8) -> Result<Settings> {
     let settings = Settings::load(flags)?;
+    start_logging(
+        verbose,
+        settings.log.as_deref(),
+        settings.config_file.as_deref(),
+    )?;
+    Ok(settings)
+}
+
+/// Logging for the commands that read no config file: `-v`, else PEXINIT_LOG.
+fn init_logging(verbose: u8) -> Result<()> {
+    start_logging(verbose, None, None)
+}
+
+/// Starts logging at the level from `-v`, else PEXINIT_LOG, else the config file's `log`;
+/// a bad level is an error naming where it came from.
+fn start_logging(
+    verbose: u8,
+    config_log: Option<&str>,
+    config_file: Option<&std::path::Path>,
+) -> Result<()> {
     let env_level = std::env::var("PEXINIT_LOG").ok();
     let level =
-        log::level(verbose, env_level.as_deref(), settings.log.as_deref()).map_err(|message| {
-            match env_level {
+        log::level(verbose, env_level.as_deref(), config_log).map_err(
+            |message| match env_level {
                 Some(value) => Error::ConfigEnv {
                     name: "PEXINIT_LOG",
                     value,
                     message,
                 },
                 None => Error::Config {
-                    path: settings.config_file.clone().unwrap_or_default(),
+                    path: config_file.map(Into::into).unwrap_or_default(),
                     message: format!("log: {message}"),
                 },
-            }
-        })?;
-    log::init(level);
-    Ok(settings)
-}
-
-/// Logging for the commands that read no config file: `-v`, else PEXINIT_LOG.
-fn init_logging(verbose: u8) -> Result<()> {
-    let env_level = std::env::var("PEXINIT_LOG").ok();
-    let level =
-        log::level(verbose, env_level.as_deref(), None).map_err(|message| Error::ConfigEnv {
-            name: "PEXINIT_LOG",
-            value: env_level.clone().unwrap_or_default(),
-            message,
-        })?;
+            },
+        )?;
     log::init(level);
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod arena;
+pub mod atomic;
 pub mod cache_guard;
 pub mod cli;
 pub mod command;

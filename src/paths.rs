@@ -392,6 +392,21 @@ fn renameat2(
     nix::Error::result(rc).map(drop)
 }
 
+/// Gives `name` in `dir` the owner `uid:gid`, without following it if it is a link.
+pub fn chown_nofollow(
+    dir: impl AsFd,
+    name: &(impl nix::NixPath + ?Sized),
+    (uid, gid): (u32, u32),
+) -> nix::Result<()> {
+    nix::unistd::fchownat(
+        dir.as_fd(),
+        name,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -396,18 +396,51 @@ fn split_seed_layers_change_only_where_the_change_is() {
     );
 }
 
-/// A container and image removed when the test ends, whatever happens.
-struct PodmanCleanup {
-    container: String,
+/// The image `oci:LAYOUT:TAG` copied into podman's storage, and the name of the container
+/// a test runs from it; both are removed when the test ends, whatever happens, and only
+/// then is the storage lock released.
+struct InPodman {
     image: String,
+    container: String,
+    _storage: StorageLock,
 }
 
-impl Drop for PodmanCleanup {
+impl InPodman {
+    fn copy(layout: &Path, tag: &str, name: &str) -> InPodman {
+        let in_podman = InPodman {
+            image: format!("localhost/pexinit-oci-{name}-{}:{tag}", std::process::id()),
+            container: format!("pexinit-oci-{name}-{}", std::process::id()),
+            _storage: podman_storage_lock(),
+        };
+        must(
+            "skopeo copy",
+            tool("skopeo")
+                .arg("copy")
+                .arg(format!("oci:{}:{tag}", layout.display()))
+                .arg(format!("containers-storage:{}", in_podman.image))
+                .env(
+                    "CONTAINERS_CONF",
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/podman/containers.conf"),
+                ),
+        );
+        in_podman
+    }
+}
+
+/// A container removed when the test ends, whatever happens.
+struct RemoveContainer(String);
+
+impl Drop for RemoveContainer {
+    fn drop(&mut self) {
+        let _ = podman().args(["rm", "-f", &self.0]).output();
+    }
+}
+
+impl Drop for InPodman {
+    // Runs before the fields drop: the lock is released after the removal.
     fn drop(&mut self) {
         let _ = podman().args(["rm", "-f", &self.container]).output();
-        if !self.image.is_empty() {
-            let _ = podman().args(["rmi", "-f", &self.image]).output();
-        }
+        let _ = podman().args(["rmi", "-f", &self.image]).output();
     }
 }
 
@@ -536,26 +569,9 @@ fn seeded_image_runs_warm_in_podman_as_any_uid() {
     );
 
     // Into podman's storage and run as an arbitrary uid with gid 0 (OpenShift style).
-    let image = format!("localhost/pexinit-oci-test-{}:app", std::process::id());
-    let container = format!("pexinit-oci-test-{}", std::process::id());
-    // Declared before the cleanup, so it is released after the image is removed.
-    let _storage = podman_storage_lock();
-    let _cleanup = PodmanCleanup {
-        container: container.clone(),
-        image: image.clone(),
-    };
-    must(
-        "skopeo copy",
-        tool("skopeo")
-            .arg("copy")
-            .arg(format!("oci:{}:app", layout.display()))
-            .arg(format!("containers-storage:{image}"))
-            .env(
-                "CONTAINERS_CONF",
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/podman/containers.conf"),
-            ),
-    );
-    let ran = run(podman().args(["run", "--name", &container, "--user", "123456:0", &image]));
+    let in_podman = InPodman::copy(&layout, "app", "test");
+    let (image, container) = (in_podman.image.as_str(), in_podman.container.as_str());
+    let ran = run(podman().args(["run", "--name", container, "--user", "123456:0", image]));
     assert_cowsay_said(&ran, "moo");
     assert!(
         ran.stderr.contains(FAST_PATH_TAKEN),
@@ -568,7 +584,7 @@ fn seeded_image_runs_warm_in_podman_as_any_uid() {
         ran.describe()
     );
     // Warm: the container added nothing to the seed but pex's lock and access files.
-    let diff = must("podman diff", podman().args(["diff", &container]));
+    let diff = must("podman diff", podman().args(["diff", container]));
     let root_text = root.display().to_string();
     let added: Vec<&str> = diff
         .stdout
@@ -585,10 +601,7 @@ fn seeded_image_runs_warm_in_podman_as_any_uid() {
     // Control: the same app run cold (pex itself, an empty PEX_ROOT) adds cache entries
     // that `podman diff` shows, so the check above can see an extraction.
     let cold = format!("{container}-cold");
-    let _cleanup_cold = PodmanCleanup {
-        container: cold.clone(),
-        image: String::new(),
-    };
+    let _cleanup_cold = RemoveContainer(cold.clone());
     let ran = run(podman().args([
         "run",
         "--name",
@@ -599,7 +612,7 @@ fn seeded_image_runs_warm_in_podman_as_any_uid() {
         "PEX_ROOT=/tmp/cold-root",
         "--entrypoint",
         "/usr/bin/python3.11",
-        &image,
+        image,
         "/app/cowsay.pex",
         "-t",
         "cold",
@@ -876,28 +889,15 @@ fn zstd_layer_runs_in_podman() {
         .args(["--ref", "base", "--tag", "zstd", "--layer"])
         .arg(&zst));
     assert!(ran.success(), "{}", ran.describe());
-    let image = format!("localhost/pexinit-oci-zstd-{}:zstd", std::process::id());
-    let container = format!("pexinit-oci-zstd-{}", std::process::id());
-    // Declared before the cleanup, so it is released after the image is removed.
-    let _storage = podman_storage_lock();
-    let _cleanup = PodmanCleanup {
-        container: container.clone(),
-        image: image.clone(),
-    };
-    must(
-        "skopeo copy",
-        tool("skopeo")
-            .arg("copy")
-            .arg(format!("oci:{}:zstd", layout.display()))
-            .arg(format!("containers-storage:{image}")),
-    );
+    let in_podman = InPodman::copy(&layout, "zstd", "zstd");
+    let (image, container) = (in_podman.image.as_str(), in_podman.container.as_str());
     let ran = must(
         "podman run",
         podman().args([
             "run",
             "--name",
-            &container,
-            &image,
+            container,
+            image,
             "/usr/bin/python3.11",
             "-c",
             "print(open('/srv/hello').read(), end='')",

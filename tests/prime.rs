@@ -393,10 +393,16 @@ fn priming_again_is_a_no_op_and_another_seed_replaces() {
     assert_eq!(report["replaced"], true, "{report:#}");
     assert_ne!(fs::metadata(&into).expect("dir").ino(), dir_before.ino());
     assert_runs_warm(&into, 123456, 0, &home, "replaced");
-    let leftovers: Vec<String> = fs::read_dir(sb.join("vol"))
-        .expect("vol")
+    assert_nothing_left_beside(&sb.join("vol"), "pex-root");
+}
+
+/// Nothing but DIR (named `name`) and prime's lock file is left in `parent`: no
+/// temporary tree, no moved-aside old tree.
+fn assert_nothing_left_beside(parent: &Path, name: &str) {
+    let leftovers: Vec<String> = fs::read_dir(parent)
+        .expect("parent of DIR")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "pex-root" && !n.ends_with(".pexinit-prime.lock"))
+        .filter(|n| n != name && !n.ends_with(".pexinit-prime.lock"))
         .collect();
     assert!(leftovers.is_empty(), "left beside DIR: {leftovers:?}");
 }
@@ -457,12 +463,7 @@ fn a_killed_prime_leaves_nothing_pex_trusts_and_the_next_completes() {
         fs::remove_dir_all(&into).expect("reset");
     }
     assert!(killed > 0, "never caught a prime mid-way in 5 attempts");
-    let leftovers: Vec<String> = fs::read_dir(sb.join("vol"))
-        .expect("vol")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "pex-root" && !n.ends_with(".pexinit-prime.lock"))
-        .collect();
-    assert!(leftovers.is_empty(), "left beside DIR: {leftovers:?}");
+    assert_nothing_left_beside(&sb.join("vol"), "pex-root");
 }
 
 /// SIGKILL in the middle of a prime into a tmpfs mount point: `run` never finds a seed

@@ -2,13 +2,12 @@
 //!
 //! `layer`: [`source`] parses `SRC[:DEST]`, [`walk`] plans every entry, [`split`]
 //! divides a seed, [`archive`] writes the tar, [`compress`] compresses and digests it,
-//! [`atomic`] puts the file in place. `image append`: [`layout`] reads and verifies an
+//! [`crate::atomic`] puts the file in place. `image append`: [`layout`] reads and verifies an
 //! OCI image layout, [`inspect`] reads the layer files, [`config`] edits the image config,
 //! [`append`] edits manifest and index and writes them.
 
 pub mod append;
 pub mod archive;
-pub mod atomic;
 pub mod compress;
 pub mod config;
 pub mod inspect;

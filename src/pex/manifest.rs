@@ -11,8 +11,7 @@
 //! exec the venv through the PEX_ROOT pex itself would use.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -193,26 +192,9 @@ pub fn write(seed_dir: &Path, manifest: &Manifest) -> io::Result<()> {
     write_atomic(seed_dir, MANIFEST_NAME, &manifest.to_bytes(), 0o644)
 }
 
-/// Writes `dir/name` via a temp file in `dir` (created O_EXCL, never through a link),
-/// fsync, rename.
+/// Writes `dir/name` atomically (see [`crate::atomic`]).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, dir.join(name))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic::write(&dir.join(name), bytes, mode)
 }
 
 /// sha256 of a file, hex.

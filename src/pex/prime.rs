@@ -36,17 +36,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::{Mode, fchmod, fstat, futimens};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, unlinkat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::LinkMode as CliLinkMode;
 use crate::cli::PrimeArgs;
 use crate::error::Result;
-use crate::paths::rename_exchange;
 use crate::paths::resolve_physical;
+use crate::paths::{chown_nofollow, rename_exchange};
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
 use crate::pex::materialize::relocate::Relocation;
@@ -770,15 +770,9 @@ fn write_owned(
             .is_root()
             .then_some((seed_root.uid(), seed_root.gid()))
     });
-    if let Some((uid, gid)) = owner {
-        fchownat(
-            dir_fd.as_fd(),
-            name,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(nix_failed(format!("chown {}", dir.join(name).display())))?;
+    if let Some(owner) = owner {
+        chown_nofollow(dir_fd.as_fd(), name, owner)
+            .map_err(nix_failed(format!("chown {}", dir.join(name).display())))?;
     }
     // The umask narrowed the mode write_atomic asked for.
     let file = openat(

@@ -28,11 +28,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+use nix::fcntl::{OFlag, openat, readlinkat};
 use nix::sys::stat::{Mode, mkdirat};
-use nix::unistd::{Gid, Uid, fchownat, symlinkat};
+use nix::unistd::symlinkat;
 use serde::{Deserialize, Serialize};
 
+use crate::paths::chown_nofollow;
 use crate::pex::manifest::{self, MANIFEST_NAME};
 
 /// Marks a finished farm: which seed (and which manifest of it) it mirrors. Written last,
@@ -300,15 +301,8 @@ pub fn apply(plan: &FarmPlan, owner: Option<(u32, u32)>) -> Result<FarmReport, M
         };
         if created {
             report.created += 1;
-            if let Some((uid, gid)) = owner {
-                fchownat(
-                    parent.as_fd(),
-                    name,
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| io_error(&shown, e))?;
+            if let Some(owner) = owner {
+                chown_nofollow(parent.as_fd(), name, owner).map_err(|e| io_error(&shown, e))?;
             }
         } else {
             report.existing += 1;
@@ -317,15 +311,8 @@ pub fn apply(plan: &FarmPlan, owner: Option<(u32, u32)>) -> Result<FarmReport, M
     let marker = serde_json::to_vec_pretty(&plan.marker).expect("marker serializes");
     manifest::write_atomic(&plan.into, FARM_MARKER, &marker, 0o644)
         .map_err(|e| io_error(&plan.into.join(FARM_MARKER), e))?;
-    if let Some((uid, gid)) = owner {
-        fchownat(
-            root.as_fd(),
-            FARM_MARKER,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| io_error(&plan.into, e))?;
+    if let Some(owner) = owner {
+        chown_nofollow(root.as_fd(), FARM_MARKER, owner).map_err(|e| io_error(&plan.into, e))?;
     }
     Ok(report)
 }

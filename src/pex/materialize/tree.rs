@@ -26,10 +26,11 @@ use nix::sys::stat::{
     FileStat, Mode, UtimensatFlags, fchmod, fstatat, futimens, mkdirat, utimensat,
 };
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, linkat, symlinkat, unlinkat};
 use serde::Serialize;
 
 use super::relocate::Relocation;
+use crate::paths::chown_nofollow;
 use crate::pex::cache::{FileKind, read_dir};
 
 /// How file contents get into the new tree.
@@ -260,15 +261,8 @@ impl Copier<'_> {
         symlinkat(target.as_path(), dst, name).map_err(|e| io_err(&self.shown(rel), e))?;
         let st = fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| io_err(&self.req.src.join(rel), e))?;
-        if let Some((uid, gid)) = self.owner_for(&st).filter(|o| Some(*o) != self.creator) {
-            fchownat(
-                dst,
-                name,
-                Some(Uid::from_raw(uid)),
-                Some(Gid::from_raw(gid)),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| io_err(&self.shown(rel), e))?;
+        if let Some(owner) = self.owner_for(&st).filter(|o| Some(*o) != self.creator) {
+            chown_nofollow(dst, name, owner).map_err(|e| io_err(&self.shown(rel), e))?;
         }
         utimensat(
             dst,
