@@ -178,8 +178,13 @@ pub fn plan(pex_root: &Path) -> Result<RepairPlan, RepairError> {
 }
 
 /// Plans the repair of the entries one PEX runs from (see [`CacheRoot::walk_pex`]).
+/// `pex_root` is already physical (the PEX_ROOT `run` exports), so it is opened as is:
+/// resolving it again would cost a stat per component on every start.
 pub fn plan_pex(pex_root: &Path, pex_hash: &str) -> Result<RepairPlan, RepairError> {
-    let root = open_root(pex_root)?;
+    let root = CacheRoot::open(pex_root).map_err(|e| RepairError::Root {
+        path: pex_root.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let mut judge = Judge::new(&root);
     root.walk_pex(pex_hash, &mut judge);
     Ok(judge.finish())
