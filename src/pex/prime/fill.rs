@@ -1,0 +1,191 @@
+//! Filling a staging directory: the seed's tree (through [`tree::copy_tree`]), then the
+//! manifest naming DIR and, last, the marker; a progress bar on a terminal.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, IsTerminal};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, fchmod, futimens};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, fchown};
+
+use crate::paths::chown_nofollow;
+use crate::pex::cache::{FileKind, read_dir};
+use crate::pex::manifest::{self, MANIFEST_NAME};
+use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest, open_dir};
+
+use super::plan::Plan;
+use super::{MARKER_NAME, PrimeError, Request, failed, nix_failed};
+
+/// Copies the seed into `dst` and writes the manifest and the marker into it.
+pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport, PrimeError> {
+    let progress = Progress::new(&plan.seed);
+    let skip_top = |name: &OsStr| name.as_bytes().starts_with(b".pexinit");
+    let tick = || progress.tick();
+    let tree = tree::copy_tree(&TreeRequest {
+        src: &plan.seed,
+        dst,
+        mode: req.mode,
+        owner: req.owner,
+        relocation: plan.relocation.as_ref(),
+        skip_top: &skip_top,
+        tick: &tick,
+    });
+    progress.finish();
+    let tree = tree.map_err(|e| match e {
+        TreeError::Impossible(message) => PrimeError::BadInput(message),
+        TreeError::Io { path, message } => {
+            PrimeError::Failed(format!("{}: {message}", path.display()))
+        }
+    })?;
+    Ok(tree)
+}
+
+/// The manifest (naming DIR), then ownership, mode and mtime of the root, then (last)
+/// the marker. `whole`: the root is ours (renamed into place) and takes the seed's mode.
+pub(super) fn finish_root(
+    plan: &Plan,
+    req: &Request,
+    root: &Path,
+    whole: bool,
+) -> Result<(), PrimeError> {
+    let mut manifest = plan.manifest.clone();
+    manifest.pex_root = plan.into.clone();
+    if let Some((uid, gid)) = req.owner {
+        manifest.ownership.uid = Some(uid);
+        manifest.ownership.gid = gid;
+    }
+    let seed_root = fs::symlink_metadata(&plan.seed).map_err(failed(plan.seed.display()))?;
+    let seed_manifest = plan.seed.join(MANIFEST_NAME);
+    let mode = fs::symlink_metadata(&seed_manifest)
+        .map_err(failed(seed_manifest.display()))?
+        .mode()
+        & 0o7777;
+    write_owned(
+        root,
+        MANIFEST_NAME,
+        &manifest.to_bytes(),
+        mode,
+        req,
+        &seed_root,
+    )?;
+    let mut marker = serde_json::to_vec_pretty(&plan.marker).expect("marker serializes");
+    marker.push(b'\n');
+    write_owned(root, MARKER_NAME, &marker, mode, req, &seed_root)?;
+    let fd = open_dir(nix::fcntl::AT_FDCWD, root).map_err(nix_failed(root.display()))?;
+    let owner = req.owner.or_else(|| {
+        (whole && nix::unistd::geteuid().is_root()).then_some((seed_root.uid(), seed_root.gid()))
+    });
+    if let Some((uid, gid)) = owner {
+        fchown(
+            fd.as_fd(),
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+        )
+        .map_err(nix_failed(format!("chown {}", root.display())))?;
+    }
+    if whole {
+        fchmod(
+            fd.as_fd(),
+            Mode::from_bits_truncate(seed_root.mode() & 0o7777),
+        )
+        .map_err(nix_failed(root.display()))?;
+        let t = TimeSpec::new(seed_root.mtime(), seed_root.mtime_nsec());
+        futimens(fd.as_fd(), &t, &t).map_err(nix_failed(root.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `dir/name` atomically, owned like the rest of the tree, mtime of the seed root.
+pub(super) fn write_owned(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+    req: &Request,
+    seed_root: &fs::Metadata,
+) -> Result<(), PrimeError> {
+    manifest::write_atomic(dir, name, bytes, mode).map_err(failed(dir.join(name).display()))?;
+    let dir_fd = open_dir(nix::fcntl::AT_FDCWD, dir).map_err(nix_failed(dir.display()))?;
+    let owner = req.owner.or_else(|| {
+        nix::unistd::geteuid()
+            .is_root()
+            .then_some((seed_root.uid(), seed_root.gid()))
+    });
+    if let Some(owner) = owner {
+        chown_nofollow(dir_fd.as_fd(), name, owner)
+            .map_err(nix_failed(format!("chown {}", dir.join(name).display())))?;
+    }
+    // The umask narrowed the mode write_atomic asked for.
+    let file = openat(
+        dir_fd.as_fd(),
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(nix_failed(dir.join(name).display()))?;
+    fchmod(file.as_fd(), Mode::from_bits_truncate(mode))
+        .map_err(nix_failed(dir.join(name).display()))?;
+    let t = TimeSpec::new(seed_root.mtime(), seed_root.mtime_nsec());
+    nix::sys::stat::utimensat(
+        dir_fd.as_fd(),
+        name,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(nix_failed(dir.join(name).display()))?;
+    Ok(())
+}
+
+/// A bar on a terminal, counting entries; nothing otherwise.
+pub(super) struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(seed: &Path) -> Progress {
+        if !io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let total = count_entries(seed).unwrap_or(0);
+        let bar = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "priming [{elapsed}] {bar:30} {pos}/{len} entries",
+        ) {
+            bar.set_style(style);
+        }
+        Progress(Some(bar))
+    }
+
+    fn tick(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Entries below `root` (d_type only: no stat per file).
+pub(super) fn count_entries(root: &Path) -> io::Result<u64> {
+    fn count(dir: OwnedFd, buf: &mut Vec<u8>) -> io::Result<u64> {
+        let mut n = 0;
+        for (name, kind) in read_dir(dir.as_fd(), buf)? {
+            n += 1;
+            if kind == FileKind::Directory {
+                n += count(open_dir(dir.as_fd(), name.as_os_str())?, buf)?;
+            }
+        }
+        Ok(n)
+    }
+    let mut buf = vec![0u8; 32 * 1024];
+    count(open_dir(nix::fcntl::AT_FDCWD, root)?, &mut buf)
+}
