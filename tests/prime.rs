@@ -245,9 +245,16 @@ fn copy_hardlink_and_auto_primes_run_warm_relocated_or_not() {
 /// Runs `script` (sh, with $1 = the tmpfs mount point) in a private mount namespace
 /// where an empty world-writable tmpfs is mounted at `mount_at`: an emptyDir.
 fn in_tmpfs(mount_at: &Path, script: &str) -> Ran {
-    let full = format!(
-        "set -e; mount --make-rprivate /; mount -t tmpfs -o mode=1777 tmpfs \"$1\"; {script}"
-    );
+    in_private_mounts(
+        mount_at,
+        &format!("mount -t tmpfs -o mode=1777 tmpfs \"$1\"; {script}"),
+    )
+}
+
+/// Runs `script` (sh -e, with $1 = `mount_at`) in a private mount namespace: whatever it
+/// mounts is gone when it ends.
+fn in_private_mounts(mount_at: &Path, script: &str) -> Ran {
+    let full = format!("set -e; mount --make-rprivate /; {script}");
     run(Command::new("/usr/bin/unshare")
         .args(["--mount", "--", "/bin/sh", "-c", &full, "sh"])
         .arg(mount_at)
@@ -394,6 +401,118 @@ fn priming_again_is_a_no_op_and_another_seed_replaces() {
     assert_ne!(fs::metadata(&into).expect("dir").ino(), dir_before.ino());
     assert_runs_warm(&into, 123456, 0, &home, "replaced");
     assert_nothing_left_beside(&sb.join("vol"), "pex-root");
+}
+
+fn read_marker(root: &Path) -> serde_json::Value {
+    let bytes = fs::read(root.join(MARKER)).expect("marker");
+    serde_json::from_slice(&bytes).expect("marker is JSON")
+}
+
+fn write_marker(root: &Path, marker: &serde_json::Value) {
+    let text = serde_json::to_string_pretty(marker).expect("marker serializes");
+    fs::write(root.join(MARKER), text).expect("write marker");
+}
+
+fn this_boot() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("boot_id")
+        .trim()
+        .to_owned()
+}
+
+/// On a filesystem local to the machine, a copy prime does not wait for its data to
+/// reach the disk: the marker names the kernel's boot instead. In that boot the prime is
+/// trusted (priming again does nothing). After a restart (another boot id) a crash may
+/// have left empty files under the marker, so the next prime primes again and the app
+/// runs warm from a whole tree. A flushed prime is trusted after a restart.
+#[test]
+fn an_unflushed_prime_is_trusted_only_in_the_boot_that_wrote_it() {
+    let sb = Sandbox::new();
+    let home = home(&sb);
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, &apps());
+    sb.mkdir("vol");
+    let into = sb.join("vol/pex-root");
+    let report = prime(&seed_dir, &into, &["--link", "copy"]);
+    assert_eq!(report["flushed"], false, "{report:#}");
+    let marker = read_marker(&into);
+    assert_eq!(marker["flushed"], false, "{marker:#}");
+    assert_eq!(marker["boot_id"], this_boot().as_str(), "{marker:#}");
+    let report = prime(&seed_dir, &into, &["--link", "copy"]);
+    assert_eq!(report["already_primed"], true, "{report:#}");
+
+    // What a crash before writeback can leave: the marker of another boot, and a module
+    // the app imports emptied.
+    let victim = tree(&into)
+        .into_iter()
+        .filter_map(|line| line.strip_prefix("f ").map(PathBuf::from))
+        .find(|path| {
+            path.to_string_lossy().contains("/installed_wheels/")
+                && path.ends_with("cowsay/__init__.py")
+        })
+        .expect("cowsay's __init__.py in the primed tree");
+    let original = fs::read(&victim).expect("victim");
+    assert!(!original.is_empty());
+    fs::write(&victim, b"").expect("empty the victim");
+    let mut marker = read_marker(&into);
+    marker["boot_id"] = "00000000-0000-4000-8000-000000000000".into();
+    write_marker(&into, &marker);
+
+    let ran = run(&mut prime_cmd(&seed_dir, &into, &["--link", "copy"]));
+    assert!(ran.success(), "{}", ran.describe());
+    let report = ran.json();
+    assert_eq!(report["already_primed"], false, "{report:#}");
+    assert_eq!(report["reprimed_after_restart"], true, "{report:#}");
+    assert!(
+        ran.stderr
+            .contains("was primed without a flush to disk before this machine restarted"),
+        "{}",
+        ran.describe()
+    );
+    assert_eq!(fs::read(&victim).expect("victim"), original);
+    assert_eq!(read_marker(&into)["boot_id"], this_boot().as_str());
+    assert_runs_warm(&into, 123456, 0, &home, "primed again after a restart");
+
+    let mut marker = read_marker(&into);
+    marker["flushed"] = true.into();
+    marker["boot_id"] = "00000000-0000-4000-8000-000000000000".into();
+    write_marker(&into, &marker);
+    let report = prime(&seed_dir, &into, &["--link", "copy"]);
+    assert_eq!(
+        report["already_primed"], true,
+        "a flushed prime: {report:#}"
+    );
+    assert_nothing_left_beside(&sb.join("vol"), "pex-root");
+}
+
+/// On a filesystem not known to be local to the machine (a network volume is primed on
+/// one machine and trusted on others, in other boots), the tree is flushed before it is
+/// published, and the marker says so instead of naming a boot. ramfs stands in for such
+/// a filesystem here.
+#[test]
+fn a_prime_on_a_filesystem_not_known_to_be_local_is_flushed() {
+    let sb = Sandbox::new();
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, &apps()[..1]);
+    let mount = sb.mkdir("mnt");
+    let script = format!(
+        "mount -t ramfs ramfs \"$1\"; {bin} prime --json --from {seed} --into \"$1/pex-root\" --link copy; cat \"$1/pex-root/{MARKER}\"",
+        bin = pexinit_bin(),
+        seed = seed_dir.display(),
+    );
+    let ran = in_private_mounts(&mount, &script);
+    assert!(ran.success(), "{}", ran.describe());
+    let report: serde_json::Value = serde_json::Deserializer::from_str(&ran.stdout)
+        .into_iter()
+        .next()
+        .expect("a report")
+        .expect("the report is JSON");
+    assert_eq!(report["flushed"], true, "{report:#}");
+    assert!(num(&report, "files_copied") > 0, "{report:#}");
+    let marker_text = &ran.stdout[ran.stdout.rfind("{\n  \"format\"").expect("marker")..];
+    let marker: serde_json::Value = serde_json::from_str(marker_text).expect("marker");
+    assert_eq!(marker["flushed"], true, "{marker:#}");
+    assert!(marker.get("boot_id").is_none(), "{marker:#}");
 }
 
 /// Nothing but DIR (named `name`) and prime's lock file is left in `parent`: no

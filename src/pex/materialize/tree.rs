@@ -53,6 +53,10 @@ pub struct TreeRequest<'a> {
     /// `cp -a`), else our own.
     pub owner: Option<(u32, u32)>,
     pub relocation: Option<&'a Relocation>,
+    /// The caller flushes the tree before publishing it: push each copy towards the disk
+    /// as it is made (in a tree of links, sync its few copies one by one). Otherwise
+    /// copies are left in the page cache and only counted.
+    pub flush: bool,
     /// Names at the top of `src` that are not copied (pexinit's own files).
     pub skip_top: &'a dyn Fn(&OsStr) -> bool,
     /// Called once per entry copied (progress).
@@ -76,7 +80,8 @@ pub struct TreeReport {
     /// Sockets, FIFOs and devices: pex never makes them; skipped.
     pub skipped_special: u64,
     /// Copies whose data is not yet known to be on disk: the caller flushes the
-    /// filesystem before making the tree visible. A tree of links needs no flush: its
+    /// filesystem before making the tree visible, or records that it did not. A tree of
+    /// links made with `flush` needs no flush: its
     /// few copies are synced one by one, and the links are metadata, which journaling
     /// filesystems commit in order, before the rename that publishes them.
     #[serde(skip)]
@@ -345,10 +350,14 @@ impl Copier<'_> {
         Ok(rewritten)
     }
 
-    /// A copy made durable now when the tree is mostly links (a handful of copies), else
-    /// started towards the disk and left to the caller's single flush.
+    /// When the caller flushes: a copy made durable now when the tree is mostly links (a
+    /// handful of copies), else started towards the disk and left to the single flush.
     fn written(&mut self, file: &File, bytes: u64) {
         if bytes == 0 {
+            return;
+        }
+        if !self.req.flush {
+            self.report.unsynced_copies += 1;
             return;
         }
         let linking = self.hardlink == Probe::Yes

@@ -19,6 +19,7 @@ use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::manifest::{self, MANIFEST_NAME};
 use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest, open_dir};
 
+use super::marker::Marker;
 use super::plan::Plan;
 use super::{MARKER_NAME, PrimeError, Request, failed, nix_failed};
 
@@ -33,6 +34,7 @@ pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport,
         mode: req.mode,
         owner: req.owner,
         relocation: plan.relocation.as_ref(),
+        flush: plan.durability.flushes(),
         skip_top: &skip_top,
         tick: &tick,
     });
@@ -50,6 +52,7 @@ pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport,
 /// the marker. `whole`: the root is ours (renamed into place) and takes the seed's mode.
 pub(super) fn finish_root(
     plan: &Plan,
+    marker: &Marker,
     req: &Request,
     root: &Path,
     whole: bool,
@@ -74,7 +77,7 @@ pub(super) fn finish_root(
         req,
         &seed_root,
     )?;
-    let mut marker = serde_json::to_vec_pretty(&plan.marker).expect("marker serializes");
+    let mut marker = serde_json::to_vec_pretty(marker).expect("marker serializes");
     marker.push(b'\n');
     write_owned(root, MARKER_NAME, &marker, mode, req, &seed_root)?;
     let fd = open_dir(nix::fcntl::AT_FDCWD, root).map_err(nix_failed(root.display()))?;

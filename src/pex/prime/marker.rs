@@ -26,6 +26,12 @@ pub struct Marker {
     pub owner: Option<(u32, u32)>,
     /// The path the seed was built for, when it differs from `pex_root`.
     pub relocated_from: Option<PathBuf>,
+    /// The tree's data was on disk before the tree was published.
+    pub flushed: bool,
+    /// The kernel boot that published an unflushed tree: the only one that may trust it
+    /// (see [`super::durability`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 impl Marker {
@@ -35,6 +41,12 @@ impl Marker {
             && self.seed_manifest_sha256 == wanted.seed_manifest_sha256
             && self.pex_root == wanted.pex_root
             && self.owner == wanted.owner
+    }
+
+    /// Whether the tree can be trusted in the boot `boot`: it was flushed, or published
+    /// in that very boot (nothing can have been lost since).
+    pub(super) fn durable_in(&self, boot: Option<&str>) -> bool {
+        self.flushed || (self.boot_id.is_some() && self.boot_id.as_deref() == boot)
     }
 }
 

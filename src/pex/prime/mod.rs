@@ -2,10 +2,10 @@
 //! initContainer filling an emptyDir or a shared volume.
 //!
 //! - **Atomic.** The tree is built under a temporary name beside DIR (same parent, same
-//!   filesystem), flushed (`syncfs` after copies; a tree of links only syncs its few
-//!   copied files), and renamed into place: DIR is either absent, the
-//!   old content, or complete. Re-priming an already primed DIR swaps the two trees in
-//!   one `renameat2(RENAME_EXCHANGE)`.
+//!   filesystem) and renamed into place: DIR is either absent, the old content, or
+//!   complete. Re-priming an already primed DIR swaps the two trees in one
+//!   `renameat2(RENAME_EXCHANGE)`. Whether the data is flushed to disk first, or the
+//!   marker names the boot that may trust it instead, is [`durability`]'s decision.
 //! - **DIR is a mount point** (an emptyDir mounted at DIR itself, the usual Kubernetes
 //!   shape): nothing can be renamed onto it. The tree is built in `DIR/.pexinit-prime-tmp`
 //!   and its top-level directories are renamed in one at a time, each whole, in the
@@ -16,7 +16,8 @@
 //!   rename lets the next prime recognize and replace a half-filled DIR.
 //! - **Idempotent.** The marker (`DIR/.pexinit-prime.json`, written last) records the
 //!   sha256 of the seed's manifest, the owner and the path; the same prime again does
-//!   nothing and says so.
+//!   nothing and says so (unless the tree was not flushed and the machine has restarted
+//!   since: then it primes again).
 //! - **Concurrent primes** of one DIR serialize on an exclusive `flock`: on
 //!   `.<name>.pexinit-prime.lock` beside DIR, or on `DIR/.pexinit-prime.lock` when DIR is a
 //!   mount point (so pods sharing the volume share the lock). The second waits, then
@@ -27,6 +28,7 @@
 //!   copied manifest names DIR.
 
 mod dirops;
+mod durability;
 mod fill;
 mod marker;
 mod mount_point;
@@ -63,7 +65,8 @@ pub const JOURNAL_NAME: &str = ".pexinit-prime-journal.json";
 pub(super) const MOUNT_TMP: &str = ".pexinit-prime-tmp";
 /// The lock file inside a mount point.
 pub(super) const MOUNT_LOCK: &str = ".pexinit-prime.lock";
-pub(super) const FORMAT: u32 = 1;
+/// 2: the marker says whether the tree was flushed, and in which boot it was written.
+pub(super) const FORMAT: u32 = 2;
 
 /// Exit statuses of `pexinit prime` (documented in the README).
 pub mod exit {
@@ -136,6 +139,11 @@ pub struct Report {
     pub already_primed: bool,
     /// DIR held an older prime (another seed or owner), now replaced.
     pub replaced: bool,
+    /// DIR held this prime unflushed from before the machine restarted: primed again.
+    pub reprimed_after_restart: bool,
+    /// The tree's data reached the disk before it was published (else the marker names
+    /// this boot: see `durability`).
+    pub flushed: bool,
     pub placement: Option<Placement>,
     pub relocated_from: Option<PathBuf>,
     pub owner: Option<(u32, u32)>,
@@ -173,7 +181,11 @@ impl Report {
         if let Some(from) = &self.relocated_from {
             line.push_str(&format!("; relocated from {}", from.display()));
         }
-        if self.replaced {
+        if self.reprimed_after_restart {
+            line.push_str(
+                "; primed again: the previous prime was not flushed before the machine restarted",
+            );
+        } else if self.replaced {
             line.push_str("; replaced the previous prime");
         }
         line.push('\n');
@@ -246,6 +258,8 @@ pub fn prime(req: &Request) -> Result<Report, PrimeError> {
         seed_manifest_sha256: plan.marker.seed_manifest_sha256.clone(),
         already_primed: false,
         replaced: false,
+        reprimed_after_restart: false,
+        flushed: false,
         placement: None,
         relocated_from: plan.marker.relocated_from.clone(),
         owner: req.owner,
@@ -257,20 +271,29 @@ pub fn prime(req: &Request) -> Result<Report, PrimeError> {
     let state = state_of(&plan)?;
     match &state {
         DirState::Primed(marker) if marker.same_prime(&plan.marker) => {
-            report.already_primed = true;
-            report.seconds = started.elapsed().as_secs_f64();
-            return Ok(report);
+            if marker.durable_in(plan.boot.as_deref()) {
+                report.already_primed = true;
+                report.flushed = marker.flushed;
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+            tracing::warn!(
+                "{} was primed without a flush to disk before this machine restarted; a crash may have lost data: priming it again",
+                plan.into.display()
+            );
+            report.reprimed_after_restart = true;
         }
         DirState::Foreign(what) => return Err(foreign(&plan, what)),
         _ => {}
     }
     report.replaced = matches!(state, DirState::Primed(_) | DirState::Partial);
     let outcome = if plan.mount_point {
-        fill_mount_point(&plan, req).map(|t| (t, Placement::FilledMountPoint))
+        fill_mount_point(&plan, req).map(|(t, flushed)| (t, Placement::FilledMountPoint, flushed))
     } else {
         build_and_rename(&plan, req, &state)
     };
-    let (tree, placement) = outcome?;
+    let (tree, placement, flushed) = outcome?;
+    report.flushed = flushed;
     report.tree = Some(tree);
     report.placement = Some(placement);
     report.seconds = started.elapsed().as_secs_f64();

@@ -19,7 +19,8 @@ use crate::pex::cache::read_dir;
 use crate::pex::manifest::{self, MANIFEST_NAME};
 use crate::pex::materialize::tree::{TreeReport, open_dir};
 
-use super::dirops::{fsync_fd, remove_tree_at, sync_fs};
+use super::dirops::{fsync_fd, remove_tree_at};
+use super::durability::settle;
 use super::fill::{fill, finish_root};
 use super::plan::Plan;
 use super::{
@@ -27,7 +28,11 @@ use super::{
 };
 
 /// DIR is a mount point: build inside it, then move the top-level directories in.
-pub(super) fn fill_mount_point(plan: &Plan, req: &Request) -> Result<TreeReport, PrimeError> {
+/// Returns what was copied and whether the tree was flushed before it was moved in.
+pub(super) fn fill_mount_point(
+    plan: &Plan,
+    req: &Request,
+) -> Result<(TreeReport, bool), PrimeError> {
     let tmp = plan.into.join(MOUNT_TMP);
     fs::DirBuilder::new()
         .mode(0o700)
@@ -43,10 +48,8 @@ pub(super) fn fill_mount_point(plan: &Plan, req: &Request) -> Result<TreeReport,
             .map_err(failed(tmp.display()))?;
         names.retain(|n| n != MARKER_NAME && n != MANIFEST_NAME);
         names.sort_by_key(|n| (move_rank(n), n.clone()));
-        finish_root(plan, req, &tmp, false)?;
-        if tree.unsynced_copies > 0 {
-            sync_fs(&tmp)?;
-        }
+        let marker = settle(plan, &tmp, &tree)?;
+        finish_root(plan, &marker, req, &tmp, false)?;
         let into =
             open_dir(nix::fcntl::AT_FDCWD, &plan.into).map_err(nix_failed(plan.into.display()))?;
         let tmp_fd = open_dir(into.as_fd(), MOUNT_TMP).map_err(nix_failed(tmp.display()))?;
@@ -146,7 +149,7 @@ pub(super) fn fill_mount_point(plan: &Plan, req: &Request) -> Result<TreeReport,
             Ok(()) | Err(Errno::ENOENT) => {}
             Err(e) => return Err(nix_failed(plan.into.join(JOURNAL_NAME).display())(e)),
         }
-        Ok(tree)
+        Ok((tree, marker.flushed))
     })();
     if let Err(e) = remove_tree_at(&plan.into, OsStr::new(MOUNT_TMP)) {
         tracing::warn!("{e}; the next prime removes it");

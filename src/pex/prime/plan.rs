@@ -14,6 +14,7 @@ use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
 use crate::pex::materialize::relocate::Relocation;
 use crate::pex::materialize::tree::LinkMode;
 
+use super::durability::{Durability, current_boot};
 use super::marker::Marker;
 use super::{FORMAT, PrimeError, Request, bad, failed};
 
@@ -27,6 +28,9 @@ pub(super) struct Plan {
     pub(super) marker: Marker,
     pub(super) relocation: Option<Relocation>,
     pub(super) mount_point: bool,
+    /// The current boot, when the kernel tells it.
+    pub(super) boot: Option<String>,
+    pub(super) durability: Durability,
 }
 
 pub(super) fn plan(req: &Request) -> Result<Plan, PrimeError> {
@@ -108,6 +112,11 @@ pub(super) fn plan(req: &Request) -> Result<Plan, PrimeError> {
             )));
         }
     }
+    let boot = current_boot();
+    let durability = Durability::for_dir(
+        if mount_point { into.as_path() } else { parent },
+        boot.as_deref(),
+    );
     Ok(Plan {
         marker: Marker {
             format: FORMAT,
@@ -116,7 +125,11 @@ pub(super) fn plan(req: &Request) -> Result<Plan, PrimeError> {
             pex_root: into.clone(),
             owner: req.owner,
             relocated_from: relocation.as_ref().map(|r| r.from().to_path_buf()),
+            flushed: false,
+            boot_id: None,
         },
+        boot,
+        durability,
         seed,
         parent: parent.to_path_buf(),
         name: name.to_os_string(),

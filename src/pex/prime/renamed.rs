@@ -12,7 +12,8 @@ use nix::fcntl::renameat;
 use crate::paths::rename_exchange;
 use crate::pex::materialize::tree::{TreeReport, open_dir};
 
-use super::dirops::{fsync_fd, remove_tree_at, sync_fs};
+use super::dirops::{fsync_fd, remove_tree_at};
+use super::durability::settle;
 use super::fill::{fill, finish_root};
 use super::marker::DirState;
 use super::plan::Plan;
@@ -31,7 +32,7 @@ pub(super) fn build_and_rename(
     plan: &Plan,
     req: &Request,
     state: &DirState,
-) -> Result<(TreeReport, Placement), PrimeError> {
+) -> Result<(TreeReport, Placement, bool), PrimeError> {
     let mut tmp_name = tmp_prefix(plan);
     tmp_name.push(std::process::id().to_string());
     let tmp = plan.parent.join(&tmp_name);
@@ -41,10 +42,8 @@ pub(super) fn build_and_rename(
         .map_err(failed(format!("creating {}", tmp.display())))?;
     let result = (|| {
         let tree = fill(plan, req, &tmp)?;
-        finish_root(plan, req, &tmp, true)?;
-        if tree.unsynced_copies > 0 {
-            sync_fs(&tmp)?;
-        }
+        let marker = settle(plan, &tmp, &tree)?;
+        finish_root(plan, &marker, req, &tmp, true)?;
         let parent = open_dir(nix::fcntl::AT_FDCWD, &plan.parent)
             .map_err(nix_failed(plan.parent.display()))?;
         match state {
@@ -78,7 +77,7 @@ pub(super) fn build_and_rename(
             },
         }
         fsync_fd(parent.as_fd()).map_err(failed(plan.parent.display()))?;
-        Ok(tree)
+        Ok((tree, marker.flushed))
     })();
     // On success `tmp` holds the old tree (after a swap) or nothing at all.
     if tmp.symlink_metadata().is_ok()
@@ -86,7 +85,7 @@ pub(super) fn build_and_rename(
     {
         tracing::warn!("{e}; the next prime removes it");
     }
-    result.map(|tree| (tree, Placement::Renamed))
+    result.map(|(tree, flushed)| (tree, Placement::Renamed, flushed))
 }
 
 /// Exchanges the new tree with the old prime in one step; where the filesystem cannot
