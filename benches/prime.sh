@@ -6,11 +6,16 @@
 #   benches/prime.sh [PEX...]    # default: the big apps benches/repair.sh builds
 #   ROUNDS=7 benches/prime.sh
 #
-# Rows, each into a fresh empty target (the removal between runs is not timed):
-#   same filesystem: cp -a; cp -a + sync -f (prime flushes the filesystem with syncfs
-#     before its rename, cp does not); prime --link copy; prime --link hardlink (what
-#     auto does here: ext4 has no reflinks)
+# Rows, each into a fresh empty target:
+#   same filesystem: cp -a; cp -a + sync -f (what a copy costs when it must be on disk, as
+#     prime's is on filesystems shared between machines); prime --link copy (ext4 is
+#     local: no flush, the marker names the boot); prime --link hardlink (what auto does
+#     here: ext4 has no reflinks)
 #   tmpfs: cp -a; prime (auto: copies, as hardlinks cannot cross filesystems)
+# Each command starts after a `sync`, so none pays for the writeback of the one before.
+# Targets are removed only between rounds, followed by a pause: ext4 without a journal
+# (these machines) skips inodes freed in the last 60 s when it allocates new ones, which
+# made a copy right after `rm -rf` of the previous one up to twice as slow, at random.
 # The seed is built for $WORK/seed and primed elsewhere, so every prime also relocates
 # (rewrites the venvs' shebangs and links): the Kubernetes case.
 # Page cache: dropping caches between runs is not reliable here; all commands read the
@@ -47,40 +52,41 @@ PATHS=$(find "$SEED" | wc -l)
 /usr/bin/python3.11 - "$PEXINIT" "$SEED" "$WORK" "$ROUNDS" "$BYTES" "$PATHS" <<'PY'
 import os, shutil, statistics, subprocess, sys, time
 pexinit, seed, work, rounds, nbytes, paths = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-same, tmpfs = f"{work}/same/dst", f"{work}/tmpfs/dst"
 
 def prime(dst, *flags):
     return [pexinit, "prime", "--from", seed, "--into", dst, *flags]
 
 rows = {
-    "same fs: cp -a": [["cp", "-a", seed, same]],
-    "same fs: cp -a + sync -f": [["cp", "-a", seed, same], ["sync", "-f", same]],
-    "same fs: prime --link copy": [prime(same, "--link", "copy")],
-    "same fs: prime --link hardlink": [prime(same, "--link", "hardlink")],
-    "tmpfs: cp -a": [["cp", "-a", seed, tmpfs]],
-    "tmpfs: prime (auto = copy)": [prime(tmpfs)],
+    "same fs: cp -a": lambda d: [["cp", "-a", seed, d]],
+    "same fs: cp -a + sync -f": lambda d: [["cp", "-a", seed, d], ["sync", "-f", d]],
+    "same fs: prime --link copy": lambda d: [prime(d, "--link", "copy")],
+    "same fs: prime --link hardlink": lambda d: [prime(d, "--link", "hardlink")],
+    "tmpfs: cp -a": lambda d: [["cp", "-a", seed, d]],
+    "tmpfs: prime (auto = copy)": lambda d: [prime(d)],
 }
 runs = {name: [] for name in rows}
 
 def clean():
-    for dst in (same, tmpfs):
-        subprocess.run(["rm", "-rf", dst], check=True)
-        for d in (os.path.dirname(dst),):
-            for name in os.listdir(d):
-                if name.startswith(".dst."):
-                    subprocess.run(["rm", "-rf", os.path.join(d, name)], check=True)
+    for parent in (f"{work}/same", f"{work}/tmpfs"):
+        for name in os.listdir(parent):
+            subprocess.run(["rm", "-rf", os.path.join(parent, name)], check=True)
+    subprocess.run(["sync"], check=True)
 
 names = list(rows)
+clean()
 for r in range(rounds):
+    if r:
+        time.sleep(65)  # freed inodes are reusable again (see the header)
     order = names[r % len(names):] + names[:r % len(names)]
-    for name in order:
-        clean()
+    for i, name in enumerate(order):
+        dst = f"{work}/{'tmpfs' if name.startswith('tmpfs') else 'same'}/dst{i}"
+        subprocess.run(["sync"], check=True)
         start = time.perf_counter()
-        for argv in rows[name]:
+        for argv in rows[name](dst):
             subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
         runs[name].append(time.perf_counter() - start)
         print(f"round {r + 1}: {name}: {runs[name][-1]:.2f} s", file=sys.stderr, flush=True)
-clean()
+    clean()
 med = {name: statistics.median(v) for name, v in runs.items()}
 print(f"seed: {nbytes/1e9:.2f} GB, {paths} paths; {rounds} alternating rounds, medians (s, wall)")
 print("| command | median s | vs cp -a (same target fs) | vs cp -a + sync -f |")
