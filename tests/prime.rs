@@ -9,6 +9,8 @@
 mod support;
 
 use std::fs;
+use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -726,6 +728,217 @@ fn bad_input_is_one_line_and_changes_nothing() {
         );
         assert_eq!(fingerprint(sb.path()), before, "{argv:?} changed something");
     }
+}
+
+/// On a filesystem that shares blocks (XFS): `--link reflink`, and `auto` (which tries
+/// reflinks first), prime without copying the seed's data, so DIR costs next to no
+/// space; yet, unlike a hardlink, every primed file is an inode of its own, so writing
+/// to it never changes the seed. Only pex's lock and access files are plain copies.
+/// Reflinks take `--chown` (hardlinks cannot); the results run warm as 123456:0 and,
+/// chowned, as 65534.
+#[test]
+fn reflink_primes_share_blocks_and_stay_independent() {
+    let sb = Sandbox::new();
+    let home = home(&sb);
+    // Dropped (unmounted) before the Sandbox, also when an assertion fails.
+    let xfs = XfsMount::new(&sb, "xfs");
+    let mnt = xfs.path();
+    let seed_dir = mnt.join("seed");
+    let empty = used_bytes(mnt);
+    seed(&seed_dir, &apps());
+    let seed_before = fingerprint(&seed_dir);
+    let seed_bytes = allocated(&seed_dir);
+    let mut used = used_bytes(mnt);
+    // The measure sees data that is really written: the seed's own. (A `--link copy`
+    // prime is no reference here: std's copy_file_range clones on XFS too.)
+    assert!(
+        seed_bytes > 10 << 20 && used - empty >= seed_bytes / 2,
+        "seeding used {} bytes for {seed_bytes} bytes of files",
+        used - empty
+    );
+    // pex's lock and access files, each inode once (the seed hardlinks identical files,
+    // and a second link is made as a link to the first copy).
+    let run_time_files = tree(&seed_dir)
+        .iter()
+        .filter_map(|e| e.strip_prefix("f "))
+        .filter(|p| p.ends_with(".lck") || p.ends_with("/.last-access"))
+        .map(|p| fs::metadata(p).expect("stat").ino())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
+    assert!(run_time_files > 0, "{:#?}", tree(&seed_dir));
+
+    for (dir, extra) in [
+        ("reflink", &["--link", "reflink"][..]),
+        ("auto", &["--link", "auto"][..]),
+        (
+            "chowned",
+            &["--link", "reflink", "--chown", "65534:65534"][..],
+        ),
+    ] {
+        let report = prime(&seed_dir, &mnt.join(dir), extra);
+        assert!(num(&report, "files_reflinked") > 1000, "{dir}: {report:#}");
+        assert_eq!(num(&report, "files_hardlinked"), 0, "{dir}: {report:#}");
+        // Relocated (the seed was built for <mnt>/seed): some files are rewritten.
+        assert!(num(&report, "files_rewritten") > 0, "{dir}: {report:#}");
+        // What pex writes on a warm run is never shared, not even by a reflink.
+        assert_eq!(
+            num(&report, "files_copied"),
+            run_time_files,
+            "{dir}: {report:#}"
+        );
+        let now = used_bytes(mnt);
+        assert!(
+            (now - used) * 4 < seed_bytes,
+            "{dir}: priming used {} bytes for a seed of {seed_bytes}: blocks are not shared",
+            now - used
+        );
+        used = now;
+    }
+    let meta = fs::metadata(mnt.join("chowned/venvs")).expect("venvs");
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+
+    let primed = mnt.join("reflink");
+    assert_runs_warm(&primed, 123456, 0, &home, "reflink");
+    assert_runs_warm(
+        &mnt.join("chowned"),
+        65534,
+        65534,
+        &home,
+        "reflink, chown 65534",
+    );
+
+    // Independence: overwrite a primed source file in place (copy on write).
+    let (size, rel) = tree(&primed.join("installed_wheels"))
+        .iter()
+        .filter_map(|e| e.strip_prefix("f "))
+        .filter(|p| p.ends_with(".py"))
+        .map(|p| {
+            let rel = Path::new(p).strip_prefix(&primed).expect("below DIR");
+            (fs::metadata(p).expect("stat").len(), rel.to_path_buf())
+        })
+        .max()
+        .expect("a .py file in installed_wheels");
+    let (copy, original) = (primed.join(&rel), seed_dir.join(&rel));
+    let original_bytes = fs::read(&original).expect("read the seed's file");
+    assert_eq!(
+        fs::read(&copy).expect("read the primed file"),
+        original_bytes,
+        "{} was rewritten: pick another file",
+        rel.display()
+    );
+    let (a, b) = (
+        fs::metadata(&copy).expect("stat"),
+        fs::metadata(&original).expect("stat"),
+    );
+    assert_eq!(a.dev(), b.dev());
+    assert_ne!(
+        a.ino(),
+        b.ino(),
+        "{} shares the seed's inode",
+        copy.display()
+    );
+    let overwrite = vec![b'#'; size as usize];
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .open(&copy)
+        .expect("open the primed file");
+    file.write_all(&overwrite).expect("overwrite");
+    file.sync_all().expect("fsync");
+    drop(file);
+    // Read the seed's file from the disk, not from its cached pages.
+    let file = fs::File::open(&original).expect("open the seed's file");
+    // SAFETY: posix_fadvise on a descriptor we own; it only drops clean cached pages.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0, "posix_fadvise");
+    assert_eq!(
+        fs::read(&original).expect("read the seed's file"),
+        original_bytes,
+        "writing to {} changed the seed",
+        copy.display()
+    );
+    assert_eq!(fs::read(&copy).expect("read"), overwrite);
+    assert_eq!(
+        fingerprint(&seed_dir),
+        seed_before,
+        "priming or running changed the seed"
+    );
+}
+
+/// An XFS filesystem with reflinks in a sparse image in the sandbox, loop-mounted in
+/// this process's mount namespace (the assertions run `pexinit run` from here), and
+/// unmounted on drop, also when the test panics: declare it after the Sandbox.
+struct XfsMount(PathBuf);
+
+impl XfsMount {
+    fn new(sb: &Sandbox, rel: &str) -> XfsMount {
+        let image = sb.join(&format!("{rel}.img"));
+        fs::File::create(&image)
+            .and_then(|f| f.set_len(2 << 30))
+            .expect("sparse image");
+        let mkfs = clean_command("mkfs.xfs")
+            .args(["-q", "-m", "reflink=1"])
+            .arg(&image)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "mkfs.xfs is missing; run scripts/install-test-deps (apt-get install -y xfsprogs) ({e})"
+                )
+            });
+        assert!(
+            mkfs.status.success(),
+            "mkfs.xfs: {}",
+            String::from_utf8_lossy(&mkfs.stderr)
+        );
+        let mnt = sb.mkdir(rel);
+        let mount = run(clean_command("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt));
+        assert!(mount.success(), "mount -o loop: {}", mount.describe());
+        XfsMount(mnt)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for XfsMount {
+    fn drop(&mut self) {
+        // The loop device goes with the mount (`mount -o loop` sets autoclear).
+        let umount = |flags: &[&str]| {
+            clean_command("umount")
+                .args(flags)
+                .arg(&self.0)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !umount(&[]) && !umount(&["-l"]) {
+            eprintln!("could not unmount {}", self.0.display());
+        }
+    }
+}
+
+/// Bytes in use on the filesystem holding `dir`, once flushed (XFS settles delayed
+/// allocations and frees deleted files in the background).
+fn used_bytes(dir: &Path) -> u64 {
+    let file = fs::File::open(dir).expect("open");
+    // SAFETY: syncfs on a descriptor we own.
+    assert_eq!(unsafe { libc::syncfs(file.as_raw_fd()) }, 0, "syncfs");
+    let st = nix::sys::statvfs::fstatvfs(&file).expect("statvfs");
+    (st.blocks() - st.blocks_free()) * st.fragment_size()
+}
+
+/// Bytes allocated to the regular files below `root`, each inode once.
+fn allocated(root: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    tree(root)
+        .iter()
+        .filter_map(|e| e.strip_prefix("f "))
+        .map(|p| fs::symlink_metadata(p).expect("lstat"))
+        .filter(|m| seen.insert(m.ino()))
+        .map(|m| m.blocks() * 512)
+        .sum()
 }
 
 fn args(from: &Path, into: &Path, extra: &[&str]) -> Vec<String> {
