@@ -9,6 +9,7 @@
 //!   PEX_ROOT is not the path the seed was built for.
 
 pub mod farm;
+pub(crate) mod pool;
 pub mod relocate;
 pub mod tree;
 

@@ -19,6 +19,8 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
@@ -29,6 +31,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, linkat, symlinkat, unlinkat};
 use serde::Serialize;
 
+use super::pool::{self, Pool};
 use super::relocate::Relocation;
 use crate::paths::chown_nofollow;
 use crate::pex::cache::{FileKind, read_dir};
@@ -58,9 +61,9 @@ pub struct TreeRequest<'a> {
     /// copies are left in the page cache and only counted.
     pub flush: bool,
     /// Names at the top of `src` that are not copied (pexinit's own files).
-    pub skip_top: &'a dyn Fn(&OsStr) -> bool,
+    pub skip_top: &'a (dyn Fn(&OsStr) -> bool + Sync),
     /// Called once per entry copied (progress).
-    pub tick: &'a dyn Fn(),
+    pub tick: &'a (dyn Fn() + Sync),
 }
 
 /// What copying did, by kind of work.
@@ -88,6 +91,35 @@ pub struct TreeReport {
     pub unsynced_copies: u64,
 }
 
+impl TreeReport {
+    /// Adds another worker's counts.
+    fn add(&mut self, other: &TreeReport) {
+        // Destructured, so that a new field cannot be forgotten here.
+        let TreeReport {
+            dirs,
+            symlinks,
+            files_copied,
+            files_hardlinked,
+            files_reflinked,
+            files_rewritten,
+            stale_bytecode_dropped,
+            bytes_copied,
+            skipped_special,
+            unsynced_copies,
+        } = other;
+        self.dirs += dirs;
+        self.symlinks += symlinks;
+        self.files_copied += files_copied;
+        self.files_hardlinked += files_hardlinked;
+        self.files_reflinked += files_reflinked;
+        self.files_rewritten += files_rewritten;
+        self.stale_bytecode_dropped += stale_bytecode_dropped;
+        self.bytes_copied += bytes_copied;
+        self.skipped_special += skipped_special;
+        self.unsynced_copies += unsynced_copies;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
     /// The requested link mode cannot work here: nothing wrong with the data.
@@ -106,29 +138,54 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> TreeError {
 
 /// Copies the tree below `req.src` into the existing, empty directory `req.dst`. The
 /// roots themselves are left to the caller (their metadata is set last, by it).
+///
+/// Directories are filled on every core: a worker that meets a subdirectory while
+/// another worker is idle hands it over (see [`pool`]). A directory's metadata is set by
+/// whoever filled it, once its own entries are all there; what happens deeper down
+/// touches neither its mtime nor needs its permissions (everything goes through
+/// descriptors).
 pub fn copy_tree(req: &TreeRequest<'_>) -> Result<TreeReport, TreeError> {
     let src = open_dir(nix::fcntl::AT_FDCWD, req.src).map_err(|e| io_err(req.src, e))?;
     let dst = open_dir(nix::fcntl::AT_FDCWD, req.dst).map_err(|e| io_err(req.dst, e))?;
-    let mut copier = Copier {
-        req,
-        reflink: match req.mode {
+    let shared = Shared {
+        reflink: ProbeCell::new(match req.mode {
             LinkMode::Auto | LinkMode::Reflink => Probe::Unknown,
             _ => Probe::No,
-        },
-        hardlink: match req.mode {
+        }),
+        hardlink: ProbeCell::new(match req.mode {
             LinkMode::Auto | LinkMode::Hardlink => Probe::Unknown,
             _ => Probe::No,
-        },
+        }),
         as_root: nix::unistd::geteuid().is_root(),
         creator: creator(dst.as_fd()).map_err(|e| io_err(req.dst, e))?,
-        inodes: HashMap::new(),
+        inodes: Mutex::new(HashMap::new()),
         dst_root: dst.try_clone().map_err(|e| io_err(req.dst, e))?,
-        report: TreeReport::default(),
-        buf: vec![0u8; 64 * 1024],
+        total: Mutex::new(TreeReport::default()),
     };
-    let mut rel = PathBuf::new();
-    copier.dir(src, dst, &mut rel, &HashSet::new())?;
-    Ok(copier.report)
+    let root = Job {
+        src,
+        dst,
+        rel: PathBuf::new(),
+        rewritten_above: HashSet::new(),
+        meta: None,
+    };
+    Pool::run(pool::workers(), root, |job, pool| {
+        let mut copier = Copier {
+            req,
+            shared: &shared,
+            pool,
+            report: TreeReport::default(),
+            buf: vec![0u8; 64 * 1024],
+        };
+        let result = copier.job(job);
+        lock(&shared.total).add(&copier.report);
+        result
+    })?;
+    Ok(shared.total.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,17 +195,58 @@ enum Probe {
     No,
 }
 
-struct Copier<'a> {
-    req: &'a TreeRequest<'a>,
-    reflink: Probe,
-    hardlink: Probe,
+/// What one worker learned about reflinks or hardlinks, for all of them.
+struct ProbeCell(AtomicU8);
+
+impl ProbeCell {
+    fn new(probe: Probe) -> ProbeCell {
+        ProbeCell(AtomicU8::new(probe as u8))
+    }
+
+    fn get(&self) -> Probe {
+        match self.0.load(Ordering::Relaxed) {
+            x if x == Probe::Yes as u8 => Probe::Yes,
+            x if x == Probe::No as u8 => Probe::No,
+            _ => Probe::Unknown,
+        }
+    }
+
+    fn set(&self, probe: Probe) {
+        self.0.store(probe as u8, Ordering::Relaxed);
+    }
+}
+
+/// What the workers of one copy share.
+struct Shared {
+    reflink: ProbeCell,
+    hardlink: ProbeCell,
     as_root: bool,
     /// Who owns what we create, when that is certain (no set-group-ID directory above):
     /// a chown to the same owner would only cost a journal write per inode.
     creator: Option<(u32, u32)>,
     /// Seed inodes with several links, and where their first copy went (relative).
-    inodes: HashMap<(u64, u64), PathBuf>,
+    inodes: Mutex<HashMap<(u64, u64), PathBuf>>,
     dst_root: OwnedFd,
+    /// The workers' reports, summed.
+    total: Mutex<TreeReport>,
+}
+
+/// A directory to fill, by the worker that found it or by an idle one.
+struct Job {
+    src: OwnedFd,
+    dst: OwnedFd,
+    rel: PathBuf,
+    /// For a `__pycache__`: the sources of its parent that were rewritten.
+    rewritten_above: HashSet<OsString>,
+    /// The directory's own descriptor and the seed's metadata for it, set once it is
+    /// filled (none for the root: the caller sets that).
+    meta: Option<(OwnedFd, FileStat)>,
+}
+
+struct Copier<'a> {
+    req: &'a TreeRequest<'a>,
+    shared: &'a Shared,
+    pool: &'a Pool<Job>,
     report: TreeReport,
     buf: Vec<u8>,
 }
@@ -167,6 +265,10 @@ impl Copier<'_> {
         rel: &mut PathBuf,
         rewritten_here_above: &HashSet<OsString>,
     ) -> Result<(), TreeError> {
+        if self.pool.stopped() {
+            // Another worker failed; its error is the one reported.
+            return Err(io_err(&self.req.src.join(&*rel), "stopped"));
+        }
         let mut names = read_dir(src.as_fd(), &mut self.buf)
             .map_err(|e| io_err(&self.req.src.join(&*rel), e))?;
         names.sort_by(|a, b| a.0.cmp(&b.0));
@@ -217,17 +319,40 @@ impl Copier<'_> {
             let meta_fd = child_dst
                 .try_clone()
                 .map_err(|e| io_err(&self.shown(rel), e))?;
-            let pass = if name == "__pycache__" {
-                &rewritten
-            } else {
-                &HashSet::new()
+            let job = Job {
+                src: child_src,
+                dst: child_dst,
+                rel: rel.clone(),
+                rewritten_above: if name == "__pycache__" {
+                    rewritten.clone()
+                } else {
+                    HashSet::new()
+                },
+                meta: Some((meta_fd, st)),
             };
-            self.dir(child_src, child_dst, rel, pass)?;
-            self.set_meta(meta_fd.as_fd(), &st)
-                .map_err(|e| io_err(&self.shown(rel), e))?;
+            if let Some(job) = self.pool.offer(job) {
+                self.job(job)?;
+            }
+            rel.pop();
+        }
+        Ok(())
+    }
+
+    /// Fills the job's directory, then sets its metadata.
+    fn job(&mut self, job: Job) -> Result<(), TreeError> {
+        let Job {
+            src,
+            dst,
+            mut rel,
+            rewritten_above,
+            meta,
+        } = job;
+        self.dir(src, dst, &mut rel, &rewritten_above)?;
+        if let Some((fd, st)) = meta {
+            self.set_meta(fd.as_fd(), &st)
+                .map_err(|e| io_err(&self.shown(&rel), e))?;
             self.report.dirs += 1;
             (self.req.tick)();
-            rel.pop();
         }
         Ok(())
     }
@@ -235,14 +360,17 @@ impl Copier<'_> {
     fn owner_for(&self, st: &FileStat) -> Option<(u32, u32)> {
         match self.req.owner {
             Some(owner) => Some(owner),
-            None if self.as_root => Some((st.st_uid, st.st_gid)),
+            None if self.shared.as_root => Some((st.st_uid, st.st_gid)),
             None => None,
         }
     }
 
     /// chown (first: it clears set-id bits), chmod, then times, on a descriptor.
     fn set_meta(&self, fd: BorrowedFd<'_>, st: &FileStat) -> nix::Result<()> {
-        if let Some((uid, gid)) = self.owner_for(st).filter(|o| Some(*o) != self.creator) {
+        if let Some((uid, gid)) = self
+            .owner_for(st)
+            .filter(|o| Some(*o) != self.shared.creator)
+        {
             fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
         }
         fchmod(fd, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
@@ -266,7 +394,10 @@ impl Copier<'_> {
         symlinkat(target.as_path(), dst, name).map_err(|e| io_err(&self.shown(rel), e))?;
         let st = fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| io_err(&self.req.src.join(rel), e))?;
-        if let Some(owner) = self.owner_for(&st).filter(|o| Some(*o) != self.creator) {
+        if let Some(owner) = self
+            .owner_for(&st)
+            .filter(|o| Some(*o) != self.shared.creator)
+        {
             chown_nofollow(dst, name, owner).map_err(|e| io_err(&self.shown(rel), e))?;
         }
         utimensat(
@@ -291,8 +422,8 @@ impl Copier<'_> {
         rel: &Path,
     ) -> Result<bool, TreeError> {
         let shown_src = self.req.src.join(rel);
-        if self.hardlink != Probe::No
-            && self.reflink == Probe::No
+        if self.shared.hardlink.get() != Probe::No
+            && self.shared.reflink.get() == Probe::No
             && self.req.owner.is_none()
             && !written_at_run_time(name)
             && !self.req.relocation.is_some_and(|r| r.scans(rel))
@@ -300,7 +431,7 @@ impl Copier<'_> {
         {
             // Nothing to decide from the inode: one syscall per file. (Failures take the
             // full path below, which explains them.)
-            self.hardlink = Probe::Yes;
+            self.shared.hardlink.set(Probe::Yes);
             self.report.files_hardlinked += 1;
             (self.req.tick)();
             return Ok(false);
@@ -309,12 +440,15 @@ impl Copier<'_> {
             fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| io_err(&shown_src, e))?;
         (self.req.tick)();
         let key = (st.st_dev, st.st_ino);
-        if st.st_nlink > 1
-            && let Some(first) = self.inodes.get(&key)
-        {
+        // The first name of an inode with several is placed with the table held, so a
+        // worker meeting another name of it links to a whole file.
+        // (Through a copy of the reference: the guard must not borrow `self`.)
+        let shared = self.shared;
+        let first_of_inode = (st.st_nlink > 1).then(|| lock(&shared.inodes));
+        if let Some(first) = first_of_inode.as_ref().and_then(|inodes| inodes.get(&key)) {
             // A hardlink inside the seed: the same inode here too.
             linkat(
-                self.dst_root.as_fd(),
+                self.shared.dst_root.as_fd(),
                 first.as_path(),
                 dst,
                 name,
@@ -344,8 +478,10 @@ impl Copier<'_> {
         if !rewritten {
             self.place(src, dst, name, rel, &st)?;
         }
-        if st.st_nlink > 1 && !rewritten {
-            self.inodes.insert(key, rel.to_path_buf());
+        if let Some(mut inodes) = first_of_inode
+            && !rewritten
+        {
+            inodes.insert(key, rel.to_path_buf());
         }
         Ok(rewritten)
     }
@@ -360,8 +496,8 @@ impl Copier<'_> {
             self.report.unsynced_copies += 1;
             return;
         }
-        let linking = self.hardlink == Probe::Yes
-            || self.reflink == Probe::Yes
+        let linking = self.shared.hardlink.get() == Probe::Yes
+            || self.shared.reflink.get() == Probe::Yes
             || matches!(self.req.mode, LinkMode::Hardlink | LinkMode::Reflink);
         if linking && file.sync_data().is_ok() {
             return;
@@ -381,13 +517,13 @@ impl Copier<'_> {
     ) -> Result<(), TreeError> {
         let shown_src = self.req.src.join(rel);
         let written_by_pex = written_at_run_time(name);
-        if self.reflink != Probe::No && !written_by_pex {
+        if self.shared.reflink.get() != Probe::No && !written_by_pex {
             let from = open_file(src, name).map_err(|e| io_err(&shown_src, e))?;
             let to = create_file(dst, name).map_err(|e| io_err(&self.shown(rel), e))?;
             // SAFETY: FICLONE takes the source descriptor as its argument; both are open.
             let rc = unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) };
             if rc == 0 {
-                self.reflink = Probe::Yes;
+                self.shared.reflink.set(Probe::Yes);
                 self.set_meta(to.as_fd(), st)
                     .map_err(|e| io_err(&self.shown(rel), e))?;
                 self.report.files_reflinked += 1;
@@ -409,9 +545,9 @@ impl Copier<'_> {
                 self.req.src.display(),
                 self.req.dst.display()
             );
-            self.reflink = Probe::No;
+            self.shared.reflink.set(Probe::No);
         }
-        if self.hardlink != Probe::No && !written_by_pex {
+        if self.shared.hardlink.get() != Probe::No && !written_by_pex {
             let owner_differs = self
                 .req
                 .owner
@@ -428,7 +564,7 @@ impl Copier<'_> {
             } else {
                 match linkat(src, name, dst, name, AtFlags::empty()) {
                     Ok(()) => {
-                        self.hardlink = Probe::Yes;
+                        self.shared.hardlink.set(Probe::Yes);
                         self.report.files_hardlinked += 1;
                         return Ok(());
                     }
@@ -451,7 +587,7 @@ impl Copier<'_> {
                                 self.req.src.display(),
                                 self.req.dst.display()
                             );
-                            self.hardlink = Probe::No;
+                            self.shared.hardlink.set(Probe::No);
                         }
                     }
                     Err(e) => return Err(io_err(&self.shown(rel), e)),
