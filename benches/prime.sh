@@ -4,7 +4,7 @@
 # every command in each round (the order rotates); medians of $ROUNDS rounds.
 #
 #   benches/prime.sh [PEX...]    # default: the big apps benches/repair.sh builds
-#   ROUNDS=7 benches/prime.sh
+#   ROUNDS=12 benches/prime.sh
 #
 # Rows, each into a fresh empty target:
 #   same filesystem: cp -a; cp -a + sync -f (what a copy costs when it must be on disk, as
@@ -13,9 +13,11 @@
 #     here: ext4 has no reflinks)
 #   tmpfs: cp -a; prime (auto: copies, as hardlinks cannot cross filesystems)
 # Each command starts after a `sync`, so none pays for the writeback of the one before.
-# Targets are removed only between rounds, followed by a pause: ext4 without a journal
-# (these machines) skips inodes freed in the last 60 s when it allocates new ones, which
-# made a copy right after `rm -rf` of the previous one up to twice as slow, at random.
+# Targets on disk are removed only at the end: ext4 without a journal (these machines)
+# skips inodes freed in the last minute when it allocates new ones, which made a copy
+# right after `rm -rf` of the previous one up to twice as slow, at random. (That needs
+# 3 x ROUNDS x the seed's size free on disk.) The tmpfs targets are removed after each
+# round. With ROUNDS a multiple of 6, every row starts a round equally often.
 # The seed is built for $WORK/seed and primed elsewhere, so every prime also relocates
 # (rewrites the venvs' shebangs and links): the Kubernetes case.
 # Page cache: dropping caches between runs is not reliable here; all commands read the
@@ -30,7 +32,7 @@ if [ -z "${PRIME_BENCH_NS:-}" ]; then
     exec unshare --mount -- "$0" "$@"
 fi
 export PATH=/usr/bin:/bin
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-6}
 WORK=$PWD/target/bench-prime
 if (($# == 0)); then
     set -- target/bench-repair/app{0,1,2}-2.105.2-{venv,zipapp}.pex target/bench-repair/app{0,1,2}-2.20.3-venv.pex
@@ -66,27 +68,30 @@ rows = {
 }
 runs = {name: [] for name in rows}
 
-def clean():
-    for parent in (f"{work}/same", f"{work}/tmpfs"):
+def clean(*parents):
+    for parent in parents:
         for name in os.listdir(parent):
             subprocess.run(["rm", "-rf", os.path.join(parent, name)], check=True)
     subprocess.run(["sync"], check=True)
 
+free = shutil.disk_usage(f"{work}/same").free
+if free < 3.2 * rounds * nbytes:
+    sys.exit(f"{work}/same: {free / 1e9:.1f} GB free, {3.2 * rounds * nbytes / 1e9:.1f} GB needed: lower ROUNDS")
 names = list(rows)
-clean()
+clean(f"{work}/same", f"{work}/tmpfs")
+time.sleep(65)  # inodes freed by an earlier run are reusable again (see the header)
 for r in range(rounds):
-    if r:
-        time.sleep(65)  # freed inodes are reusable again (see the header)
     order = names[r % len(names):] + names[:r % len(names)]
-    for i, name in enumerate(order):
-        dst = f"{work}/{'tmpfs' if name.startswith('tmpfs') else 'same'}/dst{i}"
+    for name in order:
+        dst = f"{work}/{'tmpfs' if name.startswith('tmpfs') else 'same'}/r{r}-{names.index(name)}"
         subprocess.run(["sync"], check=True)
         start = time.perf_counter()
         for argv in rows[name](dst):
             subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
         runs[name].append(time.perf_counter() - start)
         print(f"round {r + 1}: {name}: {runs[name][-1]:.2f} s", file=sys.stderr, flush=True)
-    clean()
+    clean(f"{work}/tmpfs")
+clean(f"{work}/same")
 med = {name: statistics.median(v) for name, v in runs.items()}
 print(f"seed: {nbytes/1e9:.2f} GB, {paths} paths; {rounds} alternating rounds, medians (s, wall)")
 print("| command | median s | vs cp -a (same target fs) | vs cp -a + sync -f |")

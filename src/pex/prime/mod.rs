@@ -62,11 +62,11 @@ pub const MARKER_NAME: &str = ".pexinit-prime.json";
 /// Lists what a prime into a mount point is moving in; removed once the marker is there.
 pub const JOURNAL_NAME: &str = ".pexinit-prime-journal.json";
 /// The staging directory inside a mount point.
-pub(super) const MOUNT_TMP: &str = ".pexinit-prime-tmp";
+const MOUNT_TMP: &str = ".pexinit-prime-tmp";
 /// The lock file inside a mount point.
-pub(super) const MOUNT_LOCK: &str = ".pexinit-prime.lock";
+const MOUNT_LOCK: &str = ".pexinit-prime.lock";
 /// 2: the marker says whether the tree was flushed, and in which boot it was written.
-pub(super) const FORMAT: u32 = 2;
+const FORMAT: u32 = 2;
 
 /// Exit statuses of `pexinit prime` (documented in the README).
 pub mod exit {
