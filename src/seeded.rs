@@ -14,6 +14,7 @@ use crate::config::{Settings, Source};
 use crate::identity::Identity;
 use crate::pex::fastpath::{self, FastPath};
 use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
+use crate::pex::prime;
 use crate::pex::seed::{self, SeedUse, UseRequest};
 use crate::plan::EnvPlan;
 
@@ -59,6 +60,15 @@ pub fn find(
     };
     let unusable = |reason: String| (seed.clone(), reason);
     let manifest = manifest::read(&seed).map_err(|e| unusable(e.to_string()))?;
+    if let Some(boot) = &manifest.unflushed_boot_id
+        && prime::may_have_lost_data(boot)
+    {
+        // Still used: pex would trust the entries anyway. Priming again is the fix.
+        tracing::warn!(
+            "{} was primed without a flush to disk, and this machine has restarted since: if it crashed, cached files may be empty; run `pexinit prime` into it again",
+            seed.display()
+        );
+    }
     let tmp = plan
         .value("TMPDIR")
         .map(PathBuf::from)

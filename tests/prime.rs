@@ -425,8 +425,9 @@ fn this_boot() -> String {
 /// On a filesystem local to the machine, a copy prime does not wait for its data to
 /// reach the disk: the marker names the kernel's boot instead. In that boot the prime is
 /// trusted (priming again does nothing). After a restart (another boot id) a crash may
-/// have left empty files under the marker, so the next prime primes again and the app
-/// runs warm from a whole tree. A flushed prime is trusted after a restart.
+/// have left empty files under the marker: `run` warns, and the next prime primes again,
+/// after which the app runs warm from a whole tree, without the warning. A flushed prime
+/// is trusted after a restart.
 #[test]
 fn an_unflushed_prime_is_trusted_only_in_the_boot_that_wrote_it() {
     let sb = Sandbox::new();
@@ -459,6 +460,22 @@ fn an_unflushed_prime_is_trusted_only_in_the_boot_that_wrote_it() {
     let mut marker = read_marker(&into);
     marker["boot_id"] = "00000000-0000-4000-8000-000000000000".into();
     write_marker(&into, &marker);
+    let manifest_path = into.join(MANIFEST);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest_path).expect("manifest")).expect("JSON");
+    assert_eq!(manifest["unflushed_boot_id"], this_boot().as_str());
+    manifest["unflushed_boot_id"] = "00000000-0000-4000-8000-000000000000".into();
+    fs::write(&manifest_path, manifest.to_string()).expect("write manifest");
+    // `run` cannot repair, but says what to do.
+    let app = &apps()[0];
+    let ran = run(&mut app_run(&into, app, 0, 0, &home));
+    assert!(
+        ran.stderr
+            .contains("was primed without a flush to disk, and this machine has restarted since")
+            && ran.stderr.contains("run `pexinit prime` into it again"),
+        "{}",
+        ran.describe()
+    );
 
     let ran = run(&mut prime_cmd(&seed_dir, &into, &["--link", "copy"]));
     assert!(ran.success(), "{}", ran.describe());
@@ -474,6 +491,12 @@ fn an_unflushed_prime_is_trusted_only_in_the_boot_that_wrote_it() {
     assert_eq!(fs::read(&victim).expect("victim"), original);
     assert_eq!(read_marker(&into)["boot_id"], this_boot().as_str());
     assert_runs_warm(&into, 123456, 0, &home, "primed again after a restart");
+    let ran = run(&mut app_run(&into, app, 123456, 0, &home));
+    assert!(
+        !ran.stderr.contains("primed without a flush"),
+        "{}",
+        ran.describe()
+    );
 
     let mut marker = read_marker(&into);
     marker["flushed"] = true.into();

@@ -133,6 +133,11 @@ pub struct Manifest {
     pub source_date_epoch: i64,
     pub ownership: Ownership,
     pub entries: Vec<Entry>,
+    /// Set by `pexinit prime` when it published this tree without flushing it to disk:
+    /// the kernel boot it did so in. After a restart of the machine the tree may have
+    /// lost data (see `prime`'s durability); `run` warns. Never set in a seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unflushed_boot_id: Option<String>,
 }
 
 impl Manifest {

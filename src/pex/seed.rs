@@ -489,6 +489,7 @@ fn apply_with(plan: &SeedPlan, progress: &Progress) -> Result<SeedReport, SeedEr
     }
     entries.sort_by(|a, b| a.pex_hash.cmp(&b.pex_hash));
     let manifest = Manifest {
+        unflushed_boot_id: None,
         format: manifest::FORMAT,
         pex_root: root.clone(),
         python: plan.python_realpath.clone(),

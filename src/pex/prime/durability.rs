@@ -75,6 +75,12 @@ pub(super) fn current_boot() -> Option<String> {
     well_formed.then(|| id.to_owned())
 }
 
+/// Whether a tree published unflushed in the boot `unflushed_boot` may have lost data:
+/// the machine has restarted since (or the current boot cannot be read).
+pub fn may_have_lost_data(unflushed_boot: &str) -> bool {
+    current_boot().as_deref() != Some(unflushed_boot)
+}
+
 fn filesystem_magic(dir: &Path) -> Option<u64> {
     let st = nix::sys::statfs::statfs(dir).ok()?;
     // The field is signed on glibc and unsigned on musl; the magic numbers are positive.

@@ -59,6 +59,7 @@ pub(super) fn finish_root(
 ) -> Result<(), PrimeError> {
     let mut manifest = plan.manifest.clone();
     manifest.pex_root = plan.into.clone();
+    manifest.unflushed_boot_id = marker.boot_id.clone();
     if let Some((uid, gid)) = req.owner {
         manifest.ownership.uid = Some(uid);
         manifest.ownership.gid = gid;

@@ -51,6 +51,7 @@ use crate::error::Result;
 use crate::pex::materialize::tree::{LinkMode, TreeReport};
 
 use dirops::remove_tree_at;
+pub use durability::may_have_lost_data;
 pub use marker::Marker;
 use marker::{DirState, lock, state_of};
 use mount_point::fill_mount_point;
