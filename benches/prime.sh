@@ -4,7 +4,7 @@
 # every command in each round (the order rotates); medians of $ROUNDS rounds.
 #
 #   benches/prime.sh [PEX...]    # default: the big apps benches/repair.sh builds
-#   ROUNDS=12 benches/prime.sh
+#   ROUNDS=16 benches/prime.sh
 #
 # Rows, each into a fresh empty target:
 #   same filesystem: cp -a; cp -a + sync -f (what a copy costs when it must be on disk, as
@@ -12,12 +12,14 @@
 #     local: no flush, the marker names the boot); prime --link hardlink (what auto does
 #     here: ext4 has no reflinks)
 #   tmpfs: cp -a; prime (auto: copies, as hardlinks cannot cross filesystems)
+#   and, pinned to one CPU (`taskset -c 0`), prime's hardlink and tmpfs rows again: what
+#   filling directories on every core gains
 # Each command starts after a `sync`, so none pays for the writeback of the one before.
 # Targets on disk are removed only at the end: ext4 without a journal (these machines)
 # skips inodes freed in the last minute when it allocates new ones, which made a copy
 # right after `rm -rf` of the previous one up to twice as slow, at random. (That needs
 # 3 x ROUNDS x the seed's size free on disk.) The tmpfs targets are removed after each
-# round. With ROUNDS a multiple of 6, every row starts a round equally often.
+# round. With ROUNDS a multiple of 8 (the rows), every row starts a round equally often.
 # The seed is built for $WORK/seed and primed elsewhere, so every prime also relocates
 # (rewrites the venvs' shebangs and links): the Kubernetes case.
 # Page cache: dropping caches between runs is not reliable here; all commands read the
@@ -32,7 +34,7 @@ if [ -z "${PRIME_BENCH_NS:-}" ]; then
     exec unshare --mount -- "$0" "$@"
 fi
 export PATH=/usr/bin:/bin
-ROUNDS=${ROUNDS:-6}
+ROUNDS=${ROUNDS:-8}
 WORK=$PWD/target/bench-prime
 if (($# == 0)); then
     set -- target/bench-repair/app{0,1,2}-2.105.2-{venv,zipapp}.pex target/bench-repair/app{0,1,2}-2.20.3-venv.pex
@@ -55,6 +57,9 @@ PATHS=$(find "$SEED" | wc -l)
 import os, shutil, statistics, subprocess, sys, time
 pexinit, seed, work, rounds, nbytes, paths = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 
+# prime uses as many workers as CPUs it may run on: pinned to one, it walks alone.
+one_core = ["taskset", "-c", "0"]
+
 def prime(dst, *flags):
     return [pexinit, "prime", "--from", seed, "--into", dst, *flags]
 
@@ -63,8 +68,10 @@ rows = {
     "same fs: cp -a + sync -f": lambda d: [["cp", "-a", seed, d], ["sync", "-f", d]],
     "same fs: prime --link copy": lambda d: [prime(d, "--link", "copy")],
     "same fs: prime --link hardlink": lambda d: [prime(d, "--link", "hardlink")],
+    "same fs: prime --link hardlink, one core": lambda d: [one_core + prime(d, "--link", "hardlink")],
     "tmpfs: cp -a": lambda d: [["cp", "-a", seed, d]],
     "tmpfs: prime (auto = copy)": lambda d: [prime(d)],
+    "tmpfs: prime (auto = copy), one core": lambda d: [one_core + prime(d)],
 }
 runs = {name: [] for name in rows}
 
