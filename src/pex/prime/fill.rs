@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{self, IsTerminal};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
 use nix::fcntl::{OFlag, openat};
@@ -22,6 +22,14 @@ use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest, op
 use super::marker::Marker;
 use super::plan::Plan;
 use super::{MARKER_NAME, PrimeError, Request, failed, nix_failed};
+
+/// Makes the directory a prime is built in: private until the tree is complete.
+pub(super) fn create_staging(dir: &Path) -> Result<(), PrimeError> {
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed(format!("creating {}", dir.display())))
+}
 
 /// Copies the seed into `dst` and writes the manifest and the marker into it.
 pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport, PrimeError> {

@@ -7,7 +7,6 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
@@ -21,7 +20,7 @@ use crate::pex::materialize::tree::{TreeReport, open_dir};
 
 use super::dirops::{fsync_fd, remove_tree_at};
 use super::durability::settle;
-use super::fill::{fill, finish_root};
+use super::fill::{create_staging, fill, finish_root};
 use super::plan::Plan;
 use super::{
     JOURNAL_NAME, MARKER_NAME, MOUNT_LOCK, MOUNT_TMP, PrimeError, Request, failed, nix_failed,
@@ -34,10 +33,7 @@ pub(super) fn fill_mount_point(
     req: &Request,
 ) -> Result<(TreeReport, bool), PrimeError> {
     let tmp = plan.into.join(MOUNT_TMP);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&tmp)
-        .map_err(failed(format!("creating {}", tmp.display())))?;
+    create_staging(&tmp)?;
     let result = (|| {
         let tree = fill(plan, req, &tmp)?;
         // The marker and manifest travel last and separately.

@@ -2,9 +2,7 @@
 //! renamed onto DIR, or swapped with the previous prime in one step.
 
 use std::ffi::{OsStr, OsString};
-use std::fs;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::DirBuilderExt;
 
 use nix::errno::Errno;
 use nix::fcntl::renameat;
@@ -14,7 +12,7 @@ use crate::pex::materialize::tree::{TreeReport, open_dir};
 
 use super::dirops::{fsync_fd, remove_tree_at};
 use super::durability::settle;
-use super::fill::{fill, finish_root};
+use super::fill::{create_staging, fill, finish_root};
 use super::marker::DirState;
 use super::plan::Plan;
 use super::{Placement, PrimeError, Request, bad, failed, nix_failed};
@@ -36,10 +34,7 @@ pub(super) fn build_and_rename(
     let mut tmp_name = tmp_prefix(plan);
     tmp_name.push(std::process::id().to_string());
     let tmp = plan.parent.join(&tmp_name);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&tmp)
-        .map_err(failed(format!("creating {}", tmp.display())))?;
+    create_staging(&tmp)?;
     let result = (|| {
         let tree = fill(plan, req, &tmp)?;
         let marker = settle(plan, &tmp, &tree)?;
