@@ -47,13 +47,7 @@ impl<J: Send> Pool<J> {
             stopped: AtomicBool::new(false),
         };
         let first_error = Mutex::new(None);
-        let worker = || {
-            if let Err(e) = pool.worker(&work) {
-                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-                // Errors after the first are the others noticing `stopped`.
-                slot.get_or_insert(e);
-            }
-        };
+        let worker = || pool.worker(&work, &first_error);
         std::thread::scope(|scope| {
             for _ in 1..workers.max(1) {
                 scope.spawn(worker);
@@ -81,18 +75,23 @@ impl<J: Send> Pool<J> {
         None
     }
 
-    /// Whether a job failed: whatever is still running may as well stop.
+    /// Whether a job failed: whatever is still running may as well stop. (Its own error
+    /// is not kept: the first one is already recorded.)
     pub(crate) fn stopped(&self) -> bool {
-        self.stopped.load(Ordering::Relaxed)
+        self.stopped.load(Ordering::Acquire)
     }
 
-    fn worker<E>(&self, work: &impl Fn(J, &Pool<J>) -> Result<(), E>) -> Result<(), E> {
+    fn worker<E>(
+        &self,
+        work: &impl Fn(J, &Pool<J>) -> Result<(), E>,
+        first_error: &Mutex<Option<E>>,
+    ) {
         loop {
             let job = {
                 let mut state = self.lock();
                 loop {
                     if self.stopped() {
-                        return Ok(());
+                        return;
                     }
                     if let Some(job) = state.jobs.pop() {
                         state.busy += 1;
@@ -101,24 +100,27 @@ impl<J: Send> Pool<J> {
                     if state.busy == 0 {
                         // Nothing queued and nobody left to queue anything: done.
                         self.changed.notify_all();
-                        return Ok(());
+                        return;
                     }
                     self.idle.fetch_add(1, Ordering::Relaxed);
                     state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
                     self.idle.fetch_sub(1, Ordering::Relaxed);
                 }
             };
-            let result = work(job, self);
+            if let Err(e) = work(job, self) {
+                // Recorded before `stopped` is set, so that the errors of workers that
+                // stop because of it come second.
+                first_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+                self.stopped.store(true, Ordering::Release);
+            }
             let mut state = self.lock();
             state.busy -= 1;
-            if result.is_err() {
-                self.stopped.store(true, Ordering::Relaxed);
-            }
-            if result.is_err() || (state.busy == 0 && state.jobs.is_empty()) {
+            if self.stopped() || (state.busy == 0 && state.jobs.is_empty()) {
                 self.changed.notify_all();
             }
-            drop(state);
-            result?;
         }
     }
 
