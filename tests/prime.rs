@@ -540,6 +540,38 @@ fn a_prime_on_a_filesystem_not_known_to_be_local_is_flushed() {
     assert!(marker.get("boot_id").is_none(), "{marker:#}");
 }
 
+/// A prime that fails part-way (the volume fills up) exits 1 with the system's error and
+/// leaves DIR as it was (absent here), with no temporary tree beside it.
+#[test]
+fn a_prime_that_runs_out_of_space_leaves_nothing_behind() {
+    let sb = Sandbox::new();
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, &apps()[..1]);
+    let mount = sb.mkdir("mnt");
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs \"$1\"; {bin} prime --from {seed} --into \"$1/pex-root\" --link copy || echo status=$?; ls -A \"$1\" | sed 's/^/left: /'",
+        bin = pexinit_bin(),
+        seed = seed_dir.display(),
+    );
+    let ran = in_private_mounts(&mount, &script);
+    assert!(ran.success(), "{}", ran.describe());
+    assert!(ran.stdout.contains("status=1\n"), "{}", ran.describe());
+    let errors: Vec<&str> = ran.stderr_lines();
+    assert!(
+        errors.len() == 1
+            && errors[0].starts_with("pexinit: error: ")
+            && errors[0].contains("No space left on device"),
+        "{}",
+        ran.describe()
+    );
+    let left: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("left: "))
+        .collect();
+    assert_eq!(left, [".pex-root.pexinit-prime.lock"], "{}", ran.describe());
+}
+
 /// Nothing but DIR (named `name`) and prime's lock file is left in `parent`: no
 /// temporary tree, no moved-aside old tree.
 fn assert_nothing_left_beside(parent: &Path, name: &str) {
