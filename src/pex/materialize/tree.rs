@@ -84,9 +84,9 @@ pub struct TreeReport {
     pub skipped_special: u64,
     /// Copies whose data is not yet known to be on disk: the caller flushes the
     /// filesystem before making the tree visible, or records that it did not. A tree of
-    /// links made with `flush` needs no flush: its
-    /// few copies are synced one by one, and the links are metadata, which journaling
-    /// filesystems commit in order, before the rename that publishes them.
+    /// links made with `flush` needs no flush: its few copies are synced one by one, and
+    /// the links are metadata, which journaling filesystems commit in order, before the
+    /// rename that publishes them.
     #[serde(skip)]
     pub unsynced_copies: u64,
 }

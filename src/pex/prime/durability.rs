@@ -4,7 +4,7 @@
 //! marker and does nothing. What could make it wrong is the machine going down before the
 //! copies reached the disk: after the restart, the directories and the marker are there
 //! and the files are empty. Flushing the filesystem before the rename rules that out, and
-//! costs about a third of a copy prime on disk.
+//! on disk costs a quarter of a copy's time (docs/BENCHMARKS.md: `cp -a` + `sync -f`).
 //!
 //! Within one boot of the kernel nothing is lost: every reader sees the page cache, even
 //! after the prime itself was killed. So on a filesystem local to this machine the flush
