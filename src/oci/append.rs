@@ -72,14 +72,12 @@ pub fn plan(args: &ImageAppendArgs) -> Result<Plan> {
     let mut index = layout.read_index()?;
     let position = pick_image(&index, args.reference.as_deref(), &args.layout)?;
     let base_descriptor = index["manifests"][position].clone();
-    let manifest_digest = string_field(&base_descriptor, "digest", "index.json descriptor")?;
-    let manifest_bytes =
-        layout.read_blob("manifest", &manifest_digest, size_field(&base_descriptor))?;
-    let mut manifest: Value = serde_json::from_slice(&manifest_bytes).map_err(|e| {
-        Error::Usage(format!(
-            "manifest {manifest_digest}: not JSON ({e}); the layout is corrupt"
-        ))
-    })?;
+    let (manifest_digest, mut manifest) = read_json_blob(
+        &layout,
+        "manifest",
+        &base_descriptor,
+        "index.json descriptor",
+    )?;
     let manifest_type = manifest
         .get("mediaType")
         .or_else(|| base_descriptor.get("mediaType"))
@@ -102,14 +100,8 @@ pub fn plan(args: &ImageAppendArgs) -> Result<Plan> {
 
     // The base must be whole: its config verified, its layers present.
     let config_descriptor = manifest["config"].clone();
-    let config_digest = string_field(&config_descriptor, "digest", "manifest config")?;
-    let config_bytes =
-        layout.read_blob("config", &config_digest, size_field(&config_descriptor))?;
-    let mut config: Value = serde_json::from_slice(&config_bytes).map_err(|e| {
-        Error::Usage(format!(
-            "config {config_digest}: not JSON ({e}); the layout is corrupt"
-        ))
-    })?;
+    let (config_digest, mut config) =
+        read_json_blob(&layout, "config", &config_descriptor, "manifest config")?;
     if !config.is_object() {
         return Err(Error::Usage(format!(
             "config {config_digest} is not a JSON object"
@@ -319,6 +311,24 @@ fn string_field(value: &Value, key: &str, what: &str) -> Result<String> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| Error::Usage(format!("{what} has no {key}; the layout is damaged")))
+}
+
+/// The JSON blob `descriptor` (found in `described_in`) names, its digest and size
+/// verified: the digest and the parsed value.
+fn read_json_blob(
+    layout: &Layout,
+    what: &str,
+    descriptor: &Value,
+    described_in: &str,
+) -> Result<(String, Value)> {
+    let digest = string_field(descriptor, "digest", described_in)?;
+    let bytes = layout.read_blob(what, &digest, size_field(descriptor))?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Usage(format!(
+            "{what} {digest}: not JSON ({e}); the layout is corrupt"
+        ))
+    })?;
+    Ok((digest, value))
 }
 
 fn size_field(value: &Value) -> Option<u64> {
