@@ -59,22 +59,21 @@ fn prime(from: &Path, into: &Path, extra: &[&str]) -> serde_json::Value {
     ran.json()
 }
 
-/// Paths, modes, owners, mtimes and link targets: "nothing changed" for a tree.
+/// Paths, modes, owners, mtimes, inodes, link targets and contents: "nothing changed"
+/// for a tree.
 fn fingerprint(root: &Path) -> Vec<String> {
-    tree(root)
+    nodes(root)
         .into_iter()
-        .map(|line| {
-            let path = PathBuf::from(&line[2..]);
-            let meta = fs::symlink_metadata(&path).expect("lstat");
-            let link = fs::read_link(&path).map(|t| t.display().to_string());
+        .map(|n| {
             format!(
-                "{line} {:o} {}:{} {} {} {}",
-                meta.mode(),
-                meta.uid(),
-                meta.gid(),
-                meta.mtime(),
-                meta.ino(),
-                link.unwrap_or_default()
+                "{} {:o} {}:{} {} {} {}",
+                n.rel,
+                n.meta.mode(),
+                n.meta.uid(),
+                n.meta.gid(),
+                n.meta.mtime(),
+                n.meta.ino(),
+                n.content
             )
         })
         .collect()
@@ -516,16 +515,11 @@ fn an_unflushed_prime_is_trusted_only_in_the_boot_that_wrote_it() {
 /// a filesystem here.
 #[test]
 fn a_prime_on_a_filesystem_not_known_to_be_local_is_flushed() {
-    let sb = Sandbox::new();
-    let seed_dir = sb.join("seed");
-    seed(&seed_dir, &apps()[..1]);
-    let mount = sb.mkdir("mnt");
-    let script = format!(
-        "mount -t ramfs ramfs \"$1\"; {bin} prime --json --from {seed} --into \"$1/pex-root\" --link copy; cat \"$1/pex-root/{MARKER}\"",
-        bin = pexinit_bin(),
-        seed = seed_dir.display(),
+    let ran = prime_into_a_new_mount(
+        "-t ramfs ramfs",
+        "--json",
+        &format!("cat \"$1/pex-root/{MARKER}\""),
     );
-    let ran = in_private_mounts(&mount, &script);
     assert!(ran.success(), "{}", ran.describe());
     let report: serde_json::Value = serde_json::Deserializer::from_str(&ran.stdout)
         .into_iter()
@@ -544,16 +538,11 @@ fn a_prime_on_a_filesystem_not_known_to_be_local_is_flushed() {
 /// leaves DIR as it was (absent here), with no temporary tree beside it.
 #[test]
 fn a_prime_that_runs_out_of_space_leaves_nothing_behind() {
-    let sb = Sandbox::new();
-    let seed_dir = sb.join("seed");
-    seed(&seed_dir, &apps()[..1]);
-    let mount = sb.mkdir("mnt");
-    let script = format!(
-        "mount -t tmpfs -o size=1m tmpfs \"$1\"; {bin} prime --from {seed} --into \"$1/pex-root\" --link copy || echo status=$?; ls -A \"$1\" | sed 's/^/left: /'",
-        bin = pexinit_bin(),
-        seed = seed_dir.display(),
+    let ran = prime_into_a_new_mount(
+        "-t tmpfs -o size=1m tmpfs",
+        "",
+        "ls -A \"$1\" | sed 's/^/left: /'",
     );
-    let ran = in_private_mounts(&mount, &script);
     assert!(ran.success(), "{}", ran.describe());
     assert!(ran.stdout.contains("status=1\n"), "{}", ran.describe());
     let errors: Vec<&str> = ran.stderr_lines();
@@ -570,6 +559,21 @@ fn a_prime_that_runs_out_of_space_leaves_nothing_behind() {
         .filter_map(|l| l.strip_prefix("left: "))
         .collect();
     assert_eq!(left, [".pex-root.pexinit-prime.lock"], "{}", ran.describe());
+}
+
+/// Seeds one app, then, in a private mount namespace, mounts a new filesystem (`mount`'s
+/// arguments, without the mount point) at `$1`, runs `pexinit prime [FLAGS] --link copy`
+/// into `$1/pex-root` (printing `status=N` when it fails), then `after`.
+fn prime_into_a_new_mount(mount: &str, flags: &str, after: &str) -> Ran {
+    let sb = Sandbox::new();
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, &apps()[..1]);
+    let script = format!(
+        "mount {mount} \"$1\"; {bin} prime {flags} --from {seed} --into \"$1/pex-root\" --link copy || echo status=$?; {after}",
+        bin = pexinit_bin(),
+        seed = seed_dir.display(),
+    );
+    in_private_mounts(&sb.mkdir("mnt"), &script)
 }
 
 /// Nothing but DIR (named `name`) and prime's lock file is left in `parent`: no

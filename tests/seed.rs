@@ -257,31 +257,20 @@ fn venv_list_selects_pex_files_by_physical_path() {
 /// A sorted listing of a tree with modes, owners, mtimes, link targets and content
 /// hashes: two reproducible seeds give equal listings.
 fn fingerprint(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in tree(root) {
-        let path = PathBuf::from(&line[2..]);
-        let meta = fs::symlink_metadata(&path).expect("lstat");
-        let rel = path
-            .strip_prefix(root)
-            .expect("below root")
-            .display()
-            .to_string();
-        let what = if meta.file_type().is_symlink() {
-            format!("-> {}", fs::read_link(&path).expect("readlink").display())
-        } else if meta.is_dir() {
-            "dir".to_owned()
-        } else {
-            manifest::sha256_file(&path).expect("hash")
-        };
-        out.push(format!(
-            "{rel} {:o} {}:{} {} {what}",
-            meta.mode(),
-            meta.uid(),
-            meta.gid(),
-            meta.mtime()
-        ));
-    }
-    out
+    nodes(root)
+        .into_iter()
+        .map(|n| {
+            format!(
+                "{} {:o} {}:{} {} {}",
+                n.rel,
+                n.meta.mode(),
+                n.meta.uid(),
+                n.meta.gid(),
+                n.meta.mtime(),
+                n.content
+            )
+        })
+        .collect()
 }
 
 /// Two seeds of the same inputs at the same path are byte-identical trees (modes,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -61,37 +61,6 @@ pub fn podman() -> Command {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/podman/containers.conf"),
     );
     cmd
-}
-
-/// Every path below `root` with its type, mode, and content hash or link target:
-/// equal snapshots mean nothing was added, removed or changed.
-pub fn snapshot(root: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).expect("read_dir").flatten() {
-            let path = entry.path();
-            let meta = fs::symlink_metadata(&path).expect("lstat");
-            let rel = path
-                .strip_prefix(root)
-                .expect("below root")
-                .display()
-                .to_string();
-            let what = if meta.file_type().is_symlink() {
-                format!("-> {}", fs::read_link(&path).expect("readlink").display())
-            } else if meta.is_dir() {
-                stack.push(path.clone());
-                "dir".to_string()
-            } else if meta.is_file() {
-                hex(&Sha256::digest(fs::read(&path).expect("read")))
-            } else {
-                // A fifo or device: its type is its content (reading could block).
-                "special".to_string()
-            };
-            out.insert(format!("{rel} {:o} {what}", meta.mode()));
-        }
-    }
-    out
 }
 
 /// `sha256:<hex>` of a file.

@@ -292,6 +292,57 @@ pub fn tree(root: &Path) -> Vec<String> {
     out
 }
 
+/// One path below a root, as tree comparisons see it.
+pub struct Node {
+    /// The path relative to the root.
+    pub rel: String,
+    pub meta: fs::Metadata,
+    /// `-> target` for a link, `dir`, a file's sha256, or `special` for a fifo or device
+    /// (reading one could block).
+    pub content: String,
+}
+
+/// Every path below `root`, sorted, never following links. (Walked here rather than
+/// through [`tree`]'s text lines: names need not be UTF-8.)
+pub fn nodes(root: &Path) -> Vec<Node> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            let meta = fs::symlink_metadata(&path).expect("lstat");
+            let content = if meta.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&path).expect("readlink").display())
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                "dir".to_owned()
+            } else if meta.is_file() {
+                pexinit::pex::manifest::sha256_file(&path).expect("hash")
+            } else {
+                "special".to_owned()
+            };
+            let rel = path.strip_prefix(root).expect("below root");
+            out.push(Node {
+                rel: rel.display().to_string(),
+                meta,
+                content,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    out
+}
+
+/// Paths, types, modes and contents below `root`: equal snapshots mean nothing was
+/// added, removed or changed.
+pub fn snapshot(root: &Path) -> std::collections::BTreeSet<String> {
+    use std::os::unix::fs::MetadataExt;
+    nodes(root)
+        .into_iter()
+        .map(|n| format!("{} {:o} {}", n.rel, n.meta.mode(), n.content))
+        .collect()
+}
+
 /// A command with a clean, explicit environment: only PATH unless the test adds more.
 pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
