@@ -329,21 +329,9 @@ fn an_empty_tmpfs_mount_point_is_primed_and_runs_warm() {
         ran.describe()
     );
     assert!(!ran.stderr.contains("PEXWarning"), "{}", ran.describe());
-    assert!(
-        ran.stdout.contains("\"placement\": \"filled_mount_point\""),
-        "{}",
-        ran.describe()
-    );
-    assert!(
-        ran.stdout.contains("\"already_primed\": true"),
-        "{}",
-        ran.describe()
-    );
-    assert!(
-        ran.stdout.contains("\"files_hardlinked\": 0"),
-        "{}",
-        ran.describe()
-    );
+    ran.assert_stdout_has("\"placement\": \"filled_mount_point\"");
+    ran.assert_stdout_has("\"already_primed\": true");
+    ran.assert_stdout_has("\"files_hardlinked\": 0");
     let before = fs::read_to_string(sb.join("before")).expect("before");
     let after = fs::read_to_string(sb.join("after")).expect("after");
     assert!(before.contains("/venvs/"), "{before}");
@@ -491,11 +479,7 @@ fn an_unflushed_prime_is_trusted_only_in_the_boot_that_wrote_it() {
     assert_eq!(read_marker(&into)["boot_id"], this_boot().as_str());
     assert_runs_warm(&into, 123456, 0, &home, "primed again after a restart");
     let ran = run(&mut app_run(&into, app, 123456, 0, &home));
-    assert!(
-        !ran.stderr.contains("primed without a flush"),
-        "{}",
-        ran.describe()
-    );
+    ran.assert_stderr_lacks("primed without a flush");
 
     let mut marker = read_marker(&into);
     marker["flushed"] = true.into();
@@ -678,26 +662,10 @@ fn a_killed_prime_of_a_mount_point_is_finished_by_the_next() {
         "the prime ended before the kill: {}",
         ran.describe()
     );
-    assert!(
-        !ran.stdout.contains("MANIFEST-BEFORE-CONTENT"),
-        "{}",
-        ran.describe()
-    );
-    assert!(
-        !ran.stdout.contains("after-prime: .pexinit-prime-tmp"),
-        "{}",
-        ran.describe()
-    );
-    assert!(
-        !ran.stdout.contains("after-prime: .pexinit-prime-journal"),
-        "{}",
-        ran.describe()
-    );
-    assert!(
-        ran.stdout.contains("after-prime: .pexinit-prime.json"),
-        "{}",
-        ran.describe()
-    );
+    ran.assert_stdout_lacks("MANIFEST-BEFORE-CONTENT");
+    ran.assert_stdout_lacks("after-prime: .pexinit-prime-tmp");
+    ran.assert_stdout_lacks("after-prime: .pexinit-prime-journal");
+    ran.assert_stdout_has("after-prime: .pexinit-prime.json");
     assert_cowsay_said(&ran, "moo");
     assert!(ran.stderr.contains(FAST_PATH_TAKEN), "{}", ran.describe());
     assert!(!ran.stderr.contains("PEXWarning"), "{}", ran.describe());

@@ -418,6 +418,39 @@ impl Ran {
     }
 
     /// Non-empty stderr lines.
+    /// Panics, showing the whole run, unless stdout holds `text`.
+    pub fn assert_stdout_has(&self, text: &str) {
+        assert!(
+            self.stdout.contains(text),
+            "no {text:?} in stdout: {}",
+            self.describe()
+        );
+    }
+
+    pub fn assert_stdout_lacks(&self, text: &str) {
+        assert!(
+            !self.stdout.contains(text),
+            "{text:?} in stdout: {}",
+            self.describe()
+        );
+    }
+
+    pub fn assert_stderr_has(&self, text: &str) {
+        assert!(
+            self.stderr.contains(text),
+            "no {text:?} in stderr: {}",
+            self.describe()
+        );
+    }
+
+    pub fn assert_stderr_lacks(&self, text: &str) {
+        assert!(
+            !self.stderr.contains(text),
+            "{text:?} in stderr: {}",
+            self.describe()
+        );
+    }
+
     pub fn stderr_lines(&self) -> Vec<&str> {
         self.stderr
             .lines()
