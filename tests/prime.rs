@@ -42,6 +42,21 @@ fn seed(root: &Path, apps: &[PathBuf]) {
     assert!(ran.success(), "seed: {}", ran.describe());
 }
 
+/// A sandbox with a HOME anyone can write, and a seed of some apps at `<sandbox>/seed`.
+struct Seeded {
+    sb: Sandbox,
+    home: PathBuf,
+    seed_dir: PathBuf,
+}
+
+fn seeded(apps: &[PathBuf]) -> Seeded {
+    let sb = Sandbox::new();
+    let home = home(&sb);
+    let seed_dir = sb.join("seed");
+    seed(&seed_dir, apps);
+    Seeded { sb, home, seed_dir }
+}
+
 fn prime_cmd(from: &Path, into: &Path, extra: &[&str]) -> Command {
     let mut cmd = pexinit();
     cmd.args(["prime", "--json", "--from"])
@@ -59,23 +74,12 @@ fn prime(from: &Path, into: &Path, extra: &[&str]) -> serde_json::Value {
     ran.json()
 }
 
-/// Paths, modes, owners, mtimes, inodes, link targets and contents: "nothing changed"
-/// for a tree.
+/// [`Node::describe`] of every path, with its inode: "nothing changed, not even
+/// replaced" for a tree.
 fn fingerprint(root: &Path) -> Vec<String> {
     nodes(root)
-        .into_iter()
-        .map(|n| {
-            format!(
-                "{} {:o} {}:{} {} {} {}",
-                n.rel,
-                n.meta.mode(),
-                n.meta.uid(),
-                n.meta.gid(),
-                n.meta.mtime(),
-                n.meta.ino(),
-                n.content
-            )
-        })
+        .iter()
+        .map(|n| format!("{} inode {}", n.describe(), n.meta.ino()))
         .collect()
 }
 
@@ -269,10 +273,7 @@ fn in_private_mounts(mount_at: &Path, script: &str) -> Ran {
 /// mode is refused with the fix, and the app runs warm as 65534 (with --chown).
 #[test]
 fn an_empty_tmpfs_mount_point_is_primed_and_runs_warm() {
-    let sb = Sandbox::new();
-    let home = home(&sb);
-    let seed_dir = sb.join("seed");
-    seed(&seed_dir, &apps());
+    let Seeded { sb, home, seed_dir } = seeded(&apps());
     let mount = sb.mkdir("mnt");
     let bin = pexinit_bin();
     let apps = apps();
@@ -417,10 +418,7 @@ fn this_boot() -> String {
 /// is trusted after a restart.
 #[test]
 fn an_unflushed_prime_is_trusted_only_in_the_boot_that_wrote_it() {
-    let sb = Sandbox::new();
-    let home = home(&sb);
-    let seed_dir = sb.join("seed");
-    seed(&seed_dir, &apps());
+    let Seeded { sb, home, seed_dir } = seeded(&apps());
     sb.mkdir("vol");
     let into = sb.join("vol/pex-root");
     let report = prime(&seed_dir, &into, &["--link", "copy"]);
@@ -549,9 +547,7 @@ fn a_prime_that_runs_out_of_space_leaves_nothing_behind() {
 /// arguments, without the mount point) at `$1`, runs `pexinit prime [FLAGS] --link copy`
 /// into `$1/pex-root` (printing `status=N` when it fails), then `after`.
 fn prime_into_a_new_mount(mount: &str, flags: &str, after: &str) -> Ran {
-    let sb = Sandbox::new();
-    let seed_dir = sb.join("seed");
-    seed(&seed_dir, &apps()[..1]);
+    let Seeded { sb, seed_dir, .. } = seeded(&apps()[..1]);
     let script = format!(
         "mount {mount} \"$1\"; {bin} prime {flags} --from {seed} --into \"$1/pex-root\" --link copy || echo status=$?; {after}",
         bin = pexinit_bin(),
@@ -575,10 +571,7 @@ fn assert_nothing_left_beside(parent: &Path, name: &str) {
 /// until complete), and the next prime removes the leftover and completes.
 #[test]
 fn a_killed_prime_leaves_nothing_pex_trusts_and_the_next_completes() {
-    let sb = Sandbox::new();
-    let home = home(&sb);
-    let seed_dir = sb.join("seed");
-    seed(&seed_dir, &apps());
+    let Seeded { sb, home, seed_dir } = seeded(&apps());
     sb.mkdir("vol");
     let into = sb.join("vol/pex-root");
     let mut killed = 0;
@@ -635,10 +628,7 @@ fn a_killed_prime_leaves_nothing_pex_trusts_and_the_next_completes() {
 /// and completes; the app then runs warm.
 #[test]
 fn a_killed_prime_of_a_mount_point_is_finished_by_the_next() {
-    let sb = Sandbox::new();
-    let home = home(&sb);
-    let seed_dir = sb.join("seed");
-    seed(&seed_dir, &apps());
+    let Seeded { sb, home, seed_dir } = seeded(&apps());
     let mount = sb.mkdir("mnt");
     let bin = pexinit_bin();
     let app = &apps()[0];
@@ -675,10 +665,7 @@ fn a_killed_prime_of_a_mount_point_is_finished_by_the_next() {
 /// one primes and the other finds it done; the result runs warm.
 #[test]
 fn two_concurrent_primes_prime_once() {
-    let sb = Sandbox::new();
-    let home = home(&sb);
-    let seed_dir = sb.join("seed");
-    seed(&seed_dir, &apps());
+    let Seeded { sb, home, seed_dir } = seeded(&apps());
     sb.mkdir("shared");
     for round in 0..3 {
         let into = sb.join(&format!("shared/root-{round}"));
@@ -715,9 +702,7 @@ fn two_concurrent_primes_prime_once() {
 /// Bad input: one line, exit 125, nothing created or changed.
 #[test]
 fn bad_input_is_one_line_and_changes_nothing() {
-    let sb = Sandbox::new();
-    let seed_dir = sb.join("seed");
-    seed(&seed_dir, &apps()[..1]);
+    let Seeded { sb, seed_dir, .. } = seeded(&apps()[..1]);
     let not_seed = sb.mkdir("not-a-seed");
     sb.write("not-a-seed/file", b"x");
     let file = sb.write("a-file", b"x");

@@ -257,20 +257,7 @@ fn venv_list_selects_pex_files_by_physical_path() {
 /// A sorted listing of a tree with modes, owners, mtimes, link targets and content
 /// hashes: two reproducible seeds give equal listings.
 fn fingerprint(root: &Path) -> Vec<String> {
-    nodes(root)
-        .into_iter()
-        .map(|n| {
-            format!(
-                "{} {:o} {}:{} {} {}",
-                n.rel,
-                n.meta.mode(),
-                n.meta.uid(),
-                n.meta.gid(),
-                n.meta.mtime(),
-                n.content
-            )
-        })
-        .collect()
+    nodes(root).iter().map(Node::describe).collect()
 }
 
 /// Two seeds of the same inputs at the same path are byte-identical trees (modes,

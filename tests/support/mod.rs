@@ -302,6 +302,23 @@ pub struct Node {
     pub content: String,
 }
 
+impl Node {
+    /// Path, mode, owner, mtime and content on one line.
+    pub fn describe(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let m = &self.meta;
+        format!(
+            "{} {:o} {}:{} {} {}",
+            self.rel,
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            m.mtime(),
+            self.content
+        )
+    }
+}
+
 /// Every path below `root`, sorted, never following links. (Walked here rather than
 /// through [`tree`]'s text lines: names need not be UTF-8.)
 pub fn nodes(root: &Path) -> Vec<Node> {
