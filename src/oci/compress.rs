@@ -21,7 +21,7 @@ use flate2::{Compress, Crc, FlushCompress, Status};
 use sha2::{Digest, Sha256};
 
 use crate::cli::Compression;
-pub use crate::digest::hex;
+pub use crate::fs::digest::hex;
 
 /// Input per gzip chunk: large enough that sync-flush overhead is negligible, small
 /// enough that two cores stay busy on a small layer.

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::atomic::Pending;
 use crate::cli::{Compression, LayerArgs};
 use crate::error::{Error, Result};
+use crate::fs::atomic::Pending;
 use crate::oci::archive::{self, Owner};
 use crate::oci::compress::{self, Digests};
 use crate::oci::media::LayerFormat;

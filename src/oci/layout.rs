@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::atomic::{self, Pending};
-use crate::digest::{hex, sha256_reader};
 use crate::error::{Error, Result};
+use crate::fs::atomic::{self, Pending};
+use crate::fs::digest::{hex, sha256_reader};
 
 pub const INDEX: &str = "index.json";
 const LAYOUT_FILE: &str = "oci-layout";

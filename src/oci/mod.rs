@@ -2,7 +2,7 @@
 //!
 //! `layer`: [`source`] parses `SRC[:DEST]`, [`walk`] plans every entry, [`split`]
 //! divides a seed, [`archive`] writes the tar, [`compress`] compresses and digests it,
-//! [`crate::atomic`] puts the file in place. `image append`: [`layout`] reads and verifies an
+//! [`crate::fs::atomic`] puts the file in place. `image append`: [`layout`] reads and verifies an
 //! OCI image layout, [`inspect`] reads the layer files, [`config`] edits the image config,
 //! [`append`] edits manifest and index and writes them.
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::digest::{hex, sha256_reader};
+use crate::fs::digest::{hex, sha256_reader};
 use crate::pex::info::{self, PEX_INFO, Pex};
 
 /// The manifest's file name at the root of a seeded PEX_ROOT.
@@ -197,9 +197,9 @@ pub fn write(seed_dir: &Path, manifest: &Manifest) -> io::Result<()> {
     write_atomic(seed_dir, MANIFEST_NAME, &manifest.to_bytes(), 0o644)
 }
 
-/// Writes `dir/name` atomically (see [`crate::atomic`]).
+/// Writes `dir/name` atomically (see [`crate::fs::atomic`]).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
-    crate::atomic::write(&dir.join(name), bytes, mode)
+    crate::fs::atomic::write(&dir.join(name), bytes, mode)
 }
 
 /// sha256 of a file, hex.

@@ -2,7 +2,6 @@
 
 pub mod bugs;
 pub mod cache;
-pub mod fastpath;
 pub mod info;
 pub mod manifest;
 pub mod materialize;

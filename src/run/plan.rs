@@ -1,6 +1,6 @@
 //! The plan: which paths resolve to what and which environment the program gets.
 //!
-//! Building a plan only reads the filesystem; [`crate::apply`] makes it happen. `env`
+//! Building a plan only reads the filesystem; [`crate::run::apply`] makes it happen. `env`
 //! and `doctor` print the very plan `run` applies, so what users see is what happens.
 
 use std::ffi::{OsStr, OsString};

@@ -1,5 +1,5 @@
 //! Applying a plan: create the directories it names, then replace pexinit with the
-//! program ([`exec`]) or start it under [`crate::init::supervise`].
+//! program ([`exec`]) or start it under [`crate::run::init::supervise`].
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -7,13 +7,13 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 
-use crate::command::CommandPlan;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
-use crate::init;
 use crate::paths::create_dirs;
-use crate::plan::EnvPlan;
-use crate::privileges::Credentials;
+use crate::run::command::CommandPlan;
+use crate::run::init;
+use crate::run::plan::EnvPlan;
+use crate::run::privileges::Credentials;
 
 /// Creates every directory the plan needs, without following links, owned by `who` (so
 /// root preparing for `--user` leaves directories that user can write).

@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::command::CommandPlan;
 use crate::config::{Settings, Source};
 use crate::identity::Identity;
-use crate::pex::fastpath::{self, FastPath};
 use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
 use crate::pex::prime;
 use crate::pex::seed::{self, SeedUse, UseRequest};
-use crate::plan::EnvPlan;
+use crate::run::command::CommandPlan;
+use crate::run::fast_path::{self, FastPath};
+use crate::run::plan::EnvPlan;
 
 /// The seed `run` will use.
 #[derive(Debug, Clone, Serialize)]
@@ -106,7 +106,7 @@ pub fn fast_path(
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    Some(fastpath::plan(&fastpath::Request {
+    Some(fast_path::plan(&fast_path::Request {
         manifest: &seeded.manifest,
         pex_root: seeded.used.pex_root(),
         pex,

@@ -5,19 +5,20 @@ use std::path::PathBuf;
 
 use clap::CommandFactory;
 
-use crate::cache_guard::{self, CacheCheck};
 use crate::cli::{Cli, Command, DoctorArgs, EnvArgs, ImageCommand, RepairArgs, RunArgs, SeedArgs};
-use crate::command::{CommandPlan, plan_command};
 use crate::config::{FlagSettings, InitMode, RepairMode, Settings};
 use crate::error::{EXIT_UNHEALTHY, Error, Result};
 use crate::identity::Identity;
-use crate::init::{self, InitOptions};
+use crate::log;
 use crate::pex::seed;
-use crate::plan::{EnvPlan, Inputs, plan_environment, select_venv};
-use crate::privileges::Credentials;
-use crate::report::{Diagnosis, EnvReport, PexReport, env_lines, export_lines};
-use crate::seeded::{self, SeedCheck, Seeded};
-use crate::{apply, log};
+use crate::run::apply;
+use crate::run::cache_guard::{self, CacheCheck};
+use crate::run::command::{CommandPlan, plan_command};
+use crate::run::init::{self, InitOptions};
+use crate::run::plan::{EnvPlan, Inputs, plan_environment, select_venv};
+use crate::run::privileges::Credentials;
+use crate::run::report::{Diagnosis, EnvReport, PexReport, env_lines, export_lines};
+use crate::run::seed_use::{self, SeedCheck, Seeded};
 
 /// Runs the parsed command line; returns the exit status (run only returns on failure).
 pub fn dispatch(cli: Cli) -> Result<u8> {
@@ -139,10 +140,10 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
             seeded.seed.display(),
             seeded.used.pex_root().display()
         );
-        match seeded::fast_path(seeded, &command, &plan) {
+        match seed_use::fast_path(seeded, &command, &plan) {
             Some(Ok(fast)) => {
                 tracing::info!("fast path: exec the seeded venv {}", fast.venv.display());
-                seeded::take_fast_path(&fast, &mut command, &mut plan);
+                seed_use::take_fast_path(&fast, &mut command, &mut plan);
             }
             Some(Err(why)) => tracing::info!("no fast path: {why}"),
             None => {}
@@ -265,7 +266,7 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
         Ok(Some(seeded)) => SeedCheck::Used {
             fast_path: command
                 .as_ref()
-                .and_then(|c| seeded::fast_path(&seeded, c, &plan)),
+                .and_then(|c| seed_use::fast_path(&seeded, c, &plan)),
             seeded: Box::new(seeded),
         },
     };
@@ -303,10 +304,10 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
 /// why a named or found seed cannot be used.
 fn plan_with_seed(settings: &Settings, inputs: &Inputs) -> (EnvPlan, SeedFound) {
     let plan = plan_environment(settings, inputs);
-    let found = seeded::find(settings, &plan, &inputs.identity);
+    let found = seed_use::find(settings, &plan, &inputs.identity);
     match &found {
         Ok(Some(seeded)) if plan.value("PEX_ROOT") != Some(seeded.used.pex_root().as_os_str()) => {
-            let plan = plan_environment(&seeded::with_seed_root(settings, seeded), inputs);
+            let plan = plan_environment(&seed_use::with_seed_root(settings, seeded), inputs);
             (plan, found)
         }
         _ => (plan, found),

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use crate::apply::Program;
 use crate::error::{Error, Result};
-use crate::privileges::{Credentials, Step};
+use crate::run::apply::Program;
+use crate::run::privileges::{Credentials, Step};
 
 /// How long to wait for the group's last members after SIGKILL before giving up on them
 /// (members whose parent outside our reach never reaps them stay zombies forever).

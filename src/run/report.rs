@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::cache_guard::CacheCheck;
-use crate::command::{CommandPlan, InterpreterSource};
 use crate::paths::Usability;
 use crate::pex::bugs::{self, KnownBug};
 use crate::pex::info::{Layout, Pex};
-use crate::plan::{Action, EnvPlan};
-use crate::seeded::SeedCheck;
+use crate::run::cache_guard::CacheCheck;
+use crate::run::command::{CommandPlan, InterpreterSource};
+use crate::run::plan::{Action, EnvPlan};
+use crate::run::seed_use::SeedCheck;
 
 /// `env --json`: the environment and the plan that produced it.
 #[derive(Serialize)]

@@ -1,0 +1,4 @@
+//! Filesystem primitives shared by every command: atomic writes and content digests.
+
+pub mod atomic;
+pub mod digest;

@@ -1,0 +1,13 @@
+//! What only `run`, `env` and `doctor` use: the environment plan, the command plan, the
+//! seed and fast-path choice, the cache guard, privileges, exec and PID-1 supervision, and
+//! the reports `env` / `doctor` print.
+
+pub mod apply;
+pub mod cache_guard;
+pub mod command;
+pub mod fast_path;
+pub mod init;
+pub mod plan;
+pub mod privileges;
+pub mod report;
+pub mod seed_use;
