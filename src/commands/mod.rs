@@ -129,7 +129,7 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
         let owner = credentials
             .as_ref()
             .map(|_| (inputs.identity.uid, inputs.identity.gid));
-        seed::apply_use(&seeded.used, &inputs.identity, owner).map_err(|e| {
+        seed_use::apply_use(&seeded.used, &inputs.identity, owner).map_err(|e| {
             Error::Normalize(format!(
                 "cannot prepare the seed {}: {e}; fix it or run without --seed",
                 seeded.seed.display()

@@ -34,14 +34,12 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchownat};
 use serde::Serialize;
 
-use crate::identity::Identity;
-use crate::paths::{dir_writable_by, resolve_physical};
+use crate::paths::resolve_physical;
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::info::{self, Layout, Pex};
 use crate::pex::manifest::{
     self, Entry, MANIFEST_NAME, Manifest, Ownership, RunMode, RuntimeInfo, VenvEntry,
 };
-use crate::pex::materialize::{self, FarmPlan};
 use crate::pex::repair;
 
 /// mtime of every seeded file when SOURCE_DATE_EPOCH is unset: 1980-01-01, the zip epoch
@@ -825,138 +823,4 @@ fn walk_dir(
         rel.pop();
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// Using a seed at run time.
-
-/// How `run` uses a seed for one PEX.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "how", rename_all = "snake_case")]
-pub enum SeedUse {
-    /// The runtime user can write the seed: PEX_ROOT is the seed itself.
-    Direct { pex_root: PathBuf },
-    /// The seed is read-only for the runtime user, or sits elsewhere than the path it
-    /// was built for: PEX_ROOT is a link farm of it (see [`materialize`]).
-    Farm { pex_root: PathBuf, farm: FarmPlan },
-}
-
-impl SeedUse {
-    /// The PEX_ROOT the program gets.
-    pub fn pex_root(&self) -> &Path {
-        match self {
-            SeedUse::Direct { pex_root } | SeedUse::Farm { pex_root, .. } => pex_root,
-        }
-    }
-}
-
-/// Everything [`plan_use`] decides from.
-pub struct UseRequest<'a> {
-    /// The seed directory (`--seed`, config `seed`, `PEXINIT_SEED`, or PEX_ROOT).
-    pub seed: &'a Path,
-    pub manifest: &'a Manifest,
-    pub who: &'a Identity,
-    /// Where a private farm goes when the seed sits at its build path but is read-only
-    /// (TMPDIR, else /tmp; physical).
-    pub tmp: &'a Path,
-}
-
-/// Decides how a seed is used; the reason when it cannot be (then `run` takes the
-/// normal path: never a failure).
-pub fn plan_use(req: &UseRequest<'_>) -> Result<SeedUse, String> {
-    let seed = resolve_physical(req.seed)
-        .map_err(|e| format!("seed {}: {e}", req.seed.display()))?
-        .physical;
-    let built_at = &req.manifest.pex_root;
-    if &seed == built_at {
-        if seed_writable(&seed, req.who) {
-            return Ok(SeedUse::Direct { pex_root: seed });
-        }
-        // Read-only seed at its own path: its absolute paths resolve as they are; pex
-        // only needs a writable PEX_ROOT in front of it.
-        let marker = materialize::marker_for(&seed).map_err(|e| e.to_string())?;
-        let name = format!("pex-root-{}", &marker.manifest_sha256[..16]);
-        let into = req.tmp.join(format!("pexinit-{}", req.who.uid)).join(name);
-        let farm = materialize::plan_link_farm(&seed, &into).map_err(|e| e.to_string())?;
-        return Ok(SeedUse::Farm {
-            pex_root: into,
-            farm,
-        });
-    }
-    // The seed was moved (or mounted elsewhere): venvs name the build path in shebangs
-    // and links, so the farm must stand exactly there.
-    let at = resolve_physical(built_at)
-        .map_err(|e| format!("the seed's build path {}: {e}", built_at.display()))?;
-    if at.physical != *built_at {
-        return Err(format!(
-            "the seed was built for {} but that path now crosses a symlink; mount an empty directory there",
-            built_at.display()
-        ));
-    }
-    let writable = if at.exists {
-        dir_writable_by(built_at, req.who)
-    } else {
-        dir_writable_by(&at.existing_ancestor, req.who)
-    };
-    if !writable {
-        return Err(format!(
-            "the seed at {} was built for {}, which {} cannot create or write; mount an empty writable directory (an emptyDir or tmpfs) at {}",
-            seed.display(),
-            built_at.display(),
-            if req.who.is_root() {
-                "root".to_owned()
-            } else {
-                format!("uid {}", req.who.uid)
-            },
-            built_at.display()
-        ));
-    }
-    let farm = materialize::plan_link_farm(&seed, built_at).map_err(|e| e.to_string())?;
-    Ok(SeedUse::Farm {
-        pex_root: built_at.clone(),
-        farm,
-    })
-}
-
-/// pex's own test is `os.access(PEX_ROOT, W_OK)`; a warm run also writes `access.lck`
-/// and (pex ≥ 2.27) `.last-access` files, which the OpenShift convention makes
-/// group-writable. Judged for `who` from modes, ownership and read-only mounts.
-fn seed_writable(seed: &Path, who: &Identity) -> bool {
-    if !dir_writable_by(seed, who) {
-        return false;
-    }
-    match fs::metadata(seed.join("access.lck")) {
-        Ok(m) => crate::paths::permits(&m, who, 0o2),
-        Err(_) => true,
-    }
-}
-
-/// Creates what a [`SeedUse`] needs (the farm directory, privately, then the farm).
-/// `owner`: chown what is created, when root prepares for another `--user`.
-pub fn apply_use(plan: &SeedUse, who: &Identity, owner: Option<(u32, u32)>) -> Result<(), String> {
-    let SeedUse::Farm { pex_root, farm } = plan else {
-        return Ok(());
-    };
-    if farm.reuse {
-        return Ok(());
-    }
-    if !pex_root.exists() {
-        let parent = pex_root.parent().unwrap_or(Path::new("/"));
-        let base = parent.parent().unwrap_or(Path::new("/"));
-        // `<tmp>/pexinit-<uid>` is private (0700, owned by the user), like the fallback home.
-        crate::paths::create_dirs(base, parent, crate::paths::DirPolicy::Private, who)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        match fs::create_dir(pex_root) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", pex_root.display())),
-        }
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::lchown(pex_root, Some(uid), Some(gid))
-                .map_err(|e| format!("cannot chown {}: {e}", pex_root.display()))?;
-        }
-    }
-    materialize::apply(farm, owner)
-        .map(drop)
-        .map_err(|e| e.to_string())
 }
