@@ -223,12 +223,12 @@ fn venv_list_selects_pex_files_by_physical_path() {
     assert!(seeded.success(), "{}", seeded.describe());
     let manifest = manifest::read(&root).expect("manifest");
     let mode_of = |pex: &Path| {
-        let hash = info::open(pex)
-            .expect("pex")
-            .info
-            .pex_hash
-            .expect("pex_hash");
-        manifest.entry(&hash).expect("seeded entry").mode
+        let opened = info::open(pex).expect("pex");
+        let hash = opened.info.pex_hash.expect("pex_hash");
+        manifest
+            .entry(&hash, opened.layout.into())
+            .expect("seeded entry")
+            .mode
     };
     assert_eq!(mode_of(&tools), RunMode::VenvByEnv);
     assert_eq!(mode_of(&plain), RunMode::Zipapp);

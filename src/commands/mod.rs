@@ -126,23 +126,33 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
         cache_guard::enforce(&cache, pex_root, settings.repair)?;
     }
     if let Some(seeded) = &seeded {
-        let owner = credentials
+        let fast = seed_use::fast_path(seeded, &command, &plan);
+        if fast
             .as_ref()
-            .map(|_| (inputs.identity.uid, inputs.identity.gid));
-        seed_use::apply_use(&seeded.used, &inputs.identity, owner).map_err(|e| {
-            Error::Normalize(format!(
-                "cannot prepare the seed {}: {e}; fix it or run without --seed",
-                seeded.seed.display()
-            ))
-        })?;
-        tracing::info!(
-            "seed {} used as PEX_ROOT {}",
-            seeded.seed.display(),
-            seeded.used.pex_root().display()
-        );
-        match seed_use::fast_path(seeded, &command, &plan) {
+            .is_some_and(|f| f.as_ref().is_ok_and(|f| !f.needs_pex_root()))
+        {
+            // A launcher reads the seed in place: no link farm, nothing written.
+            tracing::info!("seed {} read in place", seeded.physical.display());
+            plan.env.set("PEX_ROOT", &seeded.physical);
+        } else {
+            let owner = credentials
+                .as_ref()
+                .map(|_| (inputs.identity.uid, inputs.identity.gid));
+            seed_use::apply_use(&seeded.used, &inputs.identity, owner).map_err(|e| {
+                Error::Normalize(format!(
+                    "cannot prepare the seed {}: {e}; fix it or run without --seed",
+                    seeded.seed.display()
+                ))
+            })?;
+            tracing::info!(
+                "seed {} used as PEX_ROOT {}",
+                seeded.seed.display(),
+                seeded.used.pex_root().display()
+            );
+        }
+        match fast {
             Some(Ok(fast)) => {
-                tracing::info!("fast path: exec the seeded venv {}", fast.venv.display());
+                tracing::info!("fast path: {}", fast.describe());
                 seed_use::take_fast_path(&fast, &mut command, &mut plan);
             }
             Some(Err(why)) => tracing::info!("no fast path: {why}"),

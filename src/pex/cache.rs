@@ -67,6 +67,14 @@ const TOP_DIRS: [(&str, usize); 5] = [
     ("venvs", 3),
 ];
 
+/// Whether `name` is a cache-format version directory (`0`, `1`, `3`, `4`…). pex ≤ 2.17
+/// had no version level: its entries (40- and 64-hex hashes) sit right below the
+/// top-level directory, one level higher.
+pub fn is_version_name(name: &OsStr) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 3 && bytes.iter().all(u8::is_ascii_digit)
+}
+
 /// Whether `name` is one of the top-level directories the walker covers: a link target
 /// inside PEX_ROOT must start with one of them.
 pub fn is_linked_top_dir(name: &OsStr) -> bool {
@@ -74,12 +82,17 @@ pub fn is_linked_top_dir(name: &OsStr) -> bool {
 }
 
 impl EntryKind {
-    /// The kind of the entry at `rel` (relative to PEX_ROOT, exactly entry depth).
+    /// The kind of the entry at `rel` (relative to PEX_ROOT, exactly entry depth, with
+    /// or without the version level).
     fn of(rel: &Path) -> Option<EntryKind> {
         let mut parts = rel.iter();
         let top = parts.next()?;
-        let _version = parts.next()?;
-        let third = parts.next();
+        let second = parts.next()?;
+        let third = if is_version_name(second) {
+            parts.next()
+        } else {
+            Some(second)
+        };
         Some(match top.as_bytes() {
             b"unzipped_pexes" => EntryKind::UnzippedPex,
             b"bootstraps" => EntryKind::Bootstrap,
@@ -206,7 +219,7 @@ impl CacheRoot {
         for (top, entry_depth) in TOP_DIRS {
             walker.rel.push(top);
             if let Some(fd) = walker.open_child(self.fd(), OsStr::new(top), true) {
-                walker.walk_levels(fd.as_fd(), entry_depth - 1);
+                walker.walk_versions(fd.as_fd(), entry_depth - 1);
             }
             walker.rel.pop();
         }
@@ -229,11 +242,17 @@ impl CacheRoot {
             let Ok(versions) = read_dir(top_fd.as_fd(), &mut buf) else {
                 continue;
             };
-            for (version, kind) in versions {
-                if kind != FileKind::Directory || !is_entry_name(&version) {
+            // pex ≤ 2.17: `<top>/<pex_hash>` with no version level.
+            let unversioned = Some((OsString::new(), FileKind::Directory));
+            for (version, kind) in versions.into_iter().chain(unversioned) {
+                if kind != FileKind::Directory || !(version.is_empty() || is_version_name(&version))
+                {
                     continue;
                 }
                 let at_hash = Path::new(top).join(&version).join(hash);
+                if version.is_empty() && self.open_dir(&at_hash).is_err() {
+                    continue;
+                }
                 if top == "unzipped_pexes" {
                     self.walk_entry(&at_hash, visitor);
                     continue;
@@ -368,10 +387,26 @@ impl Walker<'_> {
         }
     }
 
+    /// The children of a top-level directory: version directories, below which entries
+    /// sit `levels` deep, or (pex ≤ 2.17) hashes one level higher.
+    fn walk_versions(&mut self, top: BorrowedFd<'_>, levels: usize) {
+        let Some(names) = self.list(top) else { return };
+        self.visitor.count(names.len());
+        let (versions, unversioned): (Vec<_>, Vec<_>) = names
+            .into_iter()
+            .partition(|(name, _)| is_version_name(name));
+        self.walk_names(top, versions, levels);
+        self.walk_names(top, unversioned, levels - 1);
+    }
+
     /// Descends `levels` more directory levels (versions, hashes) down to the entries.
     fn walk_levels(&mut self, dir: BorrowedFd<'_>, levels: usize) {
         let Some(names) = self.list(dir) else { return };
         self.visitor.count(names.len());
+        self.walk_names(dir, names, levels);
+    }
+
+    fn walk_names(&mut self, dir: BorrowedFd<'_>, names: Vec<(OsString, FileKind)>, levels: usize) {
         for (name, file_kind) in names {
             if levels == 0
                 && file_kind == FileKind::Symlink

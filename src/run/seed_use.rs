@@ -25,6 +25,9 @@ use crate::run::plan::EnvPlan;
 #[derive(Debug, Clone, Serialize)]
 pub struct Seeded {
     pub seed: PathBuf,
+    /// The seed directory's physical path: where its own files are read.
+    #[serde(skip)]
+    pub physical: PathBuf,
     #[serde(skip)]
     pub manifest: Manifest,
     #[serde(rename = "use")]
@@ -83,8 +86,13 @@ pub fn find(
         tmp: &tmp,
     })
     .map_err(unusable)?;
+    let physical = match &used {
+        SeedUse::Direct { pex_root } => pex_root.clone(),
+        SeedUse::Farm { farm, .. } => farm.seed.clone(),
+    };
     Ok(Some(Seeded {
         seed,
+        physical,
         manifest,
         used,
     }))
@@ -111,6 +119,7 @@ pub fn fast_path(
         .collect();
     Some(fast_path::plan(&fast_path::Request {
         manifest: &seeded.manifest,
+        seed: &seeded.physical,
         pex_root: seeded.used.pex_root(),
         pex,
         interpreter: Path::new(&command.executable),

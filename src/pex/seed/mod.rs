@@ -42,6 +42,11 @@ use crate::pex::manifest::{
 };
 use crate::pex::repair;
 
+mod launch;
+
+use launch::Captured;
+pub use launch::{LAUNCH_DIR, SEED_DIR};
+
 /// mtime of every seeded file when SOURCE_DATE_EPOCH is unset: 1980-01-01, the zip epoch
 /// (a constant, so seeds stay reproducible without any setting).
 pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 315_532_800;
@@ -430,7 +435,12 @@ fn apply_with(plan: &SeedPlan, progress: &Progress) -> Result<SeedReport, SeedEr
     for item in &plan.items {
         progress.step(format!("warming {}", item.pex.display()));
         let prefix = warm(plan, item, &scratch.0)?;
-        warmed.push((item, prefix));
+        let captured = match item.mode.is_venv() {
+            // A venv PEX is started by exec'ing its venv: nothing to record.
+            true => None,
+            false => Some(capture_launcher(plan, item, &scratch.0)?),
+        };
+        warmed.push((item, prefix, captured));
     }
 
     progress.step("compiling bytecode".into());
@@ -480,12 +490,12 @@ fn apply_with(plan: &SeedPlan, progress: &Progress) -> Result<SeedReport, SeedEr
         true => manifest::read(root).map(|m| m.entries).unwrap_or_default(),
         false => Vec::new(),
     };
-    for (item, prefix) in warmed {
-        let entry = entry_for(plan, item, prefix.as_deref())?;
-        entries.retain(|e| e.pex_hash != entry.pex_hash);
+    for (item, prefix, captured) in warmed {
+        let entry = entry_for(plan, item, prefix.as_deref(), captured)?;
+        entries.retain(|e| (&e.pex_hash, e.layout) != (&entry.pex_hash, entry.layout));
         entries.push(entry);
     }
-    entries.sort_by(|a, b| a.pex_hash.cmp(&b.pex_hash));
+    entries.sort_by(|a, b| (&a.pex_hash, a.layout).cmp(&(&b.pex_hash, b.layout)));
     let manifest = Manifest {
         unflushed_boot_id: None,
         format: manifest::FORMAT,
@@ -565,6 +575,15 @@ fn child(plan: &SeedPlan, scratch: &Path) -> Command {
     cmd
 }
 
+/// Records how pex starts a zipapp, packed or loose PEX (see [`launch`]).
+fn capture_launcher(plan: &SeedPlan, item: &Item, scratch: &Path) -> Result<Captured, SeedError> {
+    let runtime = RuntimeInfo::read(&item.opened)
+        .map_err(io_err(format!("{}: PEX-INFO", item.pex.display())))?;
+    let mut cmd = child(plan, scratch);
+    cmd.env("PEX_ROOT", &plan.pex_root);
+    launch::capture(cmd, &plan.pex_root, item, &runtime, scratch)
+}
+
 /// Runs the warm-up; returns the last stdout line (sys.prefix) for venv modes.
 fn warm(plan: &SeedPlan, item: &Item, scratch: &Path) -> Result<Option<String>, SeedError> {
     let mut cmd = child(plan, scratch);
@@ -606,6 +625,8 @@ fn compile(plan: &SeedPlan, dir: &Path, force: bool) -> Result<Option<String>, S
     if force {
         cmd.arg("-f");
     }
+    // Launchers run as `__main__`, which Python never loads from bytecode.
+    cmd.args(["-x", r"/\.pexinit/"]);
     let out = cmd.arg(dir).output().map_err(io_err(format!(
         "starting {} -m compileall",
         plan.python.display()
@@ -625,7 +646,12 @@ fn compile(plan: &SeedPlan, dir: &Path, force: bool) -> Result<Option<String>, S
     )))
 }
 
-fn entry_for(plan: &SeedPlan, item: &Item, prefix: Option<&str>) -> Result<Entry, SeedError> {
+fn entry_for(
+    plan: &SeedPlan,
+    item: &Item,
+    prefix: Option<&str>,
+    captured: Option<Captured>,
+) -> Result<Entry, SeedError> {
     let root = &plan.pex_root;
     let pex = &item.opened;
     let runtime =
@@ -675,21 +701,33 @@ fn entry_for(plan: &SeedPlan, item: &Item, prefix: Option<&str>) -> Result<Entry
         inject_python_args: runtime.inject_python_args,
         unzipped,
         venv,
+        launcher: match &captured {
+            Some(Captured::Launcher(launcher)) => Some(launcher.clone()),
+            _ => None,
+        },
+        no_launcher: match captured {
+            Some(Captured::NotReplayable(why)) => Some(why),
+            _ => None,
+        },
     })
 }
 
-/// `unzipped_pexes/<N>/<pex hash>`, whichever cache version N this pex uses.
+/// `unzipped_pexes/<N>/<pex hash>`, whichever cache version N this pex uses, or
+/// `unzipped_pexes/<pex hash>` (pex ≤ 2.17 had no version level).
 fn find_unzipped(root: &Path, pex_hash: &str) -> Option<PathBuf> {
-    let mut versions: Vec<_> = fs::read_dir(root.join("unzipped_pexes"))
+    let top = Path::new("unzipped_pexes");
+    let mut versions: Vec<_> = fs::read_dir(root.join(top))
         .ok()?
         .flatten()
         .map(|e| e.file_name())
+        .filter(|name| crate::pex::cache::is_version_name(name))
         .collect();
     versions.sort();
-    versions.into_iter().find_map(|v| {
-        let rel = Path::new("unzipped_pexes").join(v).join(pex_hash);
-        root.join(&rel).is_dir().then_some(rel)
-    })
+    versions
+        .into_iter()
+        .map(|v| top.join(v).join(pex_hash))
+        .chain([top.join(pex_hash)])
+        .find(|rel| root.join(rel).is_dir())
 }
 
 /// Every path below `root` except pex's lock and access files (and our manifest):
