@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::Write;
