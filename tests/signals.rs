@@ -12,7 +12,6 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -58,30 +57,9 @@ impl Build {
     fn path(self) -> PathBuf {
         match self {
             Build::Debug => PathBuf::from(support::pexinit_bin()),
-            Build::Shipped => shipped().clone(),
+            Build::Shipped => support::shipped::pexinit().to_path_buf(),
         }
     }
-}
-
-/// Builds the shipped binary once per test run; its path.
-fn shipped() -> &'static PathBuf {
-    static SHIPPED: OnceLock<PathBuf> = OnceLock::new();
-    SHIPPED.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-release");
-        let output = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            output.status.success(),
-            "{} failed ({}); it names what to install",
-            script.display(),
-            output.status
-        );
-        let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        assert!(path.is_file(), "{} is not the binary", path.display());
-        path
-    })
 }
 
 /// Where pexinit runs.

@@ -211,6 +211,29 @@ fn init_always_bg_then_fg() {
     assert_no_stopped_jobs_and_exit(&mut bash);
 }
 
+/// Run from a script (the script and pexinit share the shell's job), ^Z stops the
+/// script too, so the shell sees its job stop; `fg` resumes all of it, and the script
+/// goes on once the app ended.
+#[test]
+fn init_always_in_a_script_ctrl_z_stops_the_whole_job() {
+    let setup = Setup::new();
+    let mut bash = setup.interactive_bash();
+    bash.send(
+        "bash -c '\"$PEXINIT\" run --init always -- \"$PY\" \"$APP\"; echo \"script-$((6*7))\"'\n",
+    );
+    bash.expect("app ready");
+    bash.send(CTRL_Z);
+    bash.expect("Stopped");
+    shell_answers(&mut bash, "stopped");
+    bash.send("fg\n");
+    bash.expect("bash -c");
+    bash.send("again\n");
+    bash.expect("got: again");
+    bash.send(CTRL_C);
+    bash.expect("script-42");
+    assert_no_stopped_jobs_and_exit(&mut bash);
+}
+
 /// Started with `&`, pexinit leaves the terminal to the shell, which keeps reading
 /// commands; the job ends normally.
 #[test]

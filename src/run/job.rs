@@ -91,7 +91,7 @@ impl Job {
             self.resume();
             return;
         }
-        if self.can_stop && stop_own_group(sig) {
+        if self.can_stop && stop_self(sig, self.terminal.is_some()) {
             tracing::info!(
                 "the program stopped ({}); pexinit stopped with it, and continues",
                 signals::signal_name(sig)
@@ -147,14 +147,21 @@ impl Job {
     }
 }
 
-/// Sends `sig` (a terminal stop) to pexinit's own process group, as the terminal would
-/// have had pexinit's group kept it, and takes it here too. Returns whether pexinit
-/// was stopped and continued since: then a SIGCONT is pending (pexinit blocks it). When
-/// the kernel discarded the stop (orphaned group, or `sig` ignored), none is.
-fn stop_own_group(sig: libc::c_int) -> bool {
+/// Stops pexinit with `sig` (a terminal stop). With a terminal, the stop goes to
+/// pexinit's whole process group, as the terminal would have sent it had pexinit's group
+/// kept it (a script and pexinit, or a pipeline, stop together and the shell sees its job
+/// stop); without one, to pexinit alone. Returns whether pexinit was stopped and continued
+/// since: then a SIGCONT is pending (pexinit blocks it). When the kernel discarded the stop
+/// (orphaned group, or `sig` ignored), none is.
+fn stop_self(sig: libc::c_int, whole_group: bool) -> bool {
+    let target = if whole_group {
+        0
+    } else {
+        std::process::id() as libc::pid_t
+    };
     // A stop signal clears any pending SIGCONT, so one pending afterwards came later.
     // SAFETY: kill(2) with plain integers; 0 = our own process group.
-    if unsafe { libc::kill(0, sig) } != 0 {
+    if unsafe { libc::kill(target, sig) } != 0 {
         return false;
     }
     // Unblocked, the pending stop signal takes effect before the call returns: pexinit

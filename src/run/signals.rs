@@ -104,14 +104,10 @@ pub fn pending() -> SigSet {
 /// `timeout` (forever when None). None when the time ran out or the wait was interrupted
 /// (a stop and continue does that): the caller checks its own deadline again.
 pub fn wait(set: SigSet, timeout: Option<Duration>) -> Option<libc::c_int> {
-    let timespec = timeout.map(|t| libc::timespec {
-        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
-        // Below 10^9: fits every C long.
-        tv_nsec: t.subsec_nanos() as libc::c_long,
-    });
-    let timespec_ptr = timespec
+    let timespec = timeout.map(nix::sys::time::TimeSpec::from_duration);
+    let timespec_ptr: *const libc::timespec = timespec
         .as_ref()
-        .map_or(std::ptr::null(), std::ptr::from_ref);
+        .map_or(std::ptr::null(), |t| std::ptr::from_ref(t.as_ref()));
     // SAFETY: a valid set and timeout (or null: no timeout); no siginfo wanted.
     let rc = unsafe {
         libc::syscall(

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod pty;
+pub mod shipped;
 
 use std::ffi::OsString;
 use std::fs::{self, File};
