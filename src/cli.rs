@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{FlagSettings, InitMode, RepairMode, parse_grace};
+use crate::config::{FlagSettings, InitMode, RepairMode, parse_grace, parse_success_exit};
+use crate::run::signals::{Rewrite, parse_rewrite};
 
 mod oci;
 mod prime;
@@ -43,7 +44,8 @@ pub enum Command {
         pexinit run --python /usr/bin/python3.11 -- /srv/app.pex\n  \
         pexinit run -- python3.11 app.pex\n  \
         pexinit run -- gunicorn app:wsgi\n  \
-        pexinit run --user app --init always -g --grace 10 -- app.pex\n\n\
+        pexinit run --user app --init always -g --grace 10 -- app.pex\n  \
+        pexinit run --rewrite-signal TERM:QUIT --success-exit 143 -- app.pex\n\n\
         HOME, XDG_CACHE_HOME, PEX_ROOT, TMPDIR and PWD are made physical (no symlinks) and \
         writable; PEX_ROOT is always exported. `pexinit env` shows the result without running.\n\n\
         As PID 1 (or with --init always) pexinit stays as a tiny init: it forwards signals to \
@@ -201,6 +203,28 @@ pub struct RunArgs {
     )]
     pub kill_process_group: Option<bool>,
 
+    /// Exit with 0 when PROGRAM exits with N (128+N: died of signal N); repeatable, or
+    /// comma-separated. E.g. 143 for an app that exits 143 on SIGTERM.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PEXINIT_SUCCESS_EXIT",
+        value_delimiter = ',',
+        value_parser = parse_success_exit
+    )]
+    pub success_exit: Vec<u8>,
+
+    /// Pass signal FROM on as TO (names or numbers; TO 0 drops FROM); repeatable, or
+    /// comma-separated. E.g. TERM:QUIT for an app that stops gracefully on SIGQUIT.
+    #[arg(
+        long,
+        value_name = "FROM:TO",
+        env = "PEXINIT_REWRITE_SIGNAL",
+        value_delimiter = ',',
+        value_parser = parse_rewrite
+    )]
+    pub rewrite_signal: Vec<Rewrite>,
+
     /// The program and its arguments.
     #[arg(value_name = "PROGRAM", required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
@@ -212,6 +236,8 @@ impl RunArgs {
             init: self.init,
             grace: self.grace,
             kill_process_group: self.kill_process_group,
+            success_exit: self.success_exit.clone(),
+            rewrite_signal: self.rewrite_signal.clone(),
             ..self.options.flag_settings()
         }
     }

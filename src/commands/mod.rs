@@ -14,11 +14,13 @@ use crate::pex::seed;
 use crate::run::apply;
 use crate::run::cache_guard::{self, CacheCheck};
 use crate::run::command::{CommandPlan, plan_command};
+use crate::run::exec::{self, Program};
 use crate::run::init::{self, InitOptions};
 use crate::run::plan::{EnvPlan, Inputs, plan_environment, select_venv};
 use crate::run::privileges::Credentials;
 use crate::run::report::{Diagnosis, EnvReport, PexReport, env_lines, export_lines};
 use crate::run::seed_use::{self, SeedCheck, Seeded};
+use crate::run::signals::Rewrites;
 
 /// Runs the parsed command line; returns the exit status (run only returns on failure).
 pub fn dispatch(cli: Cli) -> Result<u8> {
@@ -160,7 +162,7 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
         }
     }
     apply::prepare(&plan, &inputs.identity)?;
-    let program = apply::Program::new(&plan, &command)?;
+    let program = Program::new(&plan, &command)?;
     let pid1 = init::is_pid1();
     let supervise = match settings.init {
         InitMode::Always => true,
@@ -169,7 +171,7 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
     };
     if !supervise {
         tracing::info!("exec {}", command.argv.join(" "));
-        match apply::exec(&program, credentials.as_ref())? {}
+        match exec::exec(&program, credentials.as_ref())? {}
     }
     tracing::info!("supervising {}", command.argv.join(" "));
     init::supervise(
@@ -179,6 +181,8 @@ fn run(args: RunArgs, verbose: u8) -> Result<u8> {
             kill_process_group: settings.kill_process_group,
             grace: settings.grace,
             subreaper: !pid1,
+            success_exits: settings.success_exit.clone(),
+            rewrites: Rewrites::new(&settings.rewrite_signal),
         },
     )
 }

@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod pty;
+pub mod shipped;
+
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::Write;
