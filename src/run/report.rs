@@ -89,7 +89,13 @@ impl PexReport {
         PexReport {
             path: pex.path.clone(),
             layout: pex.layout,
-            known_bugs: bugs::affecting(version.as_deref()),
+            known_bugs: bugs::affecting(
+                version.as_deref(),
+                bugs::PexKind {
+                    layout: pex.layout,
+                    venv: pex.info.venv,
+                },
+            ),
             pex_version: version,
             venv: pex.info.venv,
             pex_hash: pex.info.pex_hash.clone(),
