@@ -9,6 +9,7 @@ pub mod arena;
 pub mod cli;
 pub mod config;
 pub mod envmap;
+pub mod epoch;
 pub mod error;
 pub mod fs;
 pub mod identity;

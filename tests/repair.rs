@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use pexinit::pex::repair::{self, RepairReport, exit};
+use pexinit::error::exit;
+use pexinit::pex::repair::{self, RepairReport};
 use support::*;
 
 /// Not a test: the entry point of repair child processes (kill -9 and concurrency

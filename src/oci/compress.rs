@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use flate2::{Compress, Crc, FlushCompress, Status};
 use sha2::{Digest, Sha256};
 
-use crate::cli::Compression;
 pub use crate::fs::digest::hex;
+use crate::oci::Compression;
 
 /// Input per gzip chunk: large enough that sync-flush overhead is negligible, small
 /// enough that two cores stay busy on a small layer.

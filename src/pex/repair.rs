@@ -34,23 +34,12 @@ use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{UnlinkatFlags, symlinkat, unlinkat};
 use serde::{Serialize, Serializer};
 
+use crate::error::exit;
 use crate::paths::{rename_noreplace, resolve_physical};
 use crate::pex::cache::{
     CacheRoot, EntryKind, EntryRef, FileKind, HEAL_TMP_PREFIX, LinkRef, Problem, QUARANTINE_DIR,
     Visitor, is_linked_top_dir,
 };
-
-/// Exit statuses of `pexinit repair` (documented in the README).
-pub mod exit {
-    /// The cache is healthy, or everything found was healed or quarantined.
-    pub const OK: u8 = 0;
-    /// `--dry-run` only: poisoned entries were found that a repair would fix.
-    pub const WOULD_REPAIR: u8 = 1;
-    /// Suspicious links or unreadable places remain: reported, left alone.
-    pub const SUSPICIOUS: u8 = 2;
-    /// Something that needed healing could not be healed (permissions, I/O errors).
-    pub const FAILED: u8 = 3;
-}
 
 /// Rounds of plan-and-apply: healing or quarantining one entry can reveal work in
 /// another (a venv whose wheels were quarantined); pex's dependency chains are short.
@@ -916,7 +905,7 @@ impl RepairReport {
     /// The exit status of `pexinit repair` (see [`exit`]).
     pub fn exit_code(&self) -> u8 {
         if !self.outcome.failed.is_empty() || (!self.dry_run && self.remaining.has_work()) {
-            exit::FAILED
+            exit::NOT_HEALED
         } else if self.remaining.has_suspicious() {
             exit::SUSPICIOUS
         } else if self.dry_run && self.plan.has_work() {

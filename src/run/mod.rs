@@ -11,3 +11,4 @@ pub mod plan;
 pub mod privileges;
 pub mod report;
 pub mod seed_use;
+pub mod setup;

@@ -10,14 +10,15 @@ use nix::errno::Errno;
 use nix::sys::stat::{Mode, fchmod, fstat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+use crate::error::{Error, Result};
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::materialize::tree::open_dir;
 
-use super::{PrimeError, failed, nix_failed};
+use super::{failed, nix_failed};
 
 /// Flushes the filesystem holding `path`: every file of the tree reaches the disk before
 /// the rename that makes it visible (one call instead of an fsync per file).
-pub(super) fn sync_fs(path: &Path) -> Result<(), PrimeError> {
+pub(super) fn sync_fs(path: &Path) -> Result<()> {
     let fd = open_dir(nix::fcntl::AT_FDCWD, path).map_err(nix_failed(path.display()))?;
     // SAFETY: syncfs on a descriptor we own.
     if unsafe { libc::syncfs(fd.as_raw_fd()) } != 0 {
@@ -34,11 +35,11 @@ pub(super) fn fsync_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Removes `dir/name` and everything below it without following links; directories a
 /// seed made read-only are made writable first.
-pub(super) fn remove_tree_at(dir: &Path, name: &OsStr) -> Result<(), PrimeError> {
+pub(super) fn remove_tree_at(dir: &Path, name: &OsStr) -> Result<()> {
     let parent = open_dir(nix::fcntl::AT_FDCWD, dir).map_err(nix_failed(dir.display()))?;
     let mut buf = vec![0u8; 32 * 1024];
     remove_entry(parent.as_fd(), name, &mut buf)
-        .map_err(|e| PrimeError::Failed(format!("removing {}: {e}", dir.join(name).display())))
+        .map_err(|e| Error::Failed(format!("removing {}: {e}", dir.join(name).display())))
 }
 
 pub(super) fn remove_entry(

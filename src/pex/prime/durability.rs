@@ -19,9 +19,9 @@
 
 use std::path::Path;
 
+use crate::error::Result;
 use crate::pex::materialize::tree::TreeReport;
 
-use super::PrimeError;
 use super::dirops::sync_fs;
 use super::marker::Marker;
 use super::plan::Plan;
@@ -90,7 +90,7 @@ fn filesystem_magic(dir: &Path) -> Option<u64> {
 
 /// Makes the staged tree as durable as the plan asks, and returns the marker to publish
 /// with it, saying how.
-pub(super) fn settle(plan: &Plan, staged: &Path, tree: &TreeReport) -> Result<Marker, PrimeError> {
+pub(super) fn settle(plan: &Plan, staged: &Path, tree: &TreeReport) -> Result<Marker> {
     let mut marker = plan.marker.clone();
     if tree.unsynced_copies == 0 {
         // Links only, and copies synced one by one: nothing waits in the page cache.

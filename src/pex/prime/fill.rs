@@ -14,6 +14,7 @@ use nix::sys::stat::{Mode, fchmod, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown};
 
+use crate::error::{Error, Result};
 use crate::paths::chown_nofollow;
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::manifest::{self, MANIFEST_NAME};
@@ -21,10 +22,10 @@ use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest, op
 
 use super::marker::Marker;
 use super::plan::Plan;
-use super::{MARKER_NAME, PrimeError, Request, failed, nix_failed};
+use super::{MARKER_NAME, Request, failed, nix_failed};
 
 /// Makes the directory a prime is built in: private until the tree is complete.
-pub(super) fn create_staging(dir: &Path) -> Result<(), PrimeError> {
+pub(super) fn create_staging(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .mode(0o700)
         .create(dir)
@@ -32,7 +33,7 @@ pub(super) fn create_staging(dir: &Path) -> Result<(), PrimeError> {
 }
 
 /// Copies the seed into `dst` and writes the manifest and the marker into it.
-pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport, PrimeError> {
+pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport> {
     let progress = Progress::new(&plan.seed);
     let skip_top = |name: &OsStr| name.as_bytes().starts_with(b".pexinit");
     let tick = || progress.tick();
@@ -48,10 +49,8 @@ pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport,
     });
     progress.finish();
     let tree = tree.map_err(|e| match e {
-        TreeError::Impossible(message) => PrimeError::BadInput(message),
-        TreeError::Io { path, message } => {
-            PrimeError::Failed(format!("{}: {message}", path.display()))
-        }
+        TreeError::Impossible(message) => Error::Usage(message),
+        TreeError::Io { path, message } => Error::Failed(format!("{}: {message}", path.display())),
     })?;
     Ok(tree)
 }
@@ -64,7 +63,7 @@ pub(super) fn finish_root(
     req: &Request,
     root: &Path,
     whole: bool,
-) -> Result<(), PrimeError> {
+) -> Result<()> {
     let mut manifest = plan.manifest.clone();
     manifest.pex_root = plan.into.clone();
     manifest.unflushed_boot_id = marker.boot_id.clone();
@@ -121,7 +120,7 @@ pub(super) fn write_owned(
     mode: u32,
     req: &Request,
     seed_root: &fs::Metadata,
-) -> Result<(), PrimeError> {
+) -> Result<()> {
     manifest::write_atomic(dir, name, bytes, mode).map_err(failed(dir.join(name).display()))?;
     let dir_fd = open_dir(nix::fcntl::AT_FDCWD, dir).map_err(nix_failed(dir.display()))?;
     let owner = req.owner.or_else(|| {

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::plan::Plan;
-use super::{JOURNAL_NAME, MARKER_NAME, MOUNT_LOCK, MOUNT_TMP, PrimeError, bad, failed};
+use super::{JOURNAL_NAME, MARKER_NAME, MOUNT_LOCK, MOUNT_TMP, bad, failed};
+use crate::error::Result;
 
 /// The marker's content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +64,7 @@ pub(super) enum DirState {
     Foreign(OsString),
 }
 
-pub(super) fn state_of(plan: &Plan) -> Result<DirState, PrimeError> {
+pub(super) fn state_of(plan: &Plan) -> Result<DirState> {
     let entries = match fs::read_dir(&plan.into) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(DirState::Missing),
@@ -97,7 +98,7 @@ pub(super) fn state_of(plan: &Plan) -> Result<DirState, PrimeError> {
 /// Holds the prime lock of DIR while alive.
 pub(super) struct Lock(#[allow(dead_code)] File);
 
-pub(super) fn lock(plan: &Plan) -> Result<Lock, PrimeError> {
+pub(super) fn lock(plan: &Plan) -> Result<Lock> {
     let path = if plan.mount_point {
         plan.into.join(MOUNT_LOCK)
     } else {

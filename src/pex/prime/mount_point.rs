@@ -13,6 +13,7 @@ use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::Mode;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+use crate::error::Result;
 use crate::paths::rename_exchange;
 use crate::pex::cache::read_dir;
 use crate::pex::manifest::{self, MANIFEST_NAME};
@@ -22,16 +23,11 @@ use super::dirops::{fsync_fd, remove_tree_at};
 use super::durability::settle;
 use super::fill::{create_staging, fill, finish_root};
 use super::plan::Plan;
-use super::{
-    JOURNAL_NAME, MARKER_NAME, MOUNT_LOCK, MOUNT_TMP, PrimeError, Request, failed, nix_failed,
-};
+use super::{JOURNAL_NAME, MARKER_NAME, MOUNT_LOCK, MOUNT_TMP, Request, failed, nix_failed};
 
 /// DIR is a mount point: build inside it, then move the top-level directories in.
 /// Returns what was copied and whether the tree was flushed before it was moved in.
-pub(super) fn fill_mount_point(
-    plan: &Plan,
-    req: &Request,
-) -> Result<(TreeReport, bool), PrimeError> {
+pub(super) fn fill_mount_point(plan: &Plan, req: &Request) -> Result<(TreeReport, bool)> {
     let tmp = plan.into.join(MOUNT_TMP);
     create_staging(&tmp)?;
     let result = (|| {

@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::error::Result;
 use crate::paths::resolve_physical;
 use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
 use crate::pex::materialize::relocate::Relocation;
@@ -16,7 +17,7 @@ use crate::pex::materialize::tree::LinkMode;
 
 use super::durability::{Durability, current_boot};
 use super::marker::Marker;
-use super::{FORMAT, PrimeError, Request, bad, failed};
+use super::{FORMAT, Request, bad, failed};
 
 /// Everything decided before the lock is taken: read-only checks.
 pub(super) struct Plan {
@@ -33,7 +34,7 @@ pub(super) struct Plan {
     pub(super) durability: Durability,
 }
 
-pub(super) fn plan(req: &Request) -> Result<Plan, PrimeError> {
+pub(super) fn plan(req: &Request) -> Result<Plan> {
     let seed = absolute(&req.from)?;
     let seed =
         resolve_physical(&seed).map_err(|e| bad(format!("--from {}: {e}", seed.display())))?;
@@ -161,7 +162,7 @@ pub(super) fn probe_reflink(file: &Path, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-pub(super) fn absolute(path: &Path) -> Result<PathBuf, PrimeError> {
+pub(super) fn absolute(path: &Path) -> Result<PathBuf> {
     if path.is_absolute() {
         return Ok(path.to_path_buf());
     }
