@@ -34,6 +34,7 @@ mod marker;
 mod mount_point;
 mod plan;
 mod renamed;
+mod state;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -52,10 +53,10 @@ use crate::pex::materialize::tree::TreeReport;
 use dirops::remove_tree_at;
 pub use durability::may_have_lost_data;
 pub use marker::Marker;
-use marker::{DirState, lock, state_of};
 use mount_point::fill_mount_point;
 use plan::{Plan, plan};
 use renamed::{build_and_rename, tmp_prefix};
+use state::{DirState, lock, state_of};
 
 /// Written last into a primed DIR: which seed, for which owner, at which path.
 pub const MARKER_NAME: &str = ".pexinit-prime.json";

@@ -20,7 +20,6 @@ use crate::pex::manifest::{self, MANIFEST_NAME};
 use crate::pex::materialize::tree::{TreeReport, open_dir};
 
 use super::dirops::{fsync_fd, remove_tree_at};
-use super::durability::settle;
 use super::fill::{create_staging, fill, finish_root};
 use super::plan::Plan;
 use super::{JOURNAL_NAME, MARKER_NAME, MOUNT_LOCK, MOUNT_TMP, Request, failed, nix_failed};
@@ -40,7 +39,7 @@ pub(super) fn fill_mount_point(plan: &Plan, req: &Request) -> Result<(TreeReport
             .map_err(failed(tmp.display()))?;
         names.retain(|n| n != MARKER_NAME && n != MANIFEST_NAME);
         names.sort_by_key(|n| (move_rank(n), n.clone()));
-        let marker = settle(plan, &tmp, &tree)?;
+        let marker = plan.durability.settle(&plan.marker, &tmp, &tree)?;
         finish_root(plan, &marker, req, &tmp, false)?;
         let into =
             open_dir(nix::fcntl::AT_FDCWD, &plan.into).map_err(nix_failed(plan.into.display()))?;

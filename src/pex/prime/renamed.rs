@@ -12,10 +12,9 @@ use crate::paths::rename_exchange;
 use crate::pex::materialize::tree::{TreeReport, open_dir};
 
 use super::dirops::{fsync_fd, remove_tree_at};
-use super::durability::settle;
 use super::fill::{create_staging, fill, finish_root};
-use super::marker::DirState;
 use super::plan::Plan;
+use super::state::DirState;
 use super::{Placement, Request, bad, failed, nix_failed};
 
 /// The names of our temporaries beside DIR: `.<name>.pexinit-prime-tmp.<pid>`.
@@ -38,7 +37,7 @@ pub(super) fn build_and_rename(
     create_staging(&tmp)?;
     let result = (|| {
         let tree = fill(plan, req, &tmp)?;
-        let marker = settle(plan, &tmp, &tree)?;
+        let marker = plan.durability.settle(&plan.marker, &tmp, &tree)?;
         finish_root(plan, &marker, req, &tmp, true)?;
         let parent = open_dir(nix::fcntl::AT_FDCWD, &plan.parent)
             .map_err(nix_failed(plan.parent.display()))?;
