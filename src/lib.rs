@@ -17,6 +17,7 @@ pub mod log;
 pub mod oci;
 pub mod paths;
 pub mod pex;
+pub mod progress;
 pub mod run;
 
 mod commands;

@@ -33,7 +33,7 @@ use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::symlinkat;
 use serde::{Deserialize, Serialize};
 
-use crate::paths::chown_nofollow;
+use crate::fs::rename::chown_nofollow;
 use crate::pex::manifest::{self, MANIFEST_NAME};
 
 /// Marks a finished farm: which seed (and which manifest of it) it mirrors. Written last,

@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, IsTerminal};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -15,10 +15,12 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown};
 
 use crate::error::{Error, Result};
-use crate::paths::chown_nofollow;
+use crate::fs::dir::open_dir;
+use crate::fs::rename::chown_nofollow;
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::manifest::{self, MANIFEST_NAME};
-use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest, open_dir};
+use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest};
+use crate::progress::Bar;
 
 use super::marker::Marker;
 use super::plan::Plan;
@@ -34,9 +36,12 @@ pub(super) fn create_staging(dir: &Path) -> Result<()> {
 
 /// Copies the seed into `dst` and writes the manifest and the marker into it.
 pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport> {
-    let progress = Progress::new(&plan.seed);
+    let progress = Bar::new(
+        || count_entries(&plan.seed).unwrap_or(0),
+        "priming [{elapsed}] {bar:30} {pos}/{len} entries",
+    );
     let skip_top = |name: &OsStr| name.as_bytes().starts_with(b".pexinit");
-    let tick = || progress.tick();
+    let tick = || progress.inc(1);
     let tree = tree::copy_tree(&TreeRequest {
         src: &plan.seed,
         dst,
@@ -152,37 +157,6 @@ pub(super) fn write_owned(
     )
     .map_err(nix_failed(dir.join(name).display()))?;
     Ok(())
-}
-
-/// A bar on a terminal, counting entries; nothing otherwise.
-pub(super) struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn new(seed: &Path) -> Progress {
-        if !io::stderr().is_terminal() {
-            return Progress(None);
-        }
-        let total = count_entries(seed).unwrap_or(0);
-        let bar = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "priming [{elapsed}] {bar:30} {pos}/{len} entries",
-        ) {
-            bar.set_style(style);
-        }
-        Progress(Some(bar))
-    }
-
-    fn tick(&self) {
-        if let Some(bar) = &self.0 {
-            bar.inc(1);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 /// Entries below `root` (d_type only: no stat per file).

@@ -5,19 +5,18 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat, renameat};
-use nix::sys::stat::Mode;
+use nix::fcntl::renameat;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::Result;
-use crate::paths::rename_exchange;
-use crate::pex::cache::read_dir;
+use crate::fs::dir::{list_names, open_dir};
+use crate::fs::rename::rename_exchange;
 use crate::pex::manifest::{self, MANIFEST_NAME};
-use crate::pex::materialize::tree::{TreeReport, open_dir};
+use crate::pex::materialize::tree::TreeReport;
 
 use super::dirops::{fsync_fd, remove_tree_at};
 use super::fill::{create_staging, fill, finish_root};
@@ -157,18 +156,4 @@ pub(super) fn move_rank(name: &OsStr) -> u8 {
         b"venvs" => 2,
         _ => 0,
     }
-}
-
-pub(super) fn list_names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
-    let fd = openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut buf = vec![0u8; 32 * 1024];
-    Ok(read_dir(fd.as_fd(), &mut buf)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect())
 }

@@ -162,13 +162,9 @@ pub(super) fn probe_reflink(file: &Path, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-pub(super) fn absolute(path: &Path) -> Result<PathBuf> {
-    if path.is_absolute() {
-        return Ok(path.to_path_buf());
-    }
-    Ok(std::env::current_dir()
-        .map_err(failed("the working directory"))?
-        .join(path))
+/// `path` from the working directory; `..` is left for the physical resolution.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(failed("the working directory"))
 }
 
 /// A mount point (an emptyDir, a volume, a bind mount): another mount than its parent's.

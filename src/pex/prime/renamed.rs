@@ -8,8 +8,9 @@ use nix::errno::Errno;
 use nix::fcntl::renameat;
 
 use crate::error::Result;
-use crate::paths::rename_exchange;
-use crate::pex::materialize::tree::{TreeReport, open_dir};
+use crate::fs::dir::open_dir;
+use crate::fs::rename::rename_exchange;
+use crate::pex::materialize::tree::TreeReport;
 
 use super::dirops::{fsync_fd, remove_tree_at};
 use super::fill::{create_staging, fill, finish_root};

@@ -4,10 +4,12 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
+use nix::fcntl::Flock;
+
 use crate::error::Result;
+use crate::fs::lock::lock_exclusive;
 
 use super::marker::Marker;
 use super::plan::Plan;
@@ -58,7 +60,7 @@ pub(super) fn state_of(plan: &Plan) -> Result<DirState> {
 }
 
 /// Holds the prime lock of DIR while alive.
-pub(super) struct Lock(#[allow(dead_code)] File);
+pub(super) struct Lock(#[allow(dead_code)] Flock<File>);
 
 pub(super) fn lock(plan: &Plan) -> Result<Lock> {
     let path = if plan.mount_point {
@@ -85,18 +87,12 @@ pub(super) fn lock(plan: &Plan) -> Result<Lock> {
             path.display()
         ))
     })?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    let file = lock_exclusive(file, || {
         tracing::info!(
             "another prime of {} is running: waiting for it",
             plan.into.display()
         );
-        // SAFETY: as above; blocks until the other prime is done.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(failed(format!("locking {}", path.display()))(
-                io::Error::last_os_error(),
-            ));
-        }
-    }
+    })
+    .map_err(|(_, e)| failed(format!("locking {}", path.display()))(e.into()))?;
     Ok(Lock(file))
 }
