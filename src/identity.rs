@@ -302,6 +302,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn numeric_owners_are_uid_with_an_optional_gid() {
+        assert_eq!(numeric_owner("--chown", "1001:0").unwrap(), (1001, 0));
+        assert_eq!(
+            numeric_owner("--chown", "65534:65534").unwrap(),
+            (65534, 65534)
+        );
+        assert_eq!(numeric_owner("--owner", "1001").unwrap(), (1001, 0));
+        for bad in [
+            "nobody",
+            "1001:",
+            ":0",
+            "",
+            "-1",
+            "+5",
+            "4294967295",
+            "1:2:3",
+        ] {
+            let err = numeric_owner("--chown", bad).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("--chown {bad}: ")), "{err}");
+            assert!(err.contains("UID:GID"), "{err}");
+        }
+    }
+
+    #[test]
     fn numeric_user_and_group_need_no_entries() {
         let who = Identity::for_user("4000123:4000124").unwrap();
         assert_eq!(

@@ -193,3 +193,57 @@ pub(super) fn mount_id(path: &Path) -> Option<u64> {
     };
     (rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::exit;
+
+    fn request(from: &Path, into: &Path, mode: LinkMode) -> Request {
+        Request {
+            from: from.to_path_buf(),
+            into: into.to_path_buf(),
+            owner: None,
+            mode,
+        }
+    }
+
+    fn refusal(req: &Request) -> String {
+        let Err(e) = plan(req) else {
+            panic!("planned {req:?}")
+        };
+        assert_eq!(e.exit_code(), exit::PEXINIT_FAILED, "{e}");
+        let text = e.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        text
+    }
+
+    #[test]
+    fn bad_input_is_refused_before_anything_is_written() {
+        let t = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(t.path()).unwrap();
+        let into = base.join("volume/pex");
+        let text = refusal(&request(&base.join("missing"), &into, LinkMode::Auto));
+        assert!(text.contains("is not a directory"), "{text}");
+        fs::write(base.join("file"), "").unwrap();
+        let text = refusal(&request(&base.join("file"), &into, LinkMode::Auto));
+        assert!(
+            text.contains("name a seed made by `pexinit seed`"),
+            "{text}"
+        );
+        fs::create_dir(base.join("not-a-seed")).unwrap();
+        let text = refusal(&request(&base.join("not-a-seed"), &into, LinkMode::Copy));
+        assert!(text.starts_with("--from: "), "{text}");
+        let names = |dir: &Path| fs::read_dir(dir).unwrap().count();
+        assert_eq!(names(&base), 2, "nothing written beside the inputs");
+    }
+
+    #[test]
+    fn mount_ids_tell_a_mount_point_from_a_plain_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("d");
+        fs::create_dir(&dir).unwrap();
+        assert!(!is_mount_point(&dir, t.path()));
+        assert!(is_mount_point(Path::new("/proc"), Path::new("/")));
+    }
+}
