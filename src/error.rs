@@ -16,7 +16,7 @@ pub mod exit {
     pub const UNHEALTHY: u8 = 1;
     /// `seed` (pex failed while warming) or `prime` (I/O error, disk full) failed
     /// part-way; prime leaves DIR as it was.
-    pub const FAILED: u8 = 1;
+    pub const FAILED_PART_WAY: u8 = 1;
     /// `repair --dry-run`: poisoned entries were found that a repair would fix.
     pub const WOULD_REPAIR: u8 = 1;
     /// `seed`: the seed was built but does not verify (a second warm-up created files,
@@ -87,7 +87,7 @@ impl Error {
         match self {
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::CannotExecute(_) => exit::CANNOT_EXECUTE,
-            Error::Failed(_) | Error::FailedWith { .. } => exit::FAILED,
+            Error::Failed(_) | Error::FailedWith { .. } => exit::FAILED_PART_WAY,
             Error::Unverified(_) => exit::UNVERIFIED,
             Error::Usage(_)
             | Error::Config { .. }
