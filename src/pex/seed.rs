@@ -5,7 +5,7 @@
 //! 1. runs `PEX_ROOT=DIR PEX_INTERPRETER=1 [PEX_VENV=1] python APP -c ...` with the
 //!    runtime interpreter (its realpath is part of pex's venv hash). This is pex's own
 //!    `--seed` procedure minus running the entry point: it unzips, installs wheels and
-//!    builds the venv (research §1).
+//!    builds the venv.
 //! 2. clamps every mtime to SOURCE_DATE_EPOCH, then `python -m compileall -f` with
 //!    PYTHONHASHSEED=0, so every module has a `.pyc` whose header records the clamped
 //!    source mtime: imports are warm (Python validates by mtime and size) and the bytes

@@ -245,7 +245,7 @@ extern "C" fn child_main(context: *mut libc::c_void) -> libc::c_int {
 
 /// Returns only on failure: which stage failed, with its errno.
 fn child_setup_and_exec(context: &SpawnContext) -> (ChildStage, Errno) {
-    // SAFETY (this block): only async-signal-safe system calls.
+    // SAFETY: only async-signal-safe system calls in this whole block.
     unsafe {
         if libc::setpgid(0, 0) != 0 {
             return (ChildStage::SetPgid, Errno::last());

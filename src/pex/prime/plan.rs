@@ -180,8 +180,9 @@ pub(super) fn is_mount_point(dir: &Path, parent: &Path) -> bool {
 
 pub(super) fn mount_id(path: &Path) -> Option<u64> {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statx writes into the zeroed struct we own; the path is NUL-terminated.
+    // SAFETY: statx is plain data, for which all zero bytes are a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx writes into the struct we own; the path is NUL-terminated.
     let rc = unsafe {
         libc::statx(
             libc::AT_FDCWD,
