@@ -127,7 +127,7 @@ impl VenvMode {
 
 /// What `run` does about a PEX_ROOT poisoned by pex's symlink bugs before it starts
 /// the program.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RepairMode {
     /// Heal poisoned links and quarantine broken entries, then run.
@@ -140,7 +140,7 @@ pub enum RepairMode {
 }
 
 /// When `run` supervises the program (fork, forward signals, reap) instead of exec'ing it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitMode {
     /// Supervise when pexinit is PID 1, otherwise exec the program in place.

@@ -9,6 +9,7 @@ pub mod arena;
 pub mod cli;
 pub mod config;
 pub mod envmap;
+pub mod epoch;
 pub mod error;
 pub mod fs;
 pub mod identity;
@@ -16,6 +17,7 @@ pub mod log;
 pub mod oci;
 pub mod paths;
 pub mod pex;
+pub mod progress;
 pub mod run;
 
 mod commands;

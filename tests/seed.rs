@@ -13,6 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use pexinit::error::{Error, exit};
 use pexinit::pex::info;
 use pexinit::pex::manifest::{self, MANIFEST_NAME, RunMode};
 use pexinit::pex::repair;
@@ -179,7 +180,7 @@ fn venv_true_needs_tools_and_matches_pex_venv() {
             text.contains("--include-tools") && !text.contains('\n'),
             "{text}"
         );
-        assert_eq!(err.exit_code(), seed::exit::BAD_INPUT);
+        assert_eq!(Error::from(err).exit_code(), exit::PEXINIT_FAILED);
     }
 }
 

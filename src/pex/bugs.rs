@@ -172,7 +172,8 @@ mod tests {
             ids("2.1.100", venv(Layout::Loose)),
             ["pex#2572", "pex#2626", "pex#2023", "pex#2160", "pex#3223"]
         );
-        assert_eq!(ids("2.1.137", venv(Layout::Zipapp))[3], "pex#2160");
+        assert!(ids("2.1.137", venv(Layout::Zipapp)).contains(&"pex#2160"));
+        assert!(!ids("2.1.138", venv(Layout::Zipapp)).contains(&"pex#2160"));
         assert_eq!(ids("2.59.0", venv(Layout::Packed)), ["pex#3223"]);
         assert_eq!(
             ids("2.60.0", venv(Layout::Packed)),

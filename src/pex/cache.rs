@@ -24,7 +24,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -540,70 +540,32 @@ fn kind_of_mode(mode: libc::mode_t) -> FileKind {
     }
 }
 
-/// Offsets in a `struct linux_dirent64` (see getdents64(2)).
-const DIRENT_RECLEN: usize = 16;
-const DIRENT_TYPE: usize = 18;
-const DIRENT_NAME: usize = 19;
-
 /// Every name in `dir` except `.` and `..`, with its kind. Regular files are listed
 /// too (callers count them) but cost no syscall beyond getdents64 itself.
 pub fn read_dir(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Vec<(OsString, FileKind)>> {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the directory reader only
+    // stores bytes the kernel wrote, never uninitialized ones, so `buf` holds valid
+    // `u8`s again once the reader is dropped.
+    let buf = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [std::mem::MaybeUninit<u8>]) };
+    let mut entries = rustix::fs::RawDir::new(dir, buf);
     let mut out = Vec::new();
-    loop {
-        // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`, which we own
-        // mutably; the descriptor is borrowed for the duration of the call.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                dir.as_raw_fd(),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            rustix::fs::FileType::Directory => FileKind::Directory,
+            rustix::fs::FileType::Symlink => FileKind::Symlink,
+            rustix::fs::FileType::RegularFile => FileKind::File,
+            // Some filesystems do not fill d_type: ask, without following.
+            rustix::fs::FileType::Unknown => lstat_kind(dir, name).unwrap_or(FileKind::Other),
+            _ => FileKind::Other,
         };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n == 0 {
-            return Ok(out);
-        }
-        parse_dirents(dir, &buf[..n as usize], &mut out)?;
+        out.push((name.to_os_string(), kind));
     }
-}
-
-fn parse_dirents(
-    dir: BorrowedFd<'_>,
-    mut records: &[u8],
-    out: &mut Vec<(OsString, FileKind)>,
-) -> io::Result<()> {
-    let malformed = || io::Error::other("malformed getdents64 record");
-    while records.len() > DIRENT_NAME {
-        let reclen = usize::from(u16::from_ne_bytes([
-            records[DIRENT_RECLEN],
-            records[DIRENT_RECLEN + 1],
-        ]));
-        if reclen <= DIRENT_NAME || reclen > records.len() {
-            return Err(malformed());
-        }
-        let raw_name = &records[DIRENT_NAME..reclen];
-        let len = raw_name
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or_else(malformed)?;
-        let name = OsStr::from_bytes(&raw_name[..len]);
-        if name != "." && name != ".." {
-            let kind = match records[DIRENT_TYPE] {
-                libc::DT_DIR => FileKind::Directory,
-                libc::DT_LNK => FileKind::Symlink,
-                libc::DT_REG => FileKind::File,
-                // Some filesystems do not fill d_type: ask, without following.
-                libc::DT_UNKNOWN => lstat_kind(dir, name).unwrap_or(FileKind::Other),
-                _ => FileKind::Other,
-            };
-            out.push((name.to_os_string(), kind));
-        }
-        records = &records[reclen..];
-    }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]

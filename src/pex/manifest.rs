@@ -43,7 +43,8 @@ impl RunMode {
     }
 }
 
-/// How pex's bootstrap execs a venv; it changed between pex generations (research §2).
+/// How pex's bootstrap execs a venv; it changed between pex generations (see
+/// `crate::run::fast_path` for each generation's argv).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecStyle {

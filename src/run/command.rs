@@ -250,3 +250,43 @@ fn lossy_all(args: &[OsString]) -> Vec<String> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::error::exit;
+
+    fn plan(program: &Path, path_var: &Path) -> Result<CommandPlan> {
+        let env = EnvMap::from_pairs([(OsString::from("PATH"), path_var.as_os_str().to_owned())]);
+        plan_command(
+            &[program.as_os_str().to_owned(), "--flag".into()],
+            &Settings::default(),
+            &env,
+            &Identity::current(),
+        )
+    }
+
+    #[test]
+    fn programs_are_found_on_path_and_failures_carry_docker_run_statuses() {
+        let t = tempfile::tempdir().unwrap();
+        let bin = t.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        let tool = bin.join("tool");
+        fs::write(&tool, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+
+        let found = plan(Path::new("tool"), &bin).unwrap();
+        assert_eq!(found.executable, tool);
+        assert_eq!(found.argv[1..], ["--flag"]);
+        assert!(found.pex.is_none());
+
+        let missing = plan(Path::new("no-such-tool"), &bin).unwrap_err();
+        assert_eq!(missing.exit_code(), exit::NOT_FOUND, "{missing}");
+        let dir = plan(&bin, &bin).unwrap_err();
+        assert_eq!(dir.exit_code(), exit::CANNOT_EXECUTE, "{dir}");
+        assert!(!dir.to_string().contains('\n'), "{dir}");
+    }
+}

@@ -278,7 +278,8 @@ extern "C" fn child_main(context: *mut libc::c_void) -> libc::c_int {
 
 /// Returns only on failure: which stage failed, with its errno.
 fn child_setup_and_exec(spawn: &Spawn) -> (ChildStage, Errno) {
-    // SAFETY (this block): only async-signal-safe system calls.
+    // SAFETY: only async-signal-safe system calls on pexinit's memory, which the
+    // CLONE_VFORK parent leaves alone until this child execs or exits.
     unsafe {
         if libc::setpgid(0, 0) != 0 {
             return (ChildStage::SetPgid, Errno::last());

@@ -1,7 +1,7 @@
 //! The seeded fast path: exec a seeded venv directly, skipping pex's zip bootstrap.
 //!
 //! A warm `--venv` PEX still spends 70–170 ms in Python opening the zip and importing
-//! pex's bootstrap, only to exec `<venv>/pex` (research §2, §3). When the seed manifest
+//! pex's bootstrap, only to exec `<venv>/pex` (docs/BENCHMARKS.md). When the seed manifest
 //! says the venv for this very PEX (same `pex_hash`) and interpreter (same realpath) is
 //! there, pexinit execs exactly what the bootstrap would:
 //!

@@ -13,5 +13,6 @@ pub mod plan;
 pub mod privileges;
 pub mod report;
 pub mod seed_use;
+pub mod setup;
 pub mod signals;
 pub mod stack;

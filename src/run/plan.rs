@@ -554,3 +554,63 @@ pub fn select_venv(plan: &mut EnvPlan, settings: &Settings, pex: Option<&std::pa
         plan.env.set("PEX_VENV", "1");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+    use crate::config::Source;
+
+    /// A plan for this process's own identity, from `env` alone, in `cwd`.
+    fn plan(settings: &Settings, env: &[(&str, &Path)], cwd: &Path) -> EnvPlan {
+        let inputs = Inputs {
+            env: EnvMap::from_pairs(
+                env.iter()
+                    .map(|(k, v)| (OsString::from(k), v.as_os_str().to_owned())),
+            ),
+            cwd: Ok(cwd.to_path_buf()),
+            identity: Identity::current(),
+        };
+        plan_environment(settings, &inputs)
+    }
+
+    #[test]
+    fn a_home_reached_through_a_link_is_made_physical_and_pex_root_exported() {
+        let t = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(t.path()).unwrap();
+        fs::create_dir_all(base.join("real/home")).unwrap();
+        fs::create_dir(base.join("tmp")).unwrap();
+        symlink("real", base.join("link")).unwrap();
+        let linked_home = base.join("link/home");
+        let plan = plan(
+            &Settings::default(),
+            &[("HOME", &linked_home), ("TMPDIR", &base.join("tmp"))],
+            &base,
+        );
+        assert_eq!(plan.value("HOME"), Some(base.join("real/home").as_os_str()));
+        assert_eq!(plan.decision("HOME").unwrap().action, Action::Resolved);
+        let pex_root = PathBuf::from(plan.value("PEX_ROOT").expect("PEX_ROOT is exported"));
+        assert!(pex_root.starts_with(base.join("real/home")), "{pex_root:?}");
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    }
+
+    #[test]
+    fn a_pex_root_setting_wins_over_the_derived_one() {
+        let t = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(t.path()).unwrap();
+        fs::create_dir_all(base.join("home")).unwrap();
+        fs::create_dir_all(base.join("cache/pex")).unwrap();
+        symlink("cache", base.join("cache-link")).unwrap();
+        let settings = Settings {
+            pex_root: Some((base.join("cache-link/pex"), Source::Flag)),
+            ..Settings::default()
+        };
+        let plan = plan(&settings, &[("HOME", &base.join("home"))], &base);
+        assert_eq!(
+            plan.value("PEX_ROOT"),
+            Some(base.join("cache/pex").as_os_str())
+        );
+    }
+}

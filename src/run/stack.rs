@@ -106,7 +106,7 @@ mod tests {
                 recurse((depth - 1) as *mut libc::c_void);
             }
             // SAFETY: keep the frame alive past the recursion.
-            unsafe { std::ptr::read_volatile(&frame[0]) as libc::c_int }
+            libc::c_int::from(unsafe { std::ptr::read_volatile(&frame[0]) })
         }
         extern "C" fn child(_: *mut libc::c_void) -> libc::c_int {
             // 64 pages deep on a 16-page stack.

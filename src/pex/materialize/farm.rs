@@ -3,7 +3,7 @@
 //! A seed the runtime user cannot write (a root-owned image layer, a `--read-only` root
 //! filesystem, an arbitrary UID) would make pex fall back to a temporary PEX_ROOT: cold
 //! again, with a warning. pex only checks that PEX_ROOT itself is writable, and writes
-//! exactly three kinds of things on a warm run (research §4): `PEX_ROOT/access.lck`,
+//! exactly three kinds of things on a warm run: `PEX_ROOT/access.lck`,
 //! `.last-access` in the unzipped-PEX or venv entry it runs (pex ≥ 2.27), and lock files
 //! next to entries it has to create (none, when warm).
 //!
@@ -33,7 +33,7 @@ use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::symlinkat;
 use serde::{Deserialize, Serialize};
 
-use crate::paths::chown_nofollow;
+use crate::fs::rename::chown_nofollow;
 use crate::pex::cache::is_version_name;
 use crate::pex::manifest::{self, MANIFEST_NAME};
 

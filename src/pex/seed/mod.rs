@@ -5,7 +5,7 @@
 //! 1. runs `PEX_ROOT=DIR PEX_INTERPRETER=1 [PEX_VENV=1] python APP -c ...` with the
 //!    runtime interpreter (its realpath is part of pex's venv hash). This is pex's own
 //!    `--seed` procedure minus running the entry point: it unzips, installs wheels and
-//!    builds the venv (research §1).
+//!    builds the venv.
 //! 2. clamps every mtime to SOURCE_DATE_EPOCH, then `python -m compileall -f` with
 //!    PYTHONHASHSEED=0, so every module has a `.pyc` whose header records the clamped
 //!    source mtime: imports are warm (Python validates by mtime and size) and the bytes
@@ -34,6 +34,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchownat};
 use serde::Serialize;
 
+use crate::epoch::DEFAULT_SOURCE_DATE_EPOCH;
 use crate::paths::resolve_physical;
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::info::{self, Layout, Pex};
@@ -47,25 +48,6 @@ mod launch;
 use launch::Captured;
 pub use launch::{LAUNCH_DIR, SEED_DIR};
 
-/// mtime of every seeded file when SOURCE_DATE_EPOCH is unset: 1980-01-01, the zip epoch
-/// (a constant, so seeds stay reproducible without any setting).
-pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 315_532_800;
-
-/// Exit statuses of `pexinit seed` (documented in the README).
-pub mod exit {
-    /// Seeded and verified.
-    pub const OK: u8 = 0;
-    /// pex failed while warming (its stderr is shown).
-    pub const WARM_FAILED: u8 = 1;
-    /// The seed was built but does not verify (a second warm-up created files, or the
-    /// cache has broken links): it is not trustworthy and no manifest was written.
-    pub const VERIFY_FAILED: u8 = 2;
-    /// Bad input: flags, a file that is not a PEX, a DIR that is not empty.
-    pub const BAD_INPUT: u8 = 125;
-    /// The interpreter cannot be found.
-    pub const NO_INTERPRETER: u8 = 127;
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
     #[error("{0}")]
@@ -78,17 +60,6 @@ pub enum SeedError {
     VerifyFailed(String),
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
-}
-
-impl SeedError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SeedError::BadInput(_) => exit::BAD_INPUT,
-            SeedError::NoInterpreter(_) => exit::NO_INTERPRETER,
-            SeedError::WarmFailed(_) | SeedError::Io { .. } => exit::WARM_FAILED,
-            SeedError::VerifyFailed(_) => exit::VERIFY_FAILED,
-        }
-    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SeedError {
@@ -116,33 +87,6 @@ pub struct Request {
     pub source_date_epoch: Option<i64>,
     /// PATH for the children (pex's bootstrap runs `uname` and friends).
     pub path_var: OsString,
-}
-
-impl Request {
-    /// Reads SOURCE_DATE_EPOCH and PATH from the process environment.
-    pub fn from_env(
-        pex_root: PathBuf,
-        python: Option<PathBuf>,
-        runtime_user: Option<(u32, Option<u32>)>,
-        targets: Vec<Target>,
-    ) -> Result<Request, SeedError> {
-        let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<i64>().map_err(|_| {
-                SeedError::BadInput(format!(
-                    "SOURCE_DATE_EPOCH={v:?} is not a number of seconds; set it to e.g. $(git log -1 --format=%ct)"
-                ))
-            })?),
-            _ => None,
-        };
-        Ok(Request {
-            pex_root,
-            python,
-            runtime_user,
-            targets,
-            source_date_epoch,
-            path_var: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        })
-    }
 }
 
 /// One PEX in the plan.

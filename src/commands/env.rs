@@ -1,0 +1,27 @@
+//! `pexinit env`: print the environment `run` would give the program.
+
+use crate::cli::EnvArgs;
+use crate::error::Result;
+use crate::run::plan::select_venv;
+use crate::run::report::{EnvReport, env_lines, export_lines};
+use crate::run::setup::{optional_command, pex_path, plan_inputs, plan_with_seed};
+
+pub fn env(args: &EnvArgs, verbose: u8) -> Result<u8> {
+    let settings = super::settings(&super::flag_settings(&args.options), verbose)?;
+    let inputs = plan_inputs(&settings)?;
+    let (mut plan, _) = plan_with_seed(&settings, &inputs);
+    for warning in &plan.warnings {
+        tracing::warn!("{warning}");
+    }
+    let command = optional_command(&args.command, &settings, &plan, &inputs)?;
+    select_venv(&mut plan, &settings, pex_path(command.as_ref()));
+    let text = if args.json {
+        super::json(&EnvReport::new(&plan, command.as_ref()))
+    } else if args.export {
+        export_lines(&plan)
+    } else {
+        env_lines(&plan)
+    };
+    super::print(&text)?;
+    Ok(0)
+}
