@@ -17,7 +17,7 @@ pub fn doctor(args: &DoctorArgs, verbose: u8) -> Result<u8> {
     let inputs = plan_inputs(&settings)?;
     let (mut plan, seed) = plan_with_seed(&settings, &inputs);
     let mut problems = plan.problems.clone();
-    let command = match optional_command(&args.command, &settings, &plan, &inputs) {
+    let mut command = match optional_command(&args.command, &settings, &plan, &inputs) {
         Ok(command) => command,
         Err(e) => {
             problems.push(e.to_string());
@@ -34,8 +34,8 @@ pub fn doctor(args: &DoctorArgs, verbose: u8) -> Result<u8> {
         Err((seed, reason)) => SeedCheck::Unusable { seed, reason },
         Ok(Some(seeded)) => SeedCheck::Used {
             fast_path: command
-                .as_ref()
-                .and_then(|c| seed_use::fast_path(&seeded, c, &plan)),
+                .as_mut()
+                .and_then(|c| seed_use::choose(&seeded, c, &mut plan)),
             seeded: Box::new(seeded),
         },
     };

@@ -47,6 +47,9 @@ pub fn run(args: RunArgs, verbose: u8) -> Result<u8> {
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
+    for notice in &plan.notices {
+        tracing::info!("{notice}");
+    }
     let seeded = seed.unwrap_or_else(|(seed, why)| {
         tracing::warn!("seed {}: {why}; running without it", seed.display());
         None
@@ -62,15 +65,8 @@ pub fn run(args: RunArgs, verbose: u8) -> Result<u8> {
         cache_guard::enforce(&cache, pex_root, settings.repair)?;
     }
     if let Some(seeded) = &seeded {
-        let fast = seed_use::fast_path(seeded, &command, &plan);
-        if fast
-            .as_ref()
-            .is_some_and(|f| f.as_ref().is_ok_and(|f| !f.needs_pex_root()))
-        {
-            // A launcher reads the seed in place: no link farm, nothing written.
-            tracing::info!("seed {} read in place", seeded.physical.display());
-            plan.env.set("PEX_ROOT", &seeded.physical);
-        } else {
+        let fast = seed_use::choose(seeded, &mut command, &mut plan);
+        if seed_use::needs_seed_root(fast.as_ref()) {
             let owner = credentials
                 .as_ref()
                 .map(|_| (inputs.identity.uid, inputs.identity.gid));
@@ -85,12 +81,11 @@ pub fn run(args: RunArgs, verbose: u8) -> Result<u8> {
                 seeded.seed.display(),
                 seeded.used.pex_root().display()
             );
+        } else {
+            tracing::info!("seed {} read in place", seeded.physical.display());
         }
         match fast {
-            Some(Ok(fast)) => {
-                tracing::info!("fast path: {}", fast.describe());
-                seed_use::take_fast_path(&fast, &mut command, &mut plan);
-            }
+            Some(Ok(fast)) => tracing::info!("fast path: {}", fast.describe()),
             Some(Err(why)) => tracing::info!("no fast path: {why}"),
             None => {}
         }

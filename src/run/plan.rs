@@ -97,6 +97,10 @@ pub struct EnvPlan {
     pub mkdirs: Vec<MkDir>,
     /// Printed once each by `run`; listed by `doctor`.
     pub warnings: Vec<String>,
+    /// What is normal where it happens but worth knowing: `run` says it at info level
+    /// (with `-v`), `doctor` lists it. HOME=/ or no HOME at all for a uid without a
+    /// passwd entry is what podman and Kubernetes give an arbitrary uid.
+    pub notices: Vec<String>,
     /// What `run` cannot fix: `doctor` is unhealthy when this is not empty.
     pub problems: Vec<String>,
     #[serde(skip)]
@@ -123,6 +127,7 @@ pub fn plan_environment(settings: &Settings, inputs: &Inputs) -> EnvPlan {
         decisions: Vec::new(),
         mkdirs: Vec::new(),
         warnings: Vec::new(),
+        notices: Vec::new(),
         problems: Vec::new(),
     };
     for (name, value) in &settings.env {
@@ -154,6 +159,7 @@ pub fn plan_environment(settings: &Settings, inputs: &Inputs) -> EnvPlan {
         cwd,
         mkdirs: planner.mkdirs,
         warnings: planner.warnings,
+        notices: planner.notices,
         problems: planner.problems,
         env: planner.env,
     }
@@ -165,6 +171,7 @@ struct Planner<'a> {
     decisions: Vec<Decision>,
     mkdirs: Vec<MkDir>,
     warnings: Vec<String>,
+    notices: Vec<String>,
     problems: Vec<String>,
 }
 
@@ -383,10 +390,19 @@ impl Planner<'_> {
                     (Some(p), true) => format!("HOME is unset and the passwd home {}", p.display()),
                     (Some(p), false) => format!("HOME={}", p.display()),
                 };
-                self.warnings.push(format!(
+                let message = format!(
                     "{named} {why}: using private fallback home {}",
                     fallback.home.display()
-                ));
+                );
+                // An arbitrary uid (no passwd entry) gets HOME=/ or none at all from
+                // podman and Kubernetes: the fallback is the expected case there.
+                let expected = candidate.as_deref() == Some(Path::new("/"))
+                    || (candidate.is_none() && self.who.passwd.is_none());
+                if expected {
+                    self.notices.push(message);
+                } else {
+                    self.warnings.push(message);
+                }
                 if !crate::paths::dir_writable_by(&fallback.root, self.who) {
                     self.problems.push(format!(
                         "no usable HOME: {} is not writable for the fallback home; mount a writable \

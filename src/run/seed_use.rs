@@ -129,9 +129,34 @@ pub fn fast_path(
     }))
 }
 
+/// Decides the fast path for `command` and applies it to `command` and `plan`, exactly
+/// as `run` will: `run`, `env` and `doctor` all call this, so what they show is what
+/// runs. A launcher reads the seed in place, so PEX_ROOT becomes the seed itself (no
+/// link farm is needed or made).
+pub fn choose(
+    seeded: &Seeded,
+    command: &mut CommandPlan,
+    plan: &mut EnvPlan,
+) -> Option<Result<FastPath, String>> {
+    let fast = fast_path(seeded, command, plan)?;
+    if let Ok(fast) = &fast {
+        if !fast.needs_pex_root() {
+            plan.env.set("PEX_ROOT", &seeded.physical);
+        }
+        take_fast_path(fast, command, plan);
+    }
+    Some(fast)
+}
+
+/// Whether `run` must prepare the seed's PEX_ROOT (a link farm for a read-only seed):
+/// not when a launcher starts the app.
+pub fn needs_seed_root(fast: Option<&Result<FastPath, String>>) -> bool {
+    !matches!(fast, Some(Ok(fast)) if !fast.needs_pex_root())
+}
+
 /// `command` rewritten to exec the seeded venv, and `plan` given the variables pex's
 /// bootstrap would have set.
-pub fn take_fast_path(fast: &FastPath, command: &mut CommandPlan, plan: &mut EnvPlan) {
+fn take_fast_path(fast: &FastPath, command: &mut CommandPlan, plan: &mut EnvPlan) {
     command.executable = fast.executable.clone();
     command.argv_os = fast.argv_os.clone();
     command.argv = fast.argv.clone();
