@@ -264,6 +264,8 @@ pub enum Source {
     /// A flag or its `PEXINIT_*` variable.
     Flag,
     ConfigFile,
+    /// The PEX's own PEX-INFO (`pex_root`, from `pex --runtime-pex-root`).
+    PexInfo,
 }
 
 /// The merged settings a plan is built from.

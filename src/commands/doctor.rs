@@ -7,10 +7,9 @@ use crate::cli::DoctorArgs;
 use crate::config::RepairMode;
 use crate::error::{Result, exit};
 use crate::run::cache_guard::CacheCheck;
-use crate::run::plan::select_venv;
 use crate::run::report::{Diagnosis, PexReport};
 use crate::run::seed_use::{self, SeedCheck};
-use crate::run::setup::{optional_command, pex_path, plan_inputs, plan_with_seed};
+use crate::run::setup::{optional_command, plan_inputs, plan_with_seed, settle_for_program};
 
 pub fn doctor(args: &DoctorArgs, verbose: u8) -> Result<u8> {
     let settings = super::settings(&super::flag_settings(&args.options), verbose)?;
@@ -24,7 +23,7 @@ pub fn doctor(args: &DoctorArgs, verbose: u8) -> Result<u8> {
             None
         }
     };
-    select_venv(&mut plan, &settings, pex_path(command.as_ref()));
+    let settings = settle_for_program(&settings, &inputs, &mut plan, command.as_ref(), matches!(seed, Ok(Some(_))));
     let pex = command
         .as_ref()
         .and_then(|c| c.pex.as_ref())

@@ -2,10 +2,9 @@
 
 use crate::cli::EnvArgs;
 use crate::error::Result;
-use crate::run::plan::select_venv;
 use crate::run::report::{EnvReport, env_lines, export_lines};
 use crate::run::seed_use;
-use crate::run::setup::{optional_command, pex_path, plan_inputs, plan_with_seed};
+use crate::run::setup::{optional_command, plan_inputs, plan_with_seed, settle_for_program};
 
 pub fn env(args: &EnvArgs, verbose: u8) -> Result<u8> {
     let settings = super::settings(&super::flag_settings(&args.options), verbose)?;
@@ -15,7 +14,7 @@ pub fn env(args: &EnvArgs, verbose: u8) -> Result<u8> {
         tracing::warn!("{warning}");
     }
     let mut command = optional_command(&args.command, &settings, &plan, &inputs)?;
-    select_venv(&mut plan, &settings, pex_path(command.as_ref()));
+    settle_for_program(&settings, &inputs, &mut plan, command.as_ref(), matches!(seed, Ok(Some(_))));
     // The environment of the program run would start: its fast path included.
     let fast_path = match (&seed, command.as_mut()) {
         (Ok(Some(seeded)), Some(command)) => seed_use::choose(seeded, command, &mut plan),

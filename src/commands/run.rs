@@ -12,10 +12,10 @@ use crate::run::cache_guard::{self, CacheCheck};
 use crate::run::command::plan_command;
 use crate::run::exec::{self, Program};
 use crate::run::init::{self, InitOptions};
-use crate::run::plan::{Inputs, select_venv};
+use crate::run::plan::Inputs;
 use crate::run::privileges::Credentials;
 use crate::run::seed_use;
-use crate::run::setup::{inputs_for_user, pex_path, plan_with_seed};
+use crate::run::setup::{inputs_for_user, plan_with_seed, settle_for_program};
 use crate::run::signals::Rewrites;
 
 fn flag_settings(args: &RunArgs) -> FlagSettings {
@@ -43,7 +43,7 @@ pub fn run(args: RunArgs, verbose: u8) -> Result<u8> {
     };
     let (mut plan, seed) = plan_with_seed(&settings, &inputs);
     let mut command = plan_command(&args.command, &settings, &plan.env, &inputs.identity)?;
-    select_venv(&mut plan, &settings, pex_path(Some(&command)));
+    let settings = settle_for_program(&settings, &inputs, &mut plan, Some(&command), matches!(seed, Ok(Some(_))));
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }

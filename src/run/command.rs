@@ -210,8 +210,9 @@ fn choose_interpreter(
 ) -> Result<(PathBuf, InterpreterSource, Vec<String>)> {
     if let Some((python, source)) = &settings.python {
         let source = match source {
-            Source::Flag => InterpreterSource::Flag,
             Source::ConfigFile => InterpreterSource::ConfigFile,
+            // No interpreter is ever taken from PEX-INFO: that is the #! line's job.
+            Source::Flag | Source::PexInfo => InterpreterSource::Flag,
         };
         return Ok((python.clone(), source, Vec::new()));
     }

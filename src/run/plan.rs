@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::{Settings, VenvMode};
+use crate::config::{Settings, Source, VenvMode};
 use crate::envmap::EnvMap;
 use crate::identity::Identity;
 use crate::paths::{DirPolicy, LinkHop, Resolved, Usability, resolve_physical, usable_dir};
@@ -148,6 +148,15 @@ pub fn plan_environment(settings: &Settings, inputs: &Inputs) -> EnvPlan {
     let home = planner.plan_home(&tmp);
     let xdg = planner.plan_xdg_cache_home();
     planner.plan_pex_root(cwd.as_deref(), &home, xdg.as_deref(), &tmp);
+    if let Some((_, Source::PexInfo)) = &settings.pex_root
+        && let Some(decision) = planner
+            .decisions
+            .iter_mut()
+            .find(|d| d.variable == "PEX_ROOT")
+    {
+        decision.note =
+            Some("from the PEX's PEX-INFO pex_root (built with --runtime-pex-root)".to_owned());
+    }
     EnvPlan {
         user: UserSummary {
             uid: inputs.identity.uid,

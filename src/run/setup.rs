@@ -4,11 +4,11 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::config::Settings;
+use crate::config::{Settings, Source};
 use crate::error::Result;
 use crate::identity::Identity;
 use crate::run::command::{CommandPlan, plan_command};
-use crate::run::plan::{EnvPlan, Inputs, plan_environment};
+use crate::run::plan::{EnvPlan, Inputs, plan_environment, select_venv};
 use crate::run::seed_use::{self, Seeded};
 
 /// Inputs for running as `target` when pexinit runs as `current`. A HOME that is just
@@ -56,6 +56,59 @@ pub fn plan_with_seed(settings: &Settings, inputs: &Inputs) -> (EnvPlan, SeedFou
         }
         _ => (plan, found),
     }
+}
+
+/// A PEX built with `--runtime-pex-root DIR` carries DIR in PEX-INFO, and pex uses it
+/// when PEX_ROOT is not set. pexinit always exports PEX_ROOT, so when nothing else names
+/// one (flag, variable, config file, seed) it exports the PEX's own, made physical: pex
+/// alone would have used it, and a second, cold cache under HOME would be the surprise.
+/// Returns the settings and plan to use instead, if any.
+fn plan_for_runtime_pex_root(
+    settings: &Settings,
+    inputs: &Inputs,
+    plan: &EnvPlan,
+    command: &CommandPlan,
+    seeded: bool,
+) -> Option<(Settings, EnvPlan)> {
+    if seeded
+        || settings.pex_root.is_some()
+        || inputs.env.get("PEX_ROOT").is_some_and(|v| !v.is_empty())
+    {
+        return None;
+    }
+    let raw = command.pex.as_ref()?.info.pex_root.as_deref()?;
+    let home = plan.value("HOME").map(PathBuf::from)?;
+    let root = match raw.strip_prefix('~') {
+        Some("") => home,
+        Some(rest) if rest.starts_with('/') => home.join(rest.trim_start_matches('/')),
+        _ => PathBuf::from(raw),
+    };
+    let mut settings = settings.clone();
+    settings.pex_root = Some((root, Source::PexInfo));
+    let plan = plan_environment(&settings, inputs);
+    Some((settings, plan))
+}
+
+/// What the program itself changes in the plan: the PEX's runtime PEX_ROOT (see
+/// [`plan_for_runtime_pex_root`]), then venv mode for the PEX files config `venv` lists.
+/// Returns the settings the rest of the command uses.
+pub fn settle_for_program(
+    settings: &Settings,
+    inputs: &Inputs,
+    plan: &mut EnvPlan,
+    command: Option<&CommandPlan>,
+    seeded: bool,
+) -> Settings {
+    let mut settings = settings.clone();
+    if let Some(command) = command
+        && let Some((with_root, replanned)) =
+            plan_for_runtime_pex_root(&settings, inputs, plan, command, seeded)
+    {
+        settings = with_root;
+        *plan = replanned;
+    }
+    select_venv(plan, &settings, pex_path(command));
+    settings
 }
 
 /// The PEX a planned command runs, if any.
