@@ -23,7 +23,13 @@ pub fn doctor(args: &DoctorArgs, verbose: u8) -> Result<u8> {
             None
         }
     };
-    let settings = settle_for_program(&settings, &inputs, &mut plan, command.as_ref(), matches!(seed, Ok(Some(_))));
+    let settings = settle_for_program(
+        &settings,
+        &inputs,
+        &mut plan,
+        command.as_ref(),
+        matches!(seed, Ok(Some(_))),
+    );
     let pex = command
         .as_ref()
         .and_then(|c| c.pex.as_ref())

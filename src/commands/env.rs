@@ -14,7 +14,13 @@ pub fn env(args: &EnvArgs, verbose: u8) -> Result<u8> {
         tracing::warn!("{warning}");
     }
     let mut command = optional_command(&args.command, &settings, &plan, &inputs)?;
-    settle_for_program(&settings, &inputs, &mut plan, command.as_ref(), matches!(seed, Ok(Some(_))));
+    settle_for_program(
+        &settings,
+        &inputs,
+        &mut plan,
+        command.as_ref(),
+        matches!(seed, Ok(Some(_))),
+    );
     // The environment of the program run would start: its fast path included.
     let fast_path = match (&seed, command.as_mut()) {
         (Ok(Some(seeded)), Some(command)) => seed_use::choose(seeded, command, &mut plan),

@@ -43,7 +43,13 @@ pub fn run(args: RunArgs, verbose: u8) -> Result<u8> {
     };
     let (mut plan, seed) = plan_with_seed(&settings, &inputs);
     let mut command = plan_command(&args.command, &settings, &plan.env, &inputs.identity)?;
-    let settings = settle_for_program(&settings, &inputs, &mut plan, Some(&command), matches!(seed, Ok(Some(_))));
+    let settings = settle_for_program(
+        &settings,
+        &inputs,
+        &mut plan,
+        Some(&command),
+        matches!(seed, Ok(Some(_))),
+    );
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
@@ -85,7 +91,10 @@ pub fn run(args: RunArgs, verbose: u8) -> Result<u8> {
             tracing::info!("seed {} read in place", seeded.physical.display());
         }
         match fast {
-            Some(Ok(fast)) => tracing::info!("fast path: {}", fast.describe()),
+            Some(Ok(fast)) => {
+                tracing::info!("fast path: {}", fast.describe());
+                seed_use::record_access(seeded, &fast);
+            }
             Some(Err(why)) => tracing::info!("no fast path: {why}"),
             None => {}
         }

@@ -70,6 +70,11 @@ pub struct FastPath {
     /// The launcher in the seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub launcher: Option<PathBuf>,
+    /// pex's `.last-access` files of the seed entries this start uses: `pex3 cache
+    /// prune` deletes entries whose file is old, so `run` refreshes them when it can
+    /// write the seed (pex itself would, through its bootstrap).
+    #[serde(skip)]
+    pub access_files: Vec<PathBuf>,
 }
 
 impl FastPath {
@@ -197,6 +202,7 @@ fn venv_plan(req: &Request<'_>, entry: &Entry, venv: &VenvEntry) -> Result<FastP
         env,
         venv: Some(venv_dir),
         launcher: None,
+        access_files: access_files(req, entry),
     })
 }
 
@@ -254,6 +260,7 @@ fn launcher_plan(
         env: Vec::new(),
         venv: None,
         launcher: Some(file),
+        access_files: access_files(req, entry),
     })
 }
 
@@ -280,6 +287,17 @@ fn no_pexrc(req: &Request<'_>) -> Result<(), String> {
         )),
         None => Ok(()),
     }
+}
+
+/// The `.last-access` files pex keeps in the entries `entry` runs from (pex ≥ 2.24).
+fn access_files(req: &Request<'_>, entry: &Entry) -> Vec<PathBuf> {
+    entry
+        .unzipped
+        .iter()
+        .chain(entry.venv.as_ref().map(|v| &v.dir))
+        .map(|rel| req.seed.join(rel).join(".last-access"))
+        .filter(|file| file.is_file())
+        .collect()
 }
 
 fn is_executable_file(path: &Path) -> bool {

@@ -148,6 +148,27 @@ pub fn choose(
     Some(fast)
 }
 
+/// Refreshes the `.last-access` files of what a fast-path start uses, as pex's bootstrap
+/// would, when the seed is used directly (the runtime user can write it). Best effort:
+/// a start never fails for it.
+pub fn record_access(seeded: &Seeded, fast: &FastPath) {
+    if !matches!(seeded.used, SeedUse::Direct { .. }) {
+        return;
+    }
+    let now = nix::sys::time::TimeSpec::UTIME_NOW;
+    for file in &fast.access_files {
+        if let Err(e) = nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            file,
+            &now,
+            &now,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        ) {
+            tracing::debug!("cannot refresh {}: {e}", file.display());
+        }
+    }
+}
+
 /// Whether `run` must prepare the seed's PEX_ROOT (a link farm for a read-only seed):
 /// not when a launcher starts the app.
 pub fn needs_seed_root(fast: Option<&Result<FastPath, String>>) -> bool {
