@@ -67,7 +67,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use differential_support::{EXTRA_MOD, Entry, probe_pex};
+use differential_support::{EXTRA_MOD, Entry, FAST_PATH_TAKEN, fast_path_claims, probe_pex};
 use serde_json::{Map, Value};
 use support::*;
 
@@ -625,39 +625,6 @@ fn split_stdout(stdout: &str) -> (Option<Value>, Vec<&str>) {
         _ => (None, stdout.lines().collect()),
     }
 }
-
-/// The fast-path verdict of `pexinit doctor --json` and `pexinit env --json`: the one
-/// place that reads those reports' fields, so reshaping them means editing only this.
-/// Each report must carry `seed.fast_path` (or `fast_path`) as `{"Ok": {...}}` when the
-/// fast path is taken, `{"Err": "reason"}` when it is not.
-fn fast_path_claims(
-    doctor: &Value,
-    env: &Value,
-) -> [(&'static str, Result<Result<String, String>, String>); 2] {
-    let verdict = |report: &Value| -> Result<Result<String, String>, String> {
-        let found = ["/seed/fast_path", "/fast_path"]
-            .iter()
-            .find_map(|p| report.pointer(p).filter(|v| !v.is_null()));
-        match found {
-            Some(v) if v.get("Ok").is_some() => Ok(Ok(v["Ok"].to_string())),
-            Some(v) => match v.get("Err").and_then(Value::as_str) {
-                Some(reason) => Ok(Err(reason.to_owned())),
-                None => Err(format!("unreadable fast path verdict {v}")),
-            },
-            None => Err(format!(
-                "no seed.fast_path in the report (seed: {})",
-                report.get("seed").map_or("absent".into(), Value::to_string)
-            )),
-        }
-    };
-    [
-        ("doctor --json", verdict(doctor)),
-        ("env --json", verdict(env)),
-    ]
-}
-
-/// `pexinit -v run`'s line saying the fast path was taken.
-const FAST_PATH_TAKEN: &str = "pexinit: info: fast path";
 
 /// The pexinit-side checks of a case: doctor and env agree on the fast path, run does what
 /// they say, and a fast path that is not taken has a one-line reason.

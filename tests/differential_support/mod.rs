@@ -15,6 +15,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde_json::Value;
+
 use crate::support::{INSTALL_HINT, Kind, PATH, PYTHON, pex_fixture};
 
 const PROBE_PY: &str = include_str!("probe.py");
@@ -146,3 +148,36 @@ pub fn probe_pex(version: &str, kind: Kind, entry: Entry) -> PathBuf {
 /// A module only PEX_EXTRA_SYS_PATH or an inherited sys.path can make importable
 /// (the probe's `extra` word imports it).
 pub const EXTRA_MOD: &str = "extra_mod";
+
+/// The fast-path verdict of `pexinit doctor --json` and `pexinit env --json`: the one
+/// place that reads those reports' fields, so reshaping them means editing only this.
+/// Each report must carry `seed.fast_path` (or `fast_path`) as `{"Ok": {...}}` when the
+/// fast path is taken, `{"Err": "reason"}` when it is not.
+pub fn fast_path_claims(
+    doctor: &Value,
+    env: &Value,
+) -> [(&'static str, Result<Result<String, String>, String>); 2] {
+    let verdict = |report: &Value| -> Result<Result<String, String>, String> {
+        let found = ["/seed/fast_path", "/fast_path"]
+            .iter()
+            .find_map(|p| report.pointer(p).filter(|v| !v.is_null()));
+        match found {
+            Some(v) if v.get("Ok").is_some() => Ok(Ok(v["Ok"].to_string())),
+            Some(v) => match v.get("Err").and_then(Value::as_str) {
+                Some(reason) => Ok(Err(reason.to_owned())),
+                None => Err(format!("unreadable fast path verdict {v}")),
+            },
+            None => Err(format!(
+                "no seed.fast_path in the report (seed: {})",
+                report.get("seed").map_or("absent".into(), Value::to_string)
+            )),
+        }
+    };
+    [
+        ("doctor --json", verdict(doctor)),
+        ("env --json", verdict(env)),
+    ]
+}
+
+/// `pexinit -v run`'s line saying the fast path was taken.
+pub const FAST_PATH_TAKEN: &str = "pexinit: info: fast path";
