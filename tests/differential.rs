@@ -67,7 +67,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use differential_support::{EXTRA_MOD, Entry, FAST_PATH_TAKEN, fast_path_claims, probe_pex};
+use differential_support::{Claim, EXTRA_MOD, Entry, FAST_PATH_TAKEN, fast_path_claims, probe_pex};
 use serde_json::{Map, Value};
 use support::*;
 
@@ -641,9 +641,9 @@ fn check_claims(g: &Group, case: &Case, env: &Result<Value, String>, problems: &
     let mut taken = None;
     for (who, claim) in &claims {
         match claim {
-            Err(unreadable) => problems.push(format!("{who}: {unreadable}")),
-            Ok(Ok(_)) => taken = Some(taken.unwrap_or(true)),
-            Ok(Err(reason)) => {
+            Claim::Unreadable(why) => problems.push(format!("{who}: {why}")),
+            Claim::Taken(_) => taken = Some(taken.unwrap_or(true)),
+            Claim::NotTaken(reason) => {
                 if case.expect_fast_path {
                     problems.push(format!("{who}: fast path: none ({reason})"));
                 } else if reason.trim().is_empty() || reason.contains('\n') {
@@ -653,8 +653,10 @@ fn check_claims(g: &Group, case: &Case, env: &Result<Value, String>, problems: &
             }
         }
     }
-    if let [(_, Ok(d)), (_, Ok(e))] = &claims
-        && d.is_ok() != e.is_ok()
+    if let [(_, d), (_, e)] = &claims
+        && !matches!(d, Claim::Unreadable(_))
+        && !matches!(e, Claim::Unreadable(_))
+        && matches!(d, Claim::Taken(_)) != matches!(e, Claim::Taken(_))
     {
         problems.push(format!("doctor and env disagree: doctor {d:?}, env {e:?}"));
     }

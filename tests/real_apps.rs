@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use containers_support::{
     Cleanup, IMAGE_PYTHON, lock, logs, pexinit_image, podman, podman_ok, repo, run_podman, state,
 };
-use differential_support::fast_path_claims;
+use differential_support::{Claim, fast_path_claims};
 use serde_json::Value;
 use support::{Kind, PEX_NEWEST, pex_fixture};
 
@@ -60,7 +60,16 @@ const FLASK: RealApp = RealApp {
     requirements: &["flask==3.1.3", "gunicorn==27.0.1"],
     sources: "flask",
     console_script: "gunicorn",
-    args: &["webapp:app", "--bind", "127.0.0.1:8000", "--workers", "2"],
+    // gunicorn's control socket lives in HOME, which differs on purpose (pexinit gives a
+    // uid that cannot write HOME a private one): off, so both runs log the same.
+    args: &[
+        "webapp:app",
+        "--bind",
+        "127.0.0.1:8000",
+        "--workers",
+        "2",
+        "--no-control-socket",
+    ],
 };
 
 const FASTAPI: RealApp = RealApp {
@@ -274,7 +283,9 @@ fn podman_args(mode: Mode, name: &str, image: &str, app: &RealApp) -> Vec<String
     let mut args: Vec<String> = ["run", "--detach", "--name", name, "--network", "none"]
         .map(String::from)
         .to_vec();
-    args.extend(["--user".into(), "123456:0".into()]);
+    // An arbitrary uid without a passwd entry, as Kubernetes runs it (podman would add
+    // one to /etc/passwd, which `podman diff` would show).
+    args.extend(["--user".into(), "123456:0".into(), "--passwd=false".into()]);
     match mode {
         Mode::Pex => args.extend(
             [
@@ -358,7 +369,8 @@ fn assert_fast_path_named(app: &RealApp, image: &str) -> Vec<String> {
         let ran = run_podman(
             podman()
                 .args(["run", "--rm", "--network", "none", "--read-only"])
-                .args(["--user", "123456:0", "--entrypoint", "pexinit", image])
+                .args(["--user", "123456:0", "--passwd=false"])
+                .args(["--entrypoint", "pexinit", image])
                 .args([subcommand, "--json", "--", "/app/app.pex"])
                 .args(app.args),
         );
@@ -375,9 +387,9 @@ fn assert_fast_path_named(app: &RealApp, image: &str) -> Vec<String> {
     }
     for (who, claim) in fast_path_claims(&reports[0], &reports[1]) {
         match claim {
-            Ok(Ok(_)) => {}
-            Ok(Err(reason)) => problems.push(format!("{who}: fast path: none ({reason})")),
-            Err(unreadable) => problems.push(format!("{who}: {unreadable}")),
+            Claim::Taken(_) => {}
+            Claim::NotTaken(reason) => problems.push(format!("{who}: fast path: none ({reason})")),
+            Claim::Unreadable(why) => problems.push(format!("{who}: {why}")),
         }
     }
     problems

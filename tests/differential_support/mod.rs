@@ -149,25 +149,33 @@ pub fn probe_pex(version: &str, kind: Kind, entry: Entry) -> PathBuf {
 /// (the probe's `extra` word imports it).
 pub const EXTRA_MOD: &str = "extra_mod";
 
+/// What one report says about the fast path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Taken: what run execs.
+    Taken(String),
+    /// Not taken, and why.
+    NotTaken(String),
+    /// The report does not say, or not readably.
+    Unreadable(String),
+}
+
 /// The fast-path verdict of `pexinit doctor --json` and `pexinit env --json`: the one
 /// place that reads those reports' fields, so reshaping them means editing only this.
 /// Each report must carry `seed.fast_path` (or `fast_path`) as `{"Ok": {...}}` when the
 /// fast path is taken, `{"Err": "reason"}` when it is not.
-pub fn fast_path_claims(
-    doctor: &Value,
-    env: &Value,
-) -> [(&'static str, Result<Result<String, String>, String>); 2] {
-    let verdict = |report: &Value| -> Result<Result<String, String>, String> {
+pub fn fast_path_claims(doctor: &Value, env: &Value) -> [(&'static str, Claim); 2] {
+    let verdict = |report: &Value| -> Claim {
         let found = ["/seed/fast_path", "/fast_path"]
             .iter()
             .find_map(|p| report.pointer(p).filter(|v| !v.is_null()));
         match found {
-            Some(v) if v.get("Ok").is_some() => Ok(Ok(v["Ok"].to_string())),
+            Some(v) if v.get("Ok").is_some() => Claim::Taken(v["Ok"].to_string()),
             Some(v) => match v.get("Err").and_then(Value::as_str) {
-                Some(reason) => Ok(Err(reason.to_owned())),
-                None => Err(format!("unreadable fast path verdict {v}")),
+                Some(reason) => Claim::NotTaken(reason.to_owned()),
+                None => Claim::Unreadable(format!("unreadable fast path verdict {v}")),
             },
-            None => Err(format!(
+            None => Claim::Unreadable(format!(
                 "no seed.fast_path in the report (seed: {})",
                 report.get("seed").map_or("absent".into(), Value::to_string)
             )),
