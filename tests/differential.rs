@@ -603,17 +603,28 @@ fn shown(value: Option<&Value>) -> String {
     value.map_or_else(|| "(absent)".to_owned(), Value::to_string)
 }
 
+/// `text` quoted, its middle cut when long: the head says what started, the tail (a
+/// traceback's last lines) says what failed.
 fn excerpt(text: &str) -> String {
-    const LIMIT: usize = 1200;
-    if text.len() <= LIMIT {
-        format!("{text:?}")
-    } else {
-        let mut cut = LIMIT;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        format!("{:?}… ({} bytes)", &text[..cut], text.len())
+    const HEAD: usize = 300;
+    const TAIL: usize = 900;
+    if text.len() <= HEAD + TAIL {
+        return format!("{text:?}");
     }
+    let mut head = HEAD;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - TAIL;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{:?} …({} bytes)… {:?}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
 }
 
 /// The probe's JSON report (stdout's first line) and whatever else stdout held.
