@@ -403,10 +403,11 @@ impl Planner<'_> {
                     "{named} {why}: using private fallback home {}",
                     fallback.home.display()
                 );
-                // An arbitrary uid (no passwd entry) gets HOME=/ or none at all from
-                // podman and Kubernetes: the fallback is the expected case there.
-                let expected = candidate.as_deref() == Some(Path::new("/"))
-                    || (candidate.is_none() && self.who.passwd.is_none());
+                // An arbitrary uid (no passwd entry) gets HOME=/, none at all, or the
+                // image's HOME it cannot write, from podman, OpenShift and Kubernetes:
+                // the fallback is the expected case there.
+                let expected =
+                    candidate.as_deref() == Some(Path::new("/")) || self.who.passwd.is_none();
                 if expected {
                     self.notices.push(message);
                 } else {
