@@ -214,15 +214,12 @@ fn launcher_plan(
     entry: &Entry,
     launcher: &LauncherEntry,
 ) -> Result<FastPath, String> {
-    if let Some((name, _)) = req.env.iter().find(|(name, value)| {
-        let name = std::os::unix::ffi::OsStrExt::as_bytes(*name);
-        !value.is_empty()
-            && name.starts_with(b"PEX_")
-            && !LAUNCHER_IGNORES.iter().any(|n| n.as_bytes() == name)
-    }) {
+    if let Some(var) = PEX_VARIABLES
+        .iter()
+        .find(|v| req.env.get(v).is_some_and(|x| !x.is_empty()))
+    {
         return Err(format!(
-            "{} is set: pex acts on it when it starts the PEX, so its bootstrap runs",
-            name.to_string_lossy()
+            "{var} is set: pex acts on it when it starts the PEX, so its bootstrap runs"
         ));
     }
     if let Some(var) = ["PYTHONPATH", "PYTHONHOME"]
@@ -264,10 +261,40 @@ fn launcher_plan(
     })
 }
 
-/// Variables the launcher path leaves to pexinit: PEX_ROOT is pexinit's own export
-/// (and a launcher opens no cache), PEX_IGNORE_RCFILES only disables what [`no_pexrc`]
-/// checks.
-const LAUNCHER_IGNORES: [&str; 2] = ["PEX_ROOT", "PEX_IGNORE_RCFILES"];
+/// The variables pex's runtime reads (pex's `variables.py`), less PEX_ROOT (pexinit's
+/// own export; a launcher opens no cache) and PEX_IGNORE_RCFILES (it only disables
+/// what [`no_pexrc`] checks). Any of them set sends `run` through the bootstrap; other
+/// `PEX_*` names mean nothing to pex, and the launcher strips them as pex does.
+const PEX_VARIABLES: [&str; 28] = [
+    "PEX_ALWAYS_CACHE",
+    "PEX_COVERAGE",
+    "PEX_COVERAGE_FILENAME",
+    "PEX_DISABLE_VARIABLES",
+    "PEX_EMIT_WARNINGS",
+    "PEX_EXTRA_SYS_PATH",
+    "PEX_FORCE_LOCAL",
+    "PEX_IGNORE_ERRORS",
+    "PEX_INHERIT_PATH",
+    "PEX_INTERPRETER",
+    "PEX_INTERPRETER_HISTORY",
+    "PEX_INTERPRETER_HISTORY_FILE",
+    "PEX_MAX_INSTALL_JOBS",
+    "PEX_MODULE",
+    "PEX_MULTIPROCESSING_START_METHOD",
+    "PEX_PATH",
+    "PEX_PROFILE",
+    "PEX_PROFILE_FILENAME",
+    "PEX_PROFILE_SORT",
+    "PEX_PYTHON",
+    "PEX_PYTHON_PATH",
+    "PEX_SCRIPT",
+    "PEX_TEARDOWN_VERBOSE",
+    "PEX_TOOLS",
+    "PEX_UNZIP",
+    "PEX_VENV",
+    "PEX_VENV_BIN_PATH",
+    "PEX_VERBOSE",
+];
 
 /// Interpreter options pex puts before the PEX: PEX-INFO's, then the `#!` line's.
 fn python_args(req: &Request<'_>, entry: &Entry) -> Vec<OsString> {

@@ -80,12 +80,14 @@ def capture(request):
 
     main_module = sys.modules.get("__main__")
     main_file = getattr(main_module, "__file__", None)
+    main_spec = getattr(getattr(main_module, "__spec__", None), "name", None)
 
     launcher = {
         "path": recorded_path,
         "argv0_suffix": argv0_suffix,
         "set_pex": env_pex is not None,
         "main_file": relative_to(main_file, root, pex) if main_file else None,
+        "main_spec": main_spec if main_file else None,
         "strip_pex_env": info.get("strip_pex_env", True) is not False,
         "inject_env": sorted((info.get("inject_env") or {}).items()),
         "inject_args": inject_args,

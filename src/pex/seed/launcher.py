@@ -25,7 +25,19 @@ def _start():
     sys.path[:] = [located(entry) for entry in PATH]
     sys.argv[:] = [pex + ARGV0_SUFFIX] + sys.argv[2:]
     if MAIN_FILE is not None:
-        globals()["__file__"] = located(MAIN_FILE)
+        # The module pex's bootstrap ran as `__main__` (its __main__.py), as the app
+        # sees it: the frozen import machinery is loaded already, so this costs nothing.
+        import _frozen_importlib
+        import _frozen_importlib_external
+
+        main_file = located(MAIN_FILE)
+        globals()["__file__"] = main_file
+        if MAIN_SPEC is not None:
+            loader = _frozen_importlib_external.SourceFileLoader(MAIN_SPEC, main_file)
+            globals()["__loader__"] = loader
+            globals()["__spec__"] = _frozen_importlib.ModuleSpec(
+                MAIN_SPEC, loader, origin=main_file
+            )
     if SET_PEX:
         os.environ["PEX"] = os.path.realpath(pex)
 
