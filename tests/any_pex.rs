@@ -1,0 +1,134 @@
+//! Every PEX a user already has: pex 2.1.x caches, pex's cache pruning, and PEX files
+//! built with `--runtime-pex-root`, with real pex from PyPI.
+
+mod support;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use support::*;
+
+const LAUNCHER_TAKEN: &str = "pexinit: info: fast path: exec the seeded launcher";
+
+fn seed(root: &Path, pex: &Path) -> Ran {
+    run(pexinit()
+        .args(["seed", "--python", PYTHON, "--pex-root"])
+        .arg(root)
+        .arg(pex))
+}
+
+fn run_seeded(sb: &Sandbox, seed: &Path, pex: &Path) -> Ran {
+    run(pexinit()
+        .env("HOME", sb.mkdir("home"))
+        .args(["-v", "run", "--python", PYTHON, "--seed"])
+        .arg(seed)
+        .arg("--")
+        .arg(pex)
+        .args(["-t", "moo"]))
+}
+
+/// pex 2.1.x keeps its cache with no version level (`unzipped_pexes/<hash>`): seeding such
+/// a PEX works and starts through its launcher, and `repair` judges a cache pex 2.1.137
+/// wrote itself healthy, changing nothing.
+#[test]
+fn a_pex_2_1_137_zipapp_seeds_runs_warm_and_its_cache_is_healthy() {
+    let sb = Sandbox::new();
+    let pex = cowsay(PEX_OLDEST, Kind::Zipapp);
+    let root = sb.join("seed");
+    let seeded = seed(&root, &pex);
+    assert!(seeded.success(), "{}", seeded.describe());
+    let ran = run_seeded(&sb, &root, &pex);
+    assert_cowsay_said(&ran, "moo");
+    ran.assert_stderr_has(LAUNCHER_TAKEN);
+
+    // A cache written by pex 2.1.137 itself.
+    let cache = sb.join("pex-cache");
+    let warmed = run(clean_command(PYTHON)
+        .env("PEX_ROOT", &cache)
+        .env("HOME", sb.mkdir("pex-home"))
+        .arg(&pex)
+        .args(["-t", "moo"]));
+    assert_cowsay_said(&warmed, "moo");
+    assert!(
+        cache.join("unzipped_pexes").is_dir() && !cache.join("unzipped_pexes/0").exists(),
+        "pex 2.1.137 was expected to write an unversioned cache: {:#?}",
+        tree(&cache)
+    );
+    let before = snapshot(&cache);
+    let repaired = run(pexinit().arg("repair").arg(&cache));
+    assert_eq!(repaired.code, Some(0), "{}", repaired.describe());
+    repaired.assert_stdout_has("0 to quarantine");
+    assert_eq!(before, snapshot(&cache), "repair changed a healthy cache");
+}
+
+/// `pex3 cache prune --older-than '7 days'` removes entries whose `.last-access` is old; a
+/// seed's are dated 1980. Runs through the launcher refresh them on a writable seed, so
+/// pruning keeps what the app runs from.
+#[test]
+fn pex3_cache_prune_after_fast_path_runs_keeps_the_app_warm() {
+    let sb = Sandbox::new();
+    let pex = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let root = sb.join("seed");
+    assert!(seed(&root, &pex).success());
+    let ran = run_seeded(&sb, &root, &pex);
+    assert_cowsay_said(&ran, "moo");
+    ran.assert_stderr_has(LAUNCHER_TAKEN);
+
+    let pex3 = pex_venv(PEX_NEWEST).join("bin/pex3");
+    let pruned = run(clean_command(&pex3)
+        .env("PEX_ROOT", &root)
+        .env("HOME", sb.mkdir("pex3-home"))
+        .args(["cache", "prune", "--older-than", "7 days"]));
+    assert!(pruned.success(), "{}", pruned.describe());
+    assert!(
+        snapshot(&root)
+            .iter()
+            .any(|p| p.starts_with("unzipped_pexes/")),
+        "pex3 cache prune removed the app's entry: {}",
+        pruned.describe()
+    );
+    let again = run_seeded(&sb, &root, &pex);
+    assert_cowsay_said(&again, "moo");
+    again.assert_stderr_has(LAUNCHER_TAKEN);
+}
+
+/// A PEX built with `--runtime-pex-root DIR` uses DIR when nothing names another
+/// PEX_ROOT, under pexinit as under pex alone: one cache, warm on the second start, and
+/// doctor says where PEX_ROOT came from.
+#[test]
+fn a_runtime_pex_root_pex_reuses_its_own_pex_root() {
+    let sb = Sandbox::new();
+    let pex = pex_fixture(PEX_NEWEST, Kind::Zipapp, "cowsay-runtime-root", || {
+        [
+            "cowsay",
+            "-c",
+            "cowsay",
+            "--runtime-pex-root",
+            "~/.app-cache",
+        ]
+        .map(OsString::from)
+        .to_vec()
+    });
+    let home = sb.mkdir("home");
+    let start = || {
+        run(pexinit()
+            .env("HOME", &home)
+            .args(["run", "--"])
+            .arg(&pex)
+            .args(["-t", "moo"]))
+    };
+    assert_cowsay_said(&start(), "moo");
+    assert_cowsay_said(&start(), "moo");
+    assert!(
+        home.join(".app-cache/unzipped_pexes").is_dir(),
+        "the PEX's own PEX_ROOT was not used: {:#?}",
+        tree(&home)
+    );
+    assert!(
+        !home.join(".cache/pex").exists(),
+        "a second cache appeared under HOME: {:#?}",
+        tree(&home)
+    );
+    let doctor = run(pexinit().env("HOME", &home).arg("doctor").arg(&pex));
+    doctor.assert_stdout_has("from the PEX's PEX-INFO pex_root");
+}
