@@ -343,6 +343,46 @@ fn check_private(dir: &OwnedFd, name: &OsStr, owner: &Identity) -> io::Result<()
     Ok(())
 }
 
+/// Why a program was not found on PATH.
+pub enum Lookup {
+    NotFound,
+    NotExecutable(PathBuf),
+}
+
+/// Finds `name` like execvp: a name with a slash is taken as is, others are searched on
+/// PATH; a match that is not executable is remembered in case nothing better follows.
+pub fn find_executable(name: &OsStr, path_var: &OsStr, who: &Identity) -> Result<PathBuf, Lookup> {
+    if name.as_encoded_bytes().contains(&b'/') {
+        let path = PathBuf::from(name);
+        return match fs::metadata(&path) {
+            Err(_) => Err(Lookup::NotFound),
+            Ok(m) if m.is_file() && is_executable(&m, who) => Ok(path),
+            Ok(_) => Err(Lookup::NotExecutable(path)),
+        };
+    }
+    let mut not_executable = None;
+    for dir in std::env::split_paths(path_var) {
+        // An empty PATH entry means the working directory, as for execvp.
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = dir.join(name);
+        if let Ok(meta) = fs::metadata(&candidate) {
+            if meta.is_file() && is_executable(&meta, who) {
+                return Ok(candidate);
+            }
+            not_executable.get_or_insert(candidate);
+        }
+    }
+    Err(not_executable.map_or(Lookup::NotFound, Lookup::NotExecutable))
+}
+
+pub fn is_executable(meta: &fs::Metadata, who: &Identity) -> bool {
+    crate::paths::permits(meta, who, 0o1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use crate::config::{Settings, Source};
 use crate::envmap::EnvMap;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
+use crate::paths::{Lookup, find_executable, is_executable};
 use crate::pex::info::{self, Pex};
 
 /// What execvp uses when PATH is unset (and what Docker sets by default).
@@ -137,11 +138,6 @@ fn locate_program(program: &OsStr, path_var: &OsStr, who: &Identity) -> Result<P
     })
 }
 
-enum Lookup {
-    NotFound,
-    NotExecutable(PathBuf),
-}
-
 fn with_context(lookup: Lookup, what: &str, fix: &str) -> Error {
     match lookup {
         Lookup::NotFound => Error::NotFound(format!("{what}: command not found; {fix}")),
@@ -150,36 +146,6 @@ fn with_context(lookup: Lookup, what: &str, fix: &str) -> Error {
             path.display()
         )),
     }
-}
-
-/// Finds `name` like execvp: a name with a slash is taken as is, others are searched on
-/// PATH; a match that is not executable is remembered in case nothing better follows.
-fn find_executable(name: &OsStr, path_var: &OsStr, who: &Identity) -> Result<PathBuf, Lookup> {
-    if name.as_encoded_bytes().contains(&b'/') {
-        let path = PathBuf::from(name);
-        return match fs::metadata(&path) {
-            Err(_) => Err(Lookup::NotFound),
-            Ok(m) if m.is_file() && is_executable(&m, who) => Ok(path),
-            Ok(_) => Err(Lookup::NotExecutable(path)),
-        };
-    }
-    let mut not_executable = None;
-    for dir in std::env::split_paths(path_var) {
-        // An empty PATH entry means the working directory, as for execvp.
-        let dir = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir
-        };
-        let candidate = dir.join(name);
-        if let Ok(meta) = fs::metadata(&candidate) {
-            if meta.is_file() && is_executable(&meta, who) {
-                return Ok(candidate);
-            }
-            not_executable.get_or_insert(candidate);
-        }
-    }
-    Err(not_executable.map_or(Lookup::NotFound, Lookup::NotExecutable))
 }
 
 fn check_executable(path: &Path, who: &Identity) -> Result<()> {
@@ -198,10 +164,6 @@ fn check_executable(path: &Path, who: &Identity) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-fn is_executable(meta: &fs::Metadata, who: &Identity) -> bool {
-    crate::paths::permits(meta, who, 0o1)
 }
 
 fn choose_interpreter(

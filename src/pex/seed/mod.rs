@@ -24,7 +24,6 @@ use std::fs;
 use std::io::{self, IsTerminal};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -35,7 +34,8 @@ use nix::unistd::{Gid, Uid, fchownat};
 use serde::Serialize;
 
 use crate::epoch::DEFAULT_SOURCE_DATE_EPOCH;
-use crate::paths::resolve_physical;
+use crate::identity::Identity;
+use crate::paths::{find_executable, resolve_physical};
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::info::{self, Layout, Pex};
 use crate::pex::manifest::{
@@ -163,7 +163,7 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
             "no PEX given; usage: pexinit seed --pex-root DIR APP.pex...".into(),
         ));
     }
-    let root = absolute(&req.pex_root)?;
+    let root = std::path::absolute(&req.pex_root).map_err(io_err("the working directory"))?;
     let resolved = resolve_physical(&root)
         .map_err(|e| SeedError::BadInput(format!("--pex-root {}: {e}", root.display())))?;
     let pex_root = resolved.physical;
@@ -193,7 +193,7 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
 
     let mut opened = Vec::new();
     for target in &req.targets {
-        let path = absolute(&target.path)?;
+        let path = std::path::absolute(&target.path).map_err(io_err("the working directory"))?;
         let pex = info::open(&path).map_err(|e| {
             SeedError::BadInput(format!(
                 "{} {e}; name a PEX file or directory",
@@ -214,12 +214,15 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
             }
         },
     };
-    let python_found = find_on_path(&python, &req.path_var).ok_or_else(|| {
-        SeedError::NoInterpreter(format!(
-            "interpreter {} not found; install it or pass --python PATH",
-            python.display()
-        ))
-    })?;
+    // The seeding user's lookup (root in a Dockerfile RUN): the runtime user's is run's.
+    let python_found = find_executable(python.as_os_str(), &req.path_var, &Identity::current())
+        .ok()
+        .ok_or_else(|| {
+            SeedError::NoInterpreter(format!(
+                "interpreter {} not found; install it or pass --python PATH",
+                python.display()
+            ))
+        })?;
     let python_realpath = fs::canonicalize(&python_found).map_err(|e| {
         SeedError::NoInterpreter(format!(
             "interpreter {}: {e}; pass --python PATH",
@@ -300,25 +303,6 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
         items,
         path_var: req.path_var.clone(),
     })
-}
-
-fn absolute(path: &Path) -> Result<PathBuf, SeedError> {
-    if path.is_absolute() {
-        return Ok(path.to_path_buf());
-    }
-    Ok(std::env::current_dir()
-        .map_err(io_err("the working directory"))?
-        .join(path))
-}
-
-/// execvp-style lookup: a name with a slash is taken as is.
-fn find_on_path(name: &Path, path_var: &OsStr) -> Option<PathBuf> {
-    if name.as_os_str().as_bytes().contains(&b'/') {
-        return name.is_file().then(|| name.to_path_buf());
-    }
-    std::env::split_paths(path_var)
-        .map(|dir| dir.join(name))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
 }
 
 /// Progress for long seeds: a bar on a terminal, nothing otherwise.
