@@ -26,7 +26,11 @@ use crate::error::Result;
 pub fn layer_command(args: &LayerArgs) -> Result<u8> {
     let plan = layer::plan(args)?;
     let written = layer::write(&plan)?;
-    layer::print(&written, args.json)?;
+    let to_stderr = plan
+        .layers
+        .iter()
+        .any(|l| l.target == layer::Target::Stdout);
+    layer::print(&written, args.json, to_stderr)?;
     Ok(0)
 }
 
