@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oci_support::*;
+use serde_json::Value;
 use support::*;
 
 /// The failure every bad input must give: `code` and one line naming the problem.
@@ -263,4 +264,352 @@ fn killed_layer_runs_leave_no_temp_file_and_old_ones_are_removed() {
     ];
     expected.sort();
     assert_eq!(names_in(&out_dir), expected);
+}
+
+// ---------------------------------------------------------------------------------------
+// image append: concurrent runs, bad bases, bad layers, full disks
+
+/// An empty image `base` in a new layout at `dest` (umoci init + new): small enough for
+/// a tmpfs of a few hundred KiB.
+fn tiny_layout(dest: &Path) -> PathBuf {
+    must(
+        "umoci init",
+        tool("umoci").args(["init", "--layout"]).arg(dest),
+    );
+    must(
+        "umoci new",
+        tool("umoci")
+            .args(["new", "--image"])
+            .arg(format!("{}:base", dest.display())),
+    );
+    dest.to_path_buf()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).expect("read json")).expect("json")
+}
+
+fn blob_file(layout: &Path, digest: &Value) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(&digest.as_str().expect("digest")[7..])
+}
+
+/// Writes `value` as a blob; returns its descriptor fields (digest, size).
+fn put_json_blob(layout: &Path, value: &Value) -> (String, u64) {
+    let bytes = serde_json::to_vec(value).expect("json");
+    let digest = sha256_hex(&bytes);
+    fs::write(layout.join("blobs/sha256").join(&digest), &bytes).expect("write blob");
+    (format!("sha256:{digest}"), bytes.len() as u64)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    pexinit::oci::compress::hex(&sha2::Sha256::digest(bytes))
+}
+
+/// Replaces the only image's config with `edit(config)`, as a consistent layout (new
+/// config blob, new manifest blob, index pointing at it).
+fn edit_base_config(layout: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut index = read_json(&layout.join("index.json"));
+    let mut manifest = read_json(&blob_file(layout, &index["manifests"][0]["digest"]));
+    let mut config = read_json(&blob_file(layout, &manifest["config"]["digest"]));
+    edit(&mut config);
+    let (digest, size) = put_json_blob(layout, &config);
+    manifest["config"]["digest"] = digest.into();
+    manifest["config"]["size"] = size.into();
+    let (digest, size) = put_json_blob(layout, &manifest);
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = size.into();
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("write index");
+}
+
+/// `pexinit image append` of `layers` to `layout`'s image `base`, killed after 60 s (a
+/// run waiting on a fifo must fail the test, not hang it).
+fn append_cmd(layout: &Path, layers: &[&Path], extra: &[&str]) -> Command {
+    let mut cmd = tool("timeout");
+    cmd.args(["-s", "KILL", "60", pexinit_bin()])
+        .args(["image", "append", "--layout"])
+        .arg(layout)
+        .args(["--ref", "base"]);
+    for layer in layers {
+        cmd.arg("--layer").arg(layer);
+    }
+    cmd.args(extra);
+    cmd
+}
+
+fn small_layer(sb: &Sandbox, name: &str, compression: &str) -> PathBuf {
+    let src = sb.mkdir(&format!("{name}-src"));
+    fs::write(src.join("file"), name).expect("write");
+    let out = sb.join(name);
+    let ran = run(pexinit()
+        .args(["layer", "--compression", compression, "-o"])
+        .arg(&out)
+        .arg(format!("{}:/{name}", src.display())));
+    assert!(ran.success(), "{}", ran.describe());
+    out
+}
+
+fn tags(layout: &Path) -> Vec<String> {
+    let mut tags: Vec<String> = read_json(&layout.join("index.json"))["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .map(str::to_string)
+        .collect();
+    tags.sort();
+    tags
+}
+
+#[test]
+fn concurrent_appends_to_one_layout_keep_every_tag() {
+    let sb = Sandbox::new();
+    let layer = small_layer(&sb, "app.tar.gz", "gzip");
+    for round in 0..4 {
+        let layout = tiny_layout(&sb.join(&format!("layout-{round}")));
+        let children: Vec<_> = (0..4)
+            .map(|i| {
+                append_cmd(&layout, &[&layer], &["--tag", &format!("t{i}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn append")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("wait");
+            assert!(out.status.success(), "{out:?}");
+        }
+        assert_eq!(
+            tags(&layout),
+            ["base", "t0", "t1", "t2", "t3"],
+            "round {round}"
+        );
+        must(
+            "umoci unpack",
+            tool("umoci")
+                .args(["unpack", "--image"])
+                .arg(format!("{}:t3", layout.display()))
+                .arg(sb.join(&format!("bundle-{round}"))),
+        );
+    }
+}
+
+/// A tar holding one member whose header claims `claimed` bytes, followed by `data`.
+fn lying_tar(claimed: u64, data: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path("big").expect("path");
+    header.set_mode(0o644);
+    header.set_size(claimed);
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+#[test]
+fn append_refuses_damaged_bases_bad_tags_and_lying_layers_leaving_the_layout_unchanged() {
+    let sb = Sandbox::new();
+    let good = small_layer(&sb, "good.tar.gz", "gzip");
+    // The first member claims 10^12 bytes; only a few follow.
+    let lying_first = sb.write("lying-first.tar", &lying_tar(1_000_000_000_000, b"x"));
+    // A whole first member, then one that claims more than the stream holds.
+    let mut second = fs::read(small_layer(&sb, "ok.tar", "none")).expect("read");
+    second.truncate(second.len() - 1024);
+    second.extend_from_slice(&lying_tar(5000, b"short"));
+    let lying_second = sb.write("lying-second.tar", &second);
+    let fifo = sb.join("fifo-layer");
+    must("mkfifo", tool("mkfifo").arg(&fifo));
+
+    type Breaker = Box<dyn Fn(&Path)>;
+    let set = |pointer: &'static str, value: Value| -> Breaker {
+        Box::new(move |l: &Path| {
+            let value = value.clone();
+            edit_base_config(l, move |c| *c.pointer_mut(pointer).expect(pointer) = value)
+        })
+    };
+    let intact: Breaker = Box::new(|_: &Path| {});
+    let cases: Vec<(&str, Breaker, Vec<&Path>, Vec<&str>, &str)> = vec![
+        (
+            "diff_ids",
+            set("/rootfs/diff_ids", "x".into()),
+            vec![&good],
+            vec![],
+            "rootfs.diff_ids is not",
+        ),
+        (
+            "history",
+            Box::new(|l: &Path| edit_base_config(l, |c| c["history"] = 5.into())),
+            vec![&good],
+            vec![],
+            "history is not",
+        ),
+        (
+            "env",
+            Box::new(|l: &Path| edit_base_config(l, |c| c["config"]["Env"] = "x".into())),
+            vec![&good],
+            vec![],
+            "config.Env is not",
+        ),
+        (
+            "layout-version",
+            Box::new(|l: &Path| {
+                fs::write(l.join("oci-layout"), r#"{"imageLayoutVersion":"9.9.9"}"#).expect("write")
+            }),
+            vec![&good],
+            vec![],
+            "imageLayoutVersion \"9.9.9\"",
+        ),
+        (
+            "tag",
+            Box::new(|_: &Path| {}),
+            vec![&good],
+            vec!["--tag", "../x"],
+            "not a valid ref name",
+        ),
+        (
+            "lying-first",
+            Box::new(|_: &Path| {}),
+            vec![&good, &lying_first],
+            vec![],
+            "cut short",
+        ),
+        (
+            "lying-second",
+            Box::new(|_: &Path| {}),
+            vec![&good, &lying_second],
+            vec![],
+            "cut short",
+        ),
+        ("fifo-layer", intact, vec![&fifo], vec![], "is a fifo"),
+    ];
+    for (name, breaker, layers, extra, needle) in cases {
+        let layout = tiny_layout(&sb.join(&format!("layout-{name}")));
+        breaker(&layout);
+        let before = snapshot(&layout);
+        let ran = run(&mut append_cmd(&layout, &layers, &extra));
+        assert_one_line_error(&ran, 125, needle);
+        assert_eq!(snapshot(&layout), before, "{name} changed the layout");
+    }
+}
+
+#[test]
+fn append_reads_no_fifo_device_or_oversized_blob() {
+    let sb = Sandbox::new();
+    let good = small_layer(&sb, "good.tar.gz", "gzip");
+
+    type Breaker = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Breaker, &str)> = vec![
+        (
+            "index-fifo",
+            Box::new(|l: &Path| {
+                fs::remove_file(l.join("index.json")).expect("rm");
+                must("mkfifo", tool("mkfifo").arg(l.join("index.json")));
+            }),
+            "is a fifo",
+        ),
+        (
+            "index-zero",
+            Box::new(|l: &Path| {
+                fs::remove_file(l.join("index.json")).expect("rm");
+                std::os::unix::fs::symlink("/dev/zero", l.join("index.json")).expect("ln");
+            }),
+            "is a device",
+        ),
+        (
+            "oci-layout-zero",
+            Box::new(|l: &Path| {
+                fs::remove_file(l.join("oci-layout")).expect("rm");
+                std::os::unix::fs::symlink("/dev/zero", l.join("oci-layout")).expect("ln");
+            }),
+            "is a device",
+        ),
+        (
+            // 300 MiB (sparse) where the descriptor says a few hundred bytes: refused
+            // from its size, before a byte is read.
+            "config-oversized",
+            Box::new(|l: &Path| {
+                let index = read_json(&l.join("index.json"));
+                let manifest = read_json(&blob_file(l, &index["manifests"][0]["digest"]));
+                let config = blob_file(l, &manifest["config"]["digest"]);
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(config)
+                    .expect("open")
+                    .set_len(300 << 20)
+                    .expect("truncate");
+            }),
+            "but its descriptor says",
+        ),
+    ];
+    for (name, breaker, needle) in cases {
+        let layout = tiny_layout(&sb.join(&format!("layout-{name}")));
+        breaker(&layout);
+        let before = snapshot(&layout);
+        let ran = run(&mut append_cmd(&layout, &[&good], &[]));
+        assert_one_line_error(&ran, 125, needle);
+        assert_eq!(snapshot(&layout), before, "{name} changed the layout");
+    }
+}
+
+#[test]
+fn zstd_layer_with_a_leading_skippable_frame_is_a_zstd_layer() {
+    let sb = Sandbox::new();
+    let zst = small_layer(&sb, "app.tar.zst", "zstd");
+    let mut bytes = vec![0x5a, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, b'm', b'e', b't', b'a'];
+    bytes.extend_from_slice(&fs::read(&zst).expect("read"));
+    let skippable = sb.write("skippable.tar.zst", &bytes);
+    let layout = tiny_layout(&sb.join("layout"));
+    let mut cmd = append_cmd(&layout, &[&skippable], &["--tag", "app", "--json"]);
+    let ran = run(&mut cmd);
+    assert!(ran.success(), "{}", ran.describe());
+    let report = ran.json();
+    assert_eq!(
+        report["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    // The same diff_id as the plain zstd layer: the tar inside is the same.
+    let plain = run(&mut append_cmd(
+        &layout,
+        &[&zst],
+        &["--tag", "plain", "--json"],
+    ));
+    assert!(plain.success(), "{}", plain.describe());
+    assert_eq!(
+        report["layers"][0]["diff_id"],
+        plain.json()["layers"][0]["diff_id"]
+    );
+}
+
+#[test]
+fn append_on_a_full_disk_removes_the_blobs_it_wrote() {
+    let sb = Sandbox::new();
+    let small = small_layer(&sb, "small.tar.gz", "gzip");
+    let big_src = big_source(&sb, "big-src", 4 << 20);
+    let big = sb.join("big.tar.gz");
+    let ran = run(pexinit().args(["layer", "-o"]).arg(&big).arg(&big_src));
+    assert!(ran.success(), "{}", ran.describe());
+    let template = tiny_layout(&sb.join("template"));
+    let disk = sb.mkdir("disk");
+    // The listing of the layout (names, sizes, sha256) before and after the append,
+    // taken inside the namespace that sees the tmpfs.
+    let ran = run(&mut in_mount_namespace(
+        "mount -t tmpfs -o size=1m tmpfs \"$1\" && cp -a \"$2\" \"$1/layout\" || exit 99
+         list() { (cd \"$1/layout\" && find . -type f -exec sha256sum {} + | sort); }
+         before=$(list \"$1\")
+         \"$3\" image append --layout \"$1/layout\" --ref base --tag app --layer \"$4\" --layer \"$5\"
+         rc=$?
+         [ \"$before\" = \"$(list \"$1\")\" ] && echo unchanged
+         exit $rc",
+        &[&disk, &template, &pexinit_bin(), &small, &big],
+    ));
+    assert_one_line_error(&ran, 125, "No space left on device");
+    assert_eq!(ran.stdout, "unchanged\n", "{}", ran.describe());
 }
