@@ -436,7 +436,9 @@ fn append_refuses_damaged_bases_bad_tags_and_lying_layers_leaving_the_layout_unc
         })
     };
     let intact: Breaker = Box::new(|_: &Path| {});
-    let cases: Vec<(&str, Breaker, Vec<&Path>, Vec<&str>, &str)> = vec![
+    /// Name, damage, layers, extra flags, what the error names.
+    type Case<'a> = (&'a str, Breaker, Vec<&'a Path>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "diff_ids",
             set("/rootfs/diff_ids", "x".into()),
