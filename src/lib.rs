@@ -12,6 +12,7 @@ pub mod envmap;
 pub mod error;
 pub mod fs;
 pub mod identity;
+pub mod ids;
 pub mod log;
 pub mod oci;
 pub mod paths;

@@ -615,3 +615,83 @@ fn append_on_a_full_disk_removes_the_blobs_it_wrote() {
     assert_one_line_error(&ran, 125, "No space left on device");
     assert_eq!(ran.stdout, "unchanged\n", "{}", ran.describe());
 }
+
+// ---------------------------------------------------------------------------------------
+// completions on a full or closed stdout; out-of-range ids
+
+#[test]
+fn completions_on_a_full_disk_exit_125_and_on_a_closed_pipe_exit_0_silently() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let ran = run(pexinit().args(["completions", shell]).stdout(full));
+        assert_one_line_error(&ran, 125, "No space left on device");
+
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let ran = run(pexinit().args(["completions", shell]).stdout(writer));
+        assert_eq!(ran.code, Some(0), "{shell}: {}", ran.describe());
+        assert_eq!(ran.stderr, "", "{shell}");
+    }
+}
+
+#[test]
+fn ids_out_of_uid_t_range_are_refused() {
+    let sb = Sandbox::new();
+    let src = sb.mkdir("src");
+    sb.write("src/file", b"x");
+    let seed = sb.mkdir("seed");
+    let before = snapshot(sb.path());
+    let out = sb.join("out.tar.gz");
+    for owner in [
+        "4294967296",
+        "1:99999999999",
+        "4294967295",
+        "0:4294967295",
+        "+1",
+    ] {
+        let ran = run(pexinit()
+            .args(["layer", "--owner", owner, "-o"])
+            .arg(&out)
+            .arg(&src));
+        assert_one_line_error(&ran, 125, &format!("--owner {owner:?}"));
+    }
+    for chown in ["4294967295:4294967295", "4294967296:0", "0:99999999999"] {
+        let ran = run(pexinit()
+            .args(["prime", "--chown", chown, "--from"])
+            .arg(&seed)
+            .arg("--into")
+            .arg(sb.join("primed")));
+        assert_one_line_error(&ran, 125, &format!("--chown {chown}"));
+    }
+    let ran = run(pexinit()
+        .args(["seed", "--runtime-user", "4294967295", "--pex-root"])
+        .arg(sb.join("root"))
+        .arg(sb.join("app.pex")));
+    assert_one_line_error(&ran, 125, "--runtime-user 4294967295");
+    assert_eq!(snapshot(sb.path()), before);
+    // The largest id is still accepted, and stored as GNU tar reads it.
+    let ran = run(pexinit()
+        .args([
+            "layer",
+            "--compression",
+            "none",
+            "--owner",
+            "4294967294:7",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(format!("{}:/x", src.display())));
+    assert!(ran.success(), "{}", ran.describe());
+    let listing = must(
+        "tar",
+        tool("tar").args(["--numeric-owner", "-tvf"]).arg(&out),
+    );
+    assert!(
+        listing.stdout.contains("4294967294/7"),
+        "{}",
+        listing.describe()
+    );
+}

@@ -41,12 +41,11 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             crate::oci::append_command(&args)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "pexinit",
-                &mut std::io::stdout(),
-            );
+            // Generated into memory: clap_complete panics on a write error, and stdout
+            // may be full or closed (print reports the one and ignores the other).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "pexinit", &mut script);
+            print(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
     }
@@ -387,8 +386,10 @@ fn parse_runtime_user(text: &str) -> Result<(u32, Option<u32>)> {
         Some((uid, gid)) => (uid, Some(gid)),
         None => (text, None),
     };
-    let uid = uid.parse().map_err(|_| bad())?;
-    let gid = gid.map(|g| g.parse().map_err(|_| bad())).transpose()?;
+    let uid = crate::ids::parse_id(uid).ok_or_else(bad)?;
+    let gid = gid
+        .map(|g| crate::ids::parse_id(g).ok_or_else(bad))
+        .transpose()?;
     Ok((uid, gid))
 }
 

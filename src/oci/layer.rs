@@ -291,13 +291,14 @@ fn parse_owner(owner: Option<&str>) -> Result<Owner> {
     };
     let bad = || {
         Error::Usage(format!(
-            "--owner {owner:?}: give numbers UID:GID (e.g. 1001:0); names mean nothing inside another image"
+            "--owner {owner:?}: give numbers UID:GID from 0 to {} (e.g. 1001:0); names mean nothing inside another image",
+            crate::ids::MAX_ID
         ))
     };
     let (uid, gid) = owner.split_once(':').unwrap_or((owner, "0"));
     Ok(Owner {
-        uid: uid.parse().map_err(|_| bad())?,
-        gid: gid.parse().map_err(|_| bad())?,
+        uid: crate::ids::parse_id(uid).ok_or_else(bad)?.into(),
+        gid: crate::ids::parse_id(gid).ok_or_else(bad)?.into(),
     })
 }
 

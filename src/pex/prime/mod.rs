@@ -235,10 +235,11 @@ fn parse_owner(text: Option<&str>) -> Result<Option<(u32, u32)>, PrimeError> {
     let Some(text) = text else { return Ok(None) };
     let parsed = text
         .split_once(':')
-        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+        .and_then(|(u, g)| Some((crate::ids::parse_id(u)?, crate::ids::parse_id(g)?)));
     parsed.map(Some).ok_or_else(|| {
         bad(format!(
-            "--chown {text}: expected UID:GID as numbers, e.g. 1001:0"
+            "--chown {text}: expected UID:GID as numbers from 0 to {}, e.g. 1001:0",
+            crate::ids::MAX_ID
         ))
     })
 }
