@@ -18,6 +18,7 @@ pub mod oci;
 pub mod paths;
 pub mod pex;
 pub mod run;
+pub mod yaml_shape;
 
 mod commands;
 

@@ -18,7 +18,7 @@ pub const OCI_LAYOUT_FILE_LIMIT: u64 = 64 << 10;
 /// An image manifest or image config blob.
 pub const OCI_JSON_BLOB_LIMIT: u64 = 16 << 20;
 /// A pexinit YAML config file.
-pub const CONFIG_LIMIT: u64 = 1 << 20;
+pub const CONFIG_LIMIT: u64 = 64 << 10;
 
 /// Opens `path` for reading if it is a regular file (following links unless `nofollow`).
 pub fn open_regular(path: &Path, nofollow: bool) -> io::Result<File> {
@@ -56,7 +56,7 @@ pub fn read(path: &Path, limit: u64, nofollow: bool) -> io::Result<Vec<u8>> {
 fn too_large(size: u64, limit: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("is {size} bytes or more, over the limit of {limit} bytes"),
+        format!("is {size} bytes, over the limit of {limit} bytes"),
     )
 }
 
