@@ -695,3 +695,74 @@ fn ids_out_of_uid_t_range_are_refused() {
         listing.describe()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// config files: bounded, regular, and parsed in linear time
+
+/// `pexinit env --config CONFIG` with HOME, TMPDIR and cwd in the sandbox, killed after
+/// 60 s (a read of a fifo must fail the test, not hang it).
+fn env_with_config(sb: &Sandbox, config: &Path) -> Command {
+    let home = sb.mkdir("home");
+    let mut cmd = tool("timeout");
+    cmd.args(["-s", "KILL", "60", pexinit_bin(), "env", "--config"])
+        .arg(config)
+        .env("HOME", home)
+        .env("TMPDIR", sb.mkdir("tmp"))
+        .env("PEX_ROOT", sb.mkdir("home/pex-root"))
+        .current_dir(sb.path());
+    cmd
+}
+
+#[test]
+fn bad_config_files_exit_125_fast_with_one_line_naming_the_problem() {
+    let sb = Sandbox::new();
+    let fifo = sb.join("fifo.yaml");
+    must("mkfifo", tool("mkfifo").arg(&fifo));
+    let zero = sb.symlink("/dev/zero", "zero.yaml");
+    let binary = sb.write("binary.yaml", &[0xff, 0xfe, 0, 1, 2]);
+    let duplicate = sb.write(
+        "dup.yaml",
+        b"python: /usr/bin/python3.11\nlog: warn\npython: /x\n",
+    );
+    let deep = sb.write(
+        "deep.yaml",
+        format!(
+            "log: warn\nvenv: {}{}\n",
+            "[".repeat(20_000),
+            "]".repeat(20_000)
+        )
+        .as_bytes(),
+    );
+    let mut aliases = b"env:\n  A: &big xxxxxxxx\nvenv:\n".to_vec();
+    for _ in 0..2000 {
+        aliases.extend_from_slice(b"  - *big\n");
+    }
+    let aliases = sb.write("aliases.yaml", &aliases);
+    let large = sb.write("large.yaml", &[b'#'; 70_000]);
+    env_with_config(&sb, &large);
+    let cases: [(&Path, &str); 7] = [
+        (&fifo, "is a fifo, not a regular file"),
+        (&zero, "is a device, not a regular file"),
+        (&binary, "not UTF-8 text"),
+        (&duplicate, "duplicate field `python` at line 3"),
+        (&deep, "line 2: [ ] or { } nested more than 32 deep"),
+        (&aliases, "more than 64 aliases"),
+        (&large, "over the limit of 65536 bytes"),
+    ];
+    let before = snapshot(sb.path());
+    for (config, needle) in cases {
+        let started = Instant::now();
+        let ran = run(&mut env_with_config(&sb, config));
+        assert_one_line_error(&ran, 125, needle);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}: {:?}",
+            config.display(),
+            started.elapsed()
+        );
+        assert_eq!(snapshot(sb.path()), before, "{}", config.display());
+    }
+    // /dev/null stays an empty config.
+    let ran = run(&mut env_with_config(&sb, Path::new("/dev/null")));
+    assert!(ran.success(), "{}", ran.describe());
+}
