@@ -766,3 +766,82 @@ fn bad_config_files_exit_125_fast_with_one_line_naming_the_problem() {
     let ran = run(&mut env_with_config(&sb, Path::new("/dev/null")));
     assert!(ran.success(), "{}", ran.describe());
 }
+
+// ---------------------------------------------------------------------------------------
+// PROGRAM that is no program; errors that stay one line
+
+#[test]
+fn empty_fifo_and_device_programs_fail_at_once_with_their_status() {
+    let sb = Sandbox::new();
+    let fifo = sb.join("fifo");
+    must("mkfifo", tool("mkfifo").arg(&fifo));
+    let home = sb.mkdir("home");
+    let before = snapshot(sb.path());
+    let cases: [(&str, &[&str], i32, &str); 5] = [
+        // (command, arguments, status, the error)
+        ("run", &["--", ""], 127, "PROGRAM is an empty string"),
+        (
+            "env",
+            &["--", "./fifo"],
+            126,
+            "./fifo is a fifo, not a program",
+        ),
+        (
+            "run",
+            &["--", "./fifo"],
+            126,
+            "./fifo is a fifo, not a program",
+        ),
+        (
+            "doctor",
+            &["./fifo"],
+            126,
+            "./fifo is a fifo, not a program",
+        ),
+        (
+            "env",
+            &["--", "/dev/null"],
+            126,
+            "/dev/null is a device, not a program",
+        ),
+    ];
+    for (command, args, code, needle) in cases {
+        let started = Instant::now();
+        let ran = run(tool("timeout")
+            .args(["-s", "KILL", "30", pexinit_bin(), command])
+            .args(args)
+            .env("HOME", &home)
+            .env("PEX_ROOT", &home)
+            .current_dir(sb.path()));
+        if command == "doctor" {
+            // doctor reports the problem and exits 1 (unhealthy).
+            assert_eq!(ran.code, Some(1), "{}", ran.describe());
+            ran.assert_stdout_has(&format!("problem: {needle}"));
+        } else {
+            assert_one_line_error(&ran, code, needle);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{command} {args:?}"
+        );
+        assert_eq!(snapshot(sb.path()), before, "{command} {args:?}");
+    }
+}
+
+#[test]
+fn a_newline_in_a_path_stays_inside_the_one_error_line() {
+    let sb = Sandbox::new();
+    let before = snapshot(sb.path());
+    let ran = run(pexinit()
+        .args(["prime", "--from"])
+        .arg(sb.join("no\nseed"))
+        .arg("--into")
+        .arg(sb.join("p\nr")));
+    assert_one_line_error(&ran, 125, "no\\nseed");
+    let ran = run(pexinit()
+        .args(["layer", "-o"])
+        .arg(sb.join("out.tar"))
+        .arg(sb.join("missing\nsource")));
+    assert_one_line_error(&ran, 125, "missing\\nsource");
+    assert_eq!(snapshot(sb.path()), before);
+}

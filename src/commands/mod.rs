@@ -371,7 +371,7 @@ fn seed_command(args: SeedArgs, verbose: u8) -> Result<u8> {
 
 /// Seed errors keep their own documented statuses (1 warm-up, 2 verification, 125, 127).
 fn seed_failure(e: seed::SeedError) -> Result<u8> {
-    eprintln!("pexinit: error: {e}");
+    eprintln!("pexinit: error: {}", crate::error::one_line(&e.to_string()));
     Ok(e.exit_code())
 }
 

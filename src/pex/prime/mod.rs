@@ -224,7 +224,7 @@ pub fn command(args: &PrimeArgs) -> Result<u8> {
             Ok(exit::OK)
         }
         Err(e) => {
-            eprintln!("pexinit: error: {e}");
+            eprintln!("pexinit: error: {}", crate::error::one_line(&e.to_string()));
             Ok(e.exit_code())
         }
     }
