@@ -7,7 +7,7 @@ mod oci_support;
 mod support;
 
 use std::fs;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -844,4 +844,41 @@ fn a_newline_in_a_path_stays_inside_the_one_error_line() {
         .arg(sb.join("missing\nsource")));
     assert_one_line_error(&ran, 125, "missing\\nsource");
     assert_eq!(snapshot(sb.path()), before);
+}
+
+// ---------------------------------------------------------------------------------------
+// the suite from a checkout only its owner can enter
+
+#[test]
+fn programs_and_files_run_as_another_uid_are_reachable_from_a_private_checkout() {
+    // A checkout in a directory only root may enter, as /root/pexinit is.
+    let private = tempfile::Builder::new()
+        .prefix("pexinit-private-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    fs::set_permissions(private.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let bin = private.path().join("target/debug/pexinit");
+    fs::create_dir_all(bin.parent().expect("parent")).expect("mkdir");
+    fs::copy(pexinit_bin(), &bin).expect("copy pexinit");
+    let script = private.path().join("target/tool.sh");
+    fs::write(&script, "#!/bin/sh\necho tool\n").expect("write");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let home = Sandbox::new();
+
+    let mut cmd = clean_command(&bin);
+    cmd.args(["run", "--"])
+        .arg(&script)
+        .env("HOME", home.path());
+    let ran = run(&mut as_user(65534, 65534, &cmd));
+    assert!(ran.success(), "{}", ran.describe());
+    assert_eq!(ran.stdout, "tool\n");
+    // The copies are outside the private directory, and readable by others.
+    let copy = reachable(&bin);
+    assert!(!copy.starts_with(private.path()), "{}", copy.display());
+    assert_eq!(fs::read(&copy).expect("copy"), fs::read(&bin).expect("bin"));
+    assert_eq!(
+        reachable(home.path()),
+        home.path(),
+        "a reachable path is kept"
+    );
 }
