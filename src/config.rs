@@ -355,7 +355,7 @@ fn read_text(path: &Path) -> Result<String, String> {
     }
     let bytes = bounded::read(path, bounded::CONFIG_LIMIT, false).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => format!(
-            "it {e}; point --config / PEXINIT_CONFIG at a YAML file"
+            "cannot read it ({e}); point --config / PEXINIT_CONFIG at a YAML file"
         ),
         _ => format!(
             "cannot read it ({e}); fix its permissions or point --config / PEXINIT_CONFIG at a readable file"

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fs;
 pub mod identity;
 pub mod ids;
+pub mod json_bytes;
 pub mod log;
 pub mod oci;
 pub mod paths;

@@ -882,3 +882,99 @@ fn programs_and_files_run_as_another_uid_are_reachable_from_a_private_checkout()
         "a reachable path is kept"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// paths that are not UTF-8
+
+/// `/tmp/...` sandbox path plus a name whose last byte is 0xff.
+fn non_utf8(dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let mut bytes = dir.as_os_str().as_encoded_bytes().to_vec();
+    bytes.push(b'/');
+    bytes.extend_from_slice(name.as_bytes());
+    bytes.push(0xff);
+    PathBuf::from(std::ffi::OsString::from_vec(bytes))
+}
+
+fn hex_of(path: &Path) -> String {
+    pexinit::oci::compress::hex(path.as_os_str().as_encoded_bytes())
+}
+
+#[test]
+fn non_utf8_paths_are_exported_byte_for_byte_and_encoded_losslessly_in_json() {
+    let sb = Sandbox::new();
+    let home = non_utf8(sb.path(), "h");
+    fs::create_dir(&home).expect("mkdir home");
+    let cwd = non_utf8(sb.path(), "cwd");
+    fs::create_dir(&cwd).expect("mkdir cwd");
+
+    // run: HOME and PEX_ROOT reach the program as the same bytes.
+    let out = pexinit()
+        .args([
+            "run",
+            "--",
+            "/bin/sh",
+            "-c",
+            "printf '%s|%s' \"$HOME\" \"$PEX_ROOT\"",
+        ])
+        .env("HOME", &home)
+        .current_dir(&cwd)
+        .output()
+        .expect("pexinit run");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut expected = home.as_os_str().as_encoded_bytes().to_vec();
+    expected.push(b'|');
+    expected.extend_from_slice(home.join(".cache/pex").as_os_str().as_encoded_bytes());
+    assert_eq!(out.stdout, expected);
+
+    // env --json and doctor --json: such values are {"bytes_hex": ...}.
+    for command in ["env", "doctor"] {
+        let ran = run(pexinit()
+            .args([command, "--json"])
+            .env("HOME", &home)
+            .current_dir(&cwd));
+        assert!(ran.code == Some(0), "{command}: {}", ran.describe());
+        let json = ran.json();
+        let decision = |name: &str| {
+            json["decisions"]
+                .as_array()
+                .expect("decisions")
+                .iter()
+                .find(|d| d["variable"] == name)
+                .cloned()
+                .expect("decision")
+        };
+        assert_eq!(
+            decision("HOME")["value"]["bytes_hex"],
+            hex_of(&home),
+            "{command}"
+        );
+        assert_eq!(
+            decision("PWD")["value"]["bytes_hex"],
+            hex_of(&cwd),
+            "{command}"
+        );
+        assert_eq!(
+            decision("PEX_ROOT")["value"]["bytes_hex"],
+            hex_of(&home.join(".cache/pex")),
+            "{command}"
+        );
+        assert_eq!(json["cwd"]["bytes_hex"], hex_of(&cwd), "{command}");
+        if command == "env" {
+            assert_eq!(json["env"]["HOME"]["bytes_hex"], hex_of(&home));
+        }
+    }
+
+    // layer --json with a non-UTF-8 output name.
+    let out_file = non_utf8(sb.path(), "layer.tar");
+    let src = sb.mkdir("src");
+    let ran = run(pexinit()
+        .args(["layer", "--json", "-o"])
+        .arg(&out_file)
+        .arg(&src));
+    assert!(ran.success(), "{}", ran.describe());
+    assert_eq!(
+        ran.json()["layers"][0]["path"]["bytes_hex"],
+        hex_of(&out_file)
+    );
+}

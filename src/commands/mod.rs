@@ -212,7 +212,7 @@ fn env(args: EnvArgs, verbose: u8) -> Result<u8> {
     let command = optional_command(&args.command, &settings, &plan, &inputs)?;
     select_venv(&mut plan, &settings, pex_path(command.as_ref()));
     let text = if args.json {
-        json(&EnvReport::new(&plan, command.as_ref()))
+        json(&EnvReport::new(&plan, command.as_ref()))?
     } else if args.export {
         export_lines(&plan)
     } else {
@@ -290,7 +290,7 @@ fn doctor(args: DoctorArgs, verbose: u8) -> Result<u8> {
         problems,
     };
     let text = if args.json {
-        json(&diagnosis)
+        json(&diagnosis)?
     } else {
         diagnosis.text()
     };
@@ -343,13 +343,13 @@ fn seed_command(args: SeedArgs, verbose: u8) -> Result<u8> {
         Err(e) => return seed_failure(e),
     };
     if args.dry_run {
-        print(&if args.json { json(&plan) } else { plan.text() })?;
+        print(&if args.json { json(&plan)? } else { plan.text() })?;
         return Ok(0);
     }
     match seed::apply(&plan) {
         Ok(report) => {
             let text = if args.json {
-                json(&report)
+                json(&report)?
             } else {
                 format!(
                     "seeded {} with {} PEX file(s): {} files, {} bytes; manifest {}\n",
@@ -413,7 +413,7 @@ fn repair(args: RepairArgs, verbose: u8) -> Result<u8> {
     let report = crate::pex::repair::repair(&pex_root, args.dry_run)
         .map_err(|e| Error::Normalize(format!("{e}; name an existing PEX_ROOT directory")))?;
     let text = if args.json {
-        json(&report)
+        json(&report)?
     } else {
         report.text()
     };
@@ -421,11 +421,8 @@ fn repair(args: RepairArgs, verbose: u8) -> Result<u8> {
     Ok(report.exit_code())
 }
 
-fn json(value: &impl serde::Serialize) -> String {
-    // Serializing plain data cannot fail; a failure would be a bug worth a loud message.
-    let mut text = serde_json::to_string_pretty(value).expect("plan serializes to JSON");
-    text.push('\n');
-    text
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    crate::json_bytes::pretty(value).map_err(Error::Usage)
 }
 
 fn print(text: &str) -> Result<()> {

@@ -52,6 +52,7 @@ pub struct Plan {
 /// What a written layer is: its descriptor and diff_id.
 #[derive(Debug, Clone, Serialize)]
 pub struct Written {
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub path: PathBuf,
     #[serde(rename = "mediaType")]
     pub media_type: String,
@@ -248,8 +249,11 @@ pub fn print(written: &[Written], json: bool, to_stderr: bool) -> Result<()> {
 
 fn print_to(stdout: &mut dyn Write, written: &[Written], json: bool) -> Result<()> {
     let result = if json {
-        let value = serde_json::json!({ "layers": written });
-        serde_json::to_writer_pretty(&mut *stdout, &value)
+        #[derive(Serialize)]
+        struct Layers<'a> {
+            layers: &'a [Written],
+        }
+        serde_json::to_writer_pretty(&mut *stdout, &Layers { layers: written })
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(stdout))
     } else {

@@ -30,9 +30,12 @@ pub enum InterpreterSource {
 #[derive(Debug, Clone, Serialize)]
 pub struct CommandPlan {
     /// The file handed to execve.
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub executable: PathBuf,
-    pub argv: Vec<String>,
     #[serde(skip)]
+    pub argv: Vec<String>,
+    /// The argv handed to execve, byte for byte.
+    #[serde(rename = "argv", serialize_with = "crate::json_bytes::vec_os")]
     pub argv_os: Vec<OsString>,
     /// The PEX being run: PROGRAM itself, or the script argument of a python PROGRAM.
     pub pex: Option<Pex>,

@@ -212,9 +212,13 @@ pub fn command(args: &PrimeArgs) -> Result<u8> {
     match outcome {
         Ok(report) => {
             let text = if args.json {
-                let mut text = serde_json::to_string_pretty(&report).expect("report serializes");
-                text.push('\n');
-                text
+                match crate::json_bytes::pretty(&report) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        eprintln!("pexinit: error: {}", crate::error::one_line(&e));
+                        return Ok(crate::error::EXIT_PEXINIT_FAILED);
+                    }
+                }
             } else {
                 report.text()
             };
