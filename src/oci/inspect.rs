@@ -81,8 +81,9 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// sha256 of the uncompressed stream, which must be a whole tar stream (see [`TarCheck`]).
-fn diff_id(mut reader: Box<dyn Read>) -> io::Result<String> {
+/// sha256 of the uncompressed stream (`sha256:<hex>`), which must be a whole tar stream
+/// (see [`TarCheck`]).
+pub fn diff_id(mut reader: impl Read) -> io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut check = TarCheck::default();
