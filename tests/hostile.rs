@@ -978,3 +978,37 @@ fn non_utf8_paths_are_exported_byte_for_byte_and_encoded_losslessly_in_json() {
         hex_of(&out_file)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// prime into a directory it cannot write
+
+#[test]
+fn prime_into_a_read_only_or_foreign_directory_names_the_cause() {
+    let sb = Sandbox::new();
+    let seed = sb.join("seed");
+    let ran = run(pexinit()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["seed", "--python", PYTHON, "--pex-root"])
+        .arg(&seed)
+        .arg(cowsay(PEX_NEWEST, Kind::Zipapp)));
+    assert!(ran.success(), "{}", ran.describe());
+    let ro = sb.mkdir("ro");
+    let foreign = sb.mkdir("foreign");
+    let before = snapshot(sb.path());
+
+    let ran = run(&mut in_mount_namespace(
+        "mount -t tmpfs -o ro tmpfs \"$1\" && exec \"$2\" prime --from \"$3\" --into \"$1/p\"",
+        &[&ro, &pexinit_bin(), &seed],
+    ));
+    assert_one_line_error(&ran, 125, "Read-only file system");
+
+    let mut prime = pexinit();
+    prime
+        .args(["prime", "--from"])
+        .arg(&seed)
+        .arg("--into")
+        .arg(foreign.join("p"));
+    let ran = run(&mut as_user(65534, 65534, &prime));
+    assert_one_line_error(&ran, 125, "Permission denied");
+    assert_eq!(snapshot(sb.path()), before);
+}
