@@ -5,13 +5,44 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{FlagSettings, InitMode, RepairMode, parse_grace};
+use crate::config::{InitMode, RepairMode, parse_grace, parse_success_exit};
+use crate::run::signals::{Rewrite, parse_rewrite};
+
+/// clap's reading of a domain enum, written here so that the domain never sees clap:
+/// each variant's value on the command line, and the help `--help` lists for it.
+macro_rules! value_enum {
+    ($ty:ty { $($variant:ident => $name:literal $(, $help:literal)?;)* }) => {
+        impl clap::ValueEnum for $ty {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$(Self::$variant),*]
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                Some(match self {
+                    $(Self::$variant => clap::builder::PossibleValue::new($name)$(.help($help))?,)*
+                })
+            }
+        }
+    };
+}
 
 mod oci;
 mod prime;
 
-pub use oci::{Compression, ImageAppendArgs, ImageCommand, LayerArgs};
-pub use prime::{LinkMode, PrimeArgs};
+pub use oci::{ImageAppendArgs, ImageCommand, LayerArgs};
+pub use prime::PrimeArgs;
+
+value_enum!(RepairMode {
+    Auto => "auto", "Heal poisoned links and quarantine broken entries, then run";
+    Check => "check", "Report and refuse to run (exit 125) when the cache is poisoned";
+    Off => "off", "Do not look at the cache";
+});
+
+value_enum!(InitMode {
+    Auto => "auto", "Supervise when pexinit is PID 1, otherwise exec the program in place";
+    Always => "always", "Always supervise; outside PID 1 pexinit becomes a child subreaper";
+    Never => "never", "Always exec the program in place (no init duties)";
+});
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,7 +74,8 @@ pub enum Command {
         pexinit run --python /usr/bin/python3.11 -- /srv/app.pex\n  \
         pexinit run -- python3.11 app.pex\n  \
         pexinit run -- gunicorn app:wsgi\n  \
-        pexinit run --user app --init always -g --grace 10 -- app.pex\n\n\
+        pexinit run --user app --init always -g --grace 10 -- app.pex\n  \
+        pexinit run --rewrite-signal TERM:QUIT --success-exit 143 -- app.pex\n\n\
         HOME, XDG_CACHE_HOME, PEX_ROOT, TMPDIR and PWD are made physical (no symlinks) and \
         writable; PEX_ROOT is always exported. `pexinit env` shows the result without running.\n\n\
         As PID 1 (or with --init always) pexinit stays as a tiny init: it forwards signals to \
@@ -159,20 +191,6 @@ pub struct PlanOptions {
     pub seed: Option<PathBuf>,
 }
 
-impl PlanOptions {
-    pub fn flag_settings(&self) -> FlagSettings {
-        FlagSettings {
-            config: self.config.clone(),
-            python: self.python.clone(),
-            pex_root: self.pex_root.clone(),
-            user: self.user.clone(),
-            repair: self.repair,
-            seed: self.seed.clone(),
-            ..FlagSettings::default()
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -201,20 +219,31 @@ pub struct RunArgs {
     )]
     pub kill_process_group: Option<bool>,
 
+    /// Exit with 0 when PROGRAM exits with N (128+N: died of signal N); repeatable, or
+    /// comma-separated. E.g. 143 for an app that exits 143 on SIGTERM.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "PEXINIT_SUCCESS_EXIT",
+        value_delimiter = ',',
+        value_parser = parse_success_exit
+    )]
+    pub success_exit: Vec<u8>,
+
+    /// Pass signal FROM on as TO (names or numbers; TO 0 drops FROM); repeatable, or
+    /// comma-separated. E.g. TERM:QUIT for an app that stops gracefully on SIGQUIT.
+    #[arg(
+        long,
+        value_name = "FROM:TO",
+        env = "PEXINIT_REWRITE_SIGNAL",
+        value_delimiter = ',',
+        value_parser = parse_rewrite
+    )]
+    pub rewrite_signal: Vec<Rewrite>,
+
     /// The program and its arguments.
     #[arg(value_name = "PROGRAM", required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
-}
-
-impl RunArgs {
-    pub fn flag_settings(&self) -> FlagSettings {
-        FlagSettings {
-            init: self.init,
-            grace: self.grace,
-            kill_process_group: self.kill_process_group,
-            ..self.options.flag_settings()
-        }
-    }
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fs::bounded;
+use crate::run::signals::{Rewrite, parse_rewrite};
 
 /// Read when neither `--config` nor `PEXINIT_CONFIG` names a file; optional.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pexinit.yaml";
@@ -37,6 +38,12 @@ pub struct FileConfig {
     pub grace: Option<f64>,
     /// Forward signals to the program's whole process group, not just the program.
     pub kill_process_group: Option<bool>,
+    /// Exit statuses of the program reported as 0: a number or a list.
+    #[serde(default, deserialize_with = "success_exits")]
+    pub success_exit: Vec<u8>,
+    /// Signals passed on as others: `FROM:TO` or a list of them (TO 0 drops FROM).
+    #[serde(default, deserialize_with = "rewrites")]
+    pub rewrite_signal: Vec<Rewrite>,
     /// Run the program as USER[:GROUP] (names or numbers).
     pub user: Option<EnvValue>,
     /// Heal a poisoned PEX_ROOT before the program starts: auto, check or off.
@@ -121,7 +128,7 @@ impl VenvMode {
 
 /// What `run` does about a PEX_ROOT poisoned by pex's symlink bugs before it starts
 /// the program.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RepairMode {
     /// Heal poisoned links and quarantine broken entries, then run.
@@ -134,7 +141,7 @@ pub enum RepairMode {
 }
 
 /// When `run` supervises the program (fork, forward signals, reap) instead of exec'ing it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitMode {
     /// Supervise when pexinit is PID 1, otherwise exec the program in place.
@@ -166,6 +173,57 @@ fn check_grace(value: f64) -> Result<f64, String> {
             "{value} is not a usable number of seconds (0 or more, e.g. 5 or 0.5)"
         ))
     }
+}
+
+/// Parses an exit status of `--success-exit`: 0-255.
+pub fn parse_success_exit(text: &str) -> Result<u8, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not an exit status; write a number 0-255, e.g. 143"))
+}
+
+/// `success_exit:` as a number or a list of numbers, each checked as the flag checks it.
+fn success_exits<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+    one_or_many(deserializer, parse_success_exit)
+}
+
+/// `rewrite_signal:` as `FROM:TO` or a list of them, each checked as the flag checks it.
+fn rewrites<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Rewrite>, D::Error> {
+    one_or_many(deserializer, parse_rewrite)
+}
+
+/// A scalar or a list of scalars, each parsed by `parse`; the errors are the flag's own,
+/// and the YAML parser adds the key and the line.
+fn one_or_many<'de, D: Deserializer<'de>, T>(
+    deserializer: D,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, D::Error> {
+    struct OneOrMany<T> {
+        parse: fn(&str) -> Result<T, String>,
+    }
+    impl<'de, T> Visitor<'de> for OneOrMany<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a value or a list of values")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<T>, E> {
+            (self.parse)(v).map(|t| vec![t]).map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Vec<T>, E> {
+            self.visit_str(&v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Vec<T>, E> {
+            self.visit_str(&v.to_string())
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut values = Vec::new();
+            while let Some(value) = seq.next_element::<EnvValue>()? {
+                values.push((self.parse)(&value.0).map_err(de::Error::custom)?);
+            }
+            Ok(values)
+        }
+    }
+    deserializer.deserialize_any(OneOrMany { parse })
 }
 
 /// A scalar YAML value used as an environment variable (`PORT: 8080` is fine).
@@ -207,6 +265,8 @@ pub enum Source {
     /// A flag or its `PEXINIT_*` variable.
     Flag,
     ConfigFile,
+    /// The PEX's own PEX-INFO (`pex_root`, from `pex --runtime-pex-root`).
+    PexInfo,
 }
 
 /// The merged settings a plan is built from.
@@ -220,6 +280,10 @@ pub struct Settings {
     pub init: InitMode,
     pub grace: Duration,
     pub kill_process_group: bool,
+    /// Exit statuses of the program reported as 0.
+    pub success_exit: Vec<u8>,
+    /// Signals passed on as others.
+    pub rewrite_signal: Vec<Rewrite>,
     /// `USER[:GROUP]` the program runs as; None = as pexinit's own user.
     pub user: Option<String>,
     pub repair: RepairMode,
@@ -238,6 +302,8 @@ impl Default for Settings {
             init: InitMode::default(),
             grace: DEFAULT_GRACE,
             kill_process_group: false,
+            success_exit: Vec::new(),
+            rewrite_signal: Vec::new(),
             user: None,
             repair: RepairMode::default(),
             seed: None,
@@ -256,6 +322,10 @@ pub struct FlagSettings {
     /// Seconds, already checked by [`parse_grace`].
     pub grace: Option<f64>,
     pub kill_process_group: Option<bool>,
+    /// Empty = not given (the config file's list applies).
+    pub success_exit: Vec<u8>,
+    /// Empty = not given (the config file's list applies).
+    pub rewrite_signal: Vec<Rewrite>,
     pub user: Option<String>,
     pub repair: Option<RepairMode>,
     pub seed: Option<PathBuf>,
@@ -295,12 +365,23 @@ impl Settings {
                 .kill_process_group
                 .or(file.kill_process_group)
                 .unwrap_or(false),
+            success_exit: or_file(&flags.success_exit, file.success_exit),
+            rewrite_signal: or_file(&flags.rewrite_signal, file.rewrite_signal),
             user: flags.user.clone().or(file.user.map(|u| u.0)),
             repair: flags.repair.or(file.repair).unwrap_or_default(),
             seed: flags.seed.clone().or(file.seed),
             venv: file.venv.map(VenvMode::from).unwrap_or_default(),
             config_file,
         })
+    }
+}
+
+/// A list from the flags (or their variable) when given, else the config file's.
+fn or_file<T: Clone>(flags: &[T], file: Vec<T>) -> Vec<T> {
+    if flags.is_empty() {
+        file
+    } else {
+        flags.to_vec()
     }
 }
 

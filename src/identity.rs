@@ -276,6 +276,20 @@ fn files_only_in(nsswitch: &str, database: &str) -> bool {
 
 /// A uid or gid written as a number; `-1` (4294967295) means "unchanged" to the kernel and
 /// is not an id.
+/// The owner of files pexinit writes for use elsewhere (`seed --runtime-user`, `prime
+/// --chown`, `layer --owner`): `UID[:GID]`, numbers only, since the image or volume the
+/// files end up in may not know the names this machine does. GID defaults to 0, the
+/// group OpenShift runs arbitrary uids in.
+pub fn numeric_owner(flag: &str, text: &str) -> Result<(u32, u32)> {
+    let (uid, gid) = text.split_once(':').unwrap_or((text, "0"));
+    match (numeric_id(uid), numeric_id(gid)) {
+        (Some(uid), Some(gid)) => Ok((uid, gid)),
+        _ => Err(Error::Usage(format!(
+            "{flag} {text}: expected numbers UID:GID or UID (GID 0), e.g. 1001:0; names may mean nothing where the files are used"
+        ))),
+    }
+}
+
 fn numeric_id(text: &str) -> Option<u32> {
     if !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -286,6 +300,30 @@ fn numeric_id(text: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_owners_are_uid_with_an_optional_gid() {
+        assert_eq!(numeric_owner("--chown", "1001:0").unwrap(), (1001, 0));
+        assert_eq!(
+            numeric_owner("--chown", "65534:65534").unwrap(),
+            (65534, 65534)
+        );
+        assert_eq!(numeric_owner("--owner", "1001").unwrap(), (1001, 0));
+        for bad in [
+            "nobody",
+            "1001:",
+            ":0",
+            "",
+            "-1",
+            "+5",
+            "4294967295",
+            "1:2:3",
+        ] {
+            let err = numeric_owner("--chown", bad).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("--chown {bad}: ")), "{err}");
+            assert!(err.contains("UID:GID"), "{err}");
+        }
+    }
 
     #[test]
     fn numeric_user_and_group_need_no_entries() {
@@ -367,7 +405,11 @@ mod tests {
             "4294967295",
         ] {
             let err = Identity::for_user(spec).unwrap_err();
-            assert_eq!(err.exit_code(), crate::error::EXIT_PEXINIT_FAILED, "{spec}");
+            assert_eq!(
+                err.exit_code(),
+                crate::error::exit::PEXINIT_FAILED,
+                "{spec}"
+            );
             assert!(err.to_string().starts_with("--user "), "{err}");
         }
     }

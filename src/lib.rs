@@ -9,15 +9,16 @@ pub mod arena;
 pub mod cli;
 pub mod config;
 pub mod envmap;
+pub mod epoch;
 pub mod error;
 pub mod fs;
 pub mod identity;
-pub mod ids;
 pub mod json_bytes;
 pub mod log;
 pub mod oci;
 pub mod paths;
 pub mod pex;
+pub mod progress;
 pub mod run;
 pub mod yaml_shape;
 

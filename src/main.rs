@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStringExt;
 use clap::Parser;
 use pexinit::arena::StartupArena;
 use pexinit::cli::Cli;
-use pexinit::error::EXIT_PEXINIT_FAILED;
+use pexinit::error::exit;
 
 #[global_allocator]
 static ALLOCATOR: StartupArena = StartupArena::new();
@@ -56,7 +56,7 @@ fn pexinit_main(args: Vec<OsString>) -> u8 {
                 "pexinit: error: {}",
                 one_line_usage_error(&e.render().to_string())
             );
-            return EXIT_PEXINIT_FAILED;
+            return exit::PEXINIT_FAILED;
         }
     };
     match pexinit::dispatch(cli) {

@@ -13,6 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use pexinit::error::{Error, exit};
 use pexinit::pex::info;
 use pexinit::pex::manifest::{self, MANIFEST_NAME, RunMode};
 use pexinit::pex::repair;
@@ -179,7 +180,7 @@ fn venv_true_needs_tools_and_matches_pex_venv() {
             text.contains("--include-tools") && !text.contains('\n'),
             "{text}"
         );
-        assert_eq!(err.exit_code(), seed::exit::BAD_INPUT);
+        assert_eq!(Error::from(err).exit_code(), exit::PEXINIT_FAILED);
     }
 }
 
@@ -223,12 +224,12 @@ fn venv_list_selects_pex_files_by_physical_path() {
     assert!(seeded.success(), "{}", seeded.describe());
     let manifest = manifest::read(&root).expect("manifest");
     let mode_of = |pex: &Path| {
-        let hash = info::open(pex)
-            .expect("pex")
-            .info
-            .pex_hash
-            .expect("pex_hash");
-        manifest.entry(&hash).expect("seeded entry").mode
+        let opened = info::open(pex).expect("pex");
+        let hash = opened.info.pex_hash.expect("pex_hash");
+        manifest
+            .entry(&hash, opened.layout.into())
+            .expect("seeded entry")
+            .mode
     };
     assert_eq!(mode_of(&tools), RunMode::VenvByEnv);
     assert_eq!(mode_of(&plain), RunMode::Zipapp);

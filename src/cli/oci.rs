@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Compression {
-    Gzip,
-    Zstd,
-    None,
-}
+use crate::oci::Compression;
+
+value_enum!(Compression {
+    Gzip => "gzip";
+    Zstd => "zstd";
+    None => "none";
+});
 
 #[derive(Debug, Args)]
 pub struct LayerArgs {

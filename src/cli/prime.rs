@@ -2,19 +2,16 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LinkMode {
-    /// reflink, else hardlink, else copy: the cheapest that works between the two paths.
-    Auto,
-    /// Copy every file (copy_file_range).
-    Copy,
-    /// Hardlink every file the app never writes; fails across filesystems.
-    Hardlink,
-    /// Share blocks (FICLONE: btrfs, XFS); fails where the filesystem cannot.
-    Reflink,
-}
+use crate::pex::prime::LinkMode;
+
+value_enum!(LinkMode {
+    Auto => "auto", "reflink, else hardlink, else copy: the cheapest that works between the two paths";
+    Copy => "copy", "Copy every file (copy_file_range)";
+    Hardlink => "hardlink", "Hardlink every file the app never writes; fails across filesystems";
+    Reflink => "reflink", "Share blocks (FICLONE: btrfs, XFS); fails where the filesystem cannot";
+});
 
 #[derive(Debug, Args)]
 pub struct PrimeArgs {
@@ -26,9 +23,9 @@ pub struct PrimeArgs {
     #[arg(long, value_name = "DIR", required = true)]
     pub into: PathBuf,
 
-    /// Owner of everything prime writes, as numbers (default: the seed's owners when run
-    /// as root, like cp -a).
-    #[arg(long, value_name = "UID:GID")]
+    /// Owner of everything prime writes, as numbers (GID defaults to 0) [default: the
+    /// seed's owners when run as root, like cp -a].
+    #[arg(long, value_name = "UID[:GID]")]
     pub chown: Option<String>,
 
     /// How files get into DIR.

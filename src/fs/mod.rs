@@ -1,5 +1,10 @@
-//! Filesystem primitives shared by every command: atomic writes and content digests.
+//! Filesystem primitives shared by every command: directories opened, listed and removed
+//! relative to a descriptor without following links, renames that cannot clobber, locks,
+//! atomic writes and content digests.
 
 pub mod atomic;
 pub mod bounded;
 pub mod digest;
+pub mod dir;
+pub mod lock;
+pub mod rename;

@@ -11,14 +11,12 @@
 //! (Healthcheck, OnBuild, vendor keys) and reorders maps, which would change the base's
 //! meaning and every digest.
 
-use std::io::{self, Write};
-
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::cli::ImageAppendArgs;
 use crate::error::{Error, Result};
+use crate::oci::AppendRequest;
 use crate::oci::compress::hex;
 use crate::oci::config::{check_base, edit_config};
 use crate::oci::inspect::{NewLayer, inspect_layer};
@@ -67,7 +65,7 @@ pub struct Report {
     pub layers: Vec<NewLayer>,
 }
 
-pub fn plan(args: &ImageAppendArgs) -> Result<Plan> {
+pub fn plan(args: &AppendRequest) -> Result<Plan> {
     let layout = Layout::open(&args.layout)?;
     let mut index = layout.read_index()?;
     let position = pick_image(&index, args.reference.as_deref(), &args.layout)?;
@@ -204,27 +202,6 @@ fn write_all(plan: &Plan, written: &mut Vec<String>) -> Result<()> {
     plan.layout.write_index(&plan.index)
 }
 
-pub fn print(report: &Report, json: bool) -> Result<()> {
-    let mut stdout = io::stdout().lock();
-    let result = if json {
-        serde_json::to_writer_pretty(&mut stdout, report)
-            .map_err(io::Error::other)
-            .and_then(|()| writeln!(stdout))
-    } else {
-        writeln!(
-            stdout,
-            "{}: manifest {} ({} bytes), config {}, {} layer(s) appended",
-            report.reference.as_deref().unwrap_or("(untagged)"),
-            report.manifest.digest,
-            report.manifest.size,
-            report.config.digest,
-            report.layers.len()
-        )
-    };
-    result.map_err(|e| Error::io("stdout", e))
-}
-
-/// The index entry to append to: by ref name, or the only image of the layout.
 fn pick_image(index: &Value, reference: Option<&str>, dir: &std::path::Path) -> Result<usize> {
     let manifests = index["manifests"]
         .as_array()

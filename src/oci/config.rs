@@ -3,12 +3,15 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::cli::ImageAppendArgs;
 use crate::error::{Error, Result};
+use crate::oci::AppendRequest;
 use crate::oci::inspect::NewLayer;
 
-pub fn edit_config(config: &mut Value, args: &ImageAppendArgs, layers: &[NewLayer]) -> Result<()> {
-    let created = created_timestamp()?;
+/// `created` for the config and history is SOURCE_DATE_EPOCH as RFC 3339. Unset, the
+/// base's `created` is kept and history entries carry none, so the config (and so the
+/// manifest digest) never depends on the clock.
+pub fn edit_config(config: &mut Value, args: &AppendRequest, layers: &[NewLayer]) -> Result<()> {
+    let created = args.source_date_epoch.map(rfc3339);
     let root = config
         .as_object_mut()
         .ok_or_else(|| Error::Usage("config is not an object".into()))?;
@@ -150,20 +153,6 @@ pub fn check_base(config: &Value, digest: &str, manifest_layers: usize) -> Resul
         }
     }
     Ok(())
-}
-
-/// `created` for the config and history: SOURCE_DATE_EPOCH as RFC 3339. Unset, the
-/// base's `created` is kept and history entries carry none, so the config (and so the
-/// manifest digest) never depends on the clock.
-fn created_timestamp() -> Result<Option<String>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v.trim().parse::<i64>().map(|s| Some(rfc3339(s))).map_err(|_| {
-            Error::Usage(format!(
-                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds; set it to e.g. $(git log -1 --format=%ct)"
-            ))
-        }),
-        Err(_) => Ok(None),
-    }
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian calendar).

@@ -2,12 +2,11 @@
 //! each one atomically and report its descriptor.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::{Compression, LayerArgs};
 use crate::error::{Error, Result};
 use crate::fs::atomic::Pending;
 use crate::oci::archive::{self, Owner};
@@ -17,8 +16,8 @@ use crate::oci::progress::Progress;
 use crate::oci::source::{self, Source};
 use crate::oci::split;
 use crate::oci::walk::{self, Entry, Kind, Rules};
+use crate::oci::{Compression, LayerRequest};
 use crate::pex::manifest::MANIFEST_NAME;
-use crate::pex::seed::DEFAULT_SOURCE_DATE_EPOCH;
 
 /// One layer to write.
 #[derive(Debug)]
@@ -62,14 +61,14 @@ pub struct Written {
     pub entries: usize,
 }
 
-pub fn plan(args: &LayerArgs) -> Result<Plan> {
+pub fn plan(args: &LayerRequest) -> Result<Plan> {
     let level = args
         .level
         .unwrap_or(compress::default_level(args.compression));
     compress::check_level(args.compression, level).map_err(Error::Usage)?;
-    let owner = parse_owner(args.owner.as_deref())?;
+    let owner = args.owner;
     let rules = Rules {
-        mtime_clamp: mtime_clamp(args.mtime)?,
+        mtime_clamp: args.mtime,
         allow_setuid: args.allow_setuid,
     };
     let sources = args
@@ -234,76 +233,9 @@ impl Sink {
     fn commit(self) -> std::io::Result<()> {
         match self {
             Sink::File(pending) => pending.commit(),
-            Sink::Stream(mut file) => file.flush(),
+            Sink::Stream(mut file) => std::io::Write::flush(&mut file),
         }
     }
-}
-
-/// Prints the descriptors on stdout, or on stderr when a layer went to stdout.
-pub fn print(written: &[Written], json: bool, to_stderr: bool) -> Result<()> {
-    if to_stderr {
-        return print_to(&mut std::io::stderr().lock(), written, json);
-    }
-    print_to(&mut std::io::stdout().lock(), written, json)
-}
-
-fn print_to(stdout: &mut dyn Write, written: &[Written], json: bool) -> Result<()> {
-    let result = if json {
-        #[derive(Serialize)]
-        struct Layers<'a> {
-            layers: &'a [Written],
-        }
-        serde_json::to_writer_pretty(&mut *stdout, &Layers { layers: written })
-            .map_err(std::io::Error::other)
-            .and_then(|()| writeln!(stdout))
-    } else {
-        written.iter().try_for_each(|w| {
-            writeln!(
-                stdout,
-                "{}: {} {} bytes {} diff_id {} ({} entries)",
-                w.path.display(),
-                w.digest,
-                w.size,
-                w.media_type,
-                w.diff_id,
-                w.entries
-            )
-        })
-    };
-    result.map_err(|e| Error::io("stdout", e))
-}
-
-/// `--mtime`, else SOURCE_DATE_EPOCH, else the epoch `pexinit seed` uses, so a seed's
-/// mtimes (which its .pyc files record) survive the clamp unchanged.
-fn mtime_clamp(flag: Option<u64>) -> Result<u64> {
-    if let Some(mtime) = flag {
-        return Ok(mtime);
-    }
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v.trim().parse::<u64>().map_err(|_| {
-            Error::Usage(format!(
-                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds; set it to e.g. $(git log -1 --format=%ct)"
-            ))
-        }),
-        Err(_) => Ok(DEFAULT_SOURCE_DATE_EPOCH.unsigned_abs()),
-    }
-}
-
-fn parse_owner(owner: Option<&str>) -> Result<Owner> {
-    let Some(owner) = owner else {
-        return Ok(Owner::default());
-    };
-    let bad = || {
-        Error::Usage(format!(
-            "--owner {owner:?}: give numbers UID:GID from 0 to {} (e.g. 1001:0); names mean nothing inside another image",
-            crate::ids::MAX_ID
-        ))
-    };
-    let (uid, gid) = owner.split_once(':').unwrap_or((owner, "0"));
-    Ok(Owner {
-        uid: crate::ids::parse_id(uid).ok_or_else(bad)?.into(),
-        gid: crate::ids::parse_id(gid).ok_or_else(bad)?.into(),
-    })
 }
 
 /// Where `output` is: stdout (`-`, or the file stdout is), an existing device or pipe

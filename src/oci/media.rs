@@ -2,6 +2,14 @@
 
 use oci_spec::image::{MediaType, ToDockerV2S2};
 
+/// How `layer` compresses what it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
 /// How a layer blob is compressed, from its first bytes (not its file name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayerFormat {

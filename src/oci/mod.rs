@@ -19,25 +19,54 @@ pub mod source;
 pub mod split;
 pub mod walk;
 
-use crate::cli::{ImageAppendArgs, LayerArgs};
-use crate::error::Result;
+use std::path::PathBuf;
 
-/// `pexinit layer`: returns the exit status.
-pub fn layer_command(args: &LayerArgs) -> Result<u8> {
-    let plan = layer::plan(args)?;
-    let written = layer::write(&plan)?;
-    let to_stderr = plan
-        .layers
-        .iter()
-        .any(|l| l.target == layer::Target::Stdout);
-    layer::print(&written, args.json, to_stderr)?;
-    Ok(0)
+pub use archive::Owner;
+pub use media::Compression;
+
+/// What `pexinit layer` is asked to write.
+#[derive(Debug, Clone)]
+pub struct LayerRequest {
+    /// The layer file (with `split`: the dependencies' layer).
+    pub output: PathBuf,
+    pub compression: Compression,
+    /// None: the compression's default level.
+    pub level: Option<i32>,
+    /// Every mtime is clamped to this many seconds since the epoch.
+    pub mtime: u64,
+    /// Owner of every entry.
+    pub owner: Owner,
+    /// Keep setuid / setgid bits instead of refusing files that carry them.
+    pub allow_setuid: bool,
+    /// Compression threads; None: the number of cores.
+    pub threads: Option<usize>,
+    /// Split one seed into two layers: the application's goes to this file.
+    pub split: Option<PathBuf>,
+    /// `SRC[:DEST]` as given.
+    pub sources: Vec<String>,
 }
 
-/// `pexinit image append`: returns the exit status.
-pub fn append_command(args: &ImageAppendArgs) -> Result<u8> {
-    let plan = append::plan(args)?;
-    let report = append::apply(&plan)?;
-    append::print(&report, args.json)?;
-    Ok(0)
+/// What `pexinit image append` is asked to do.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    /// The OCI image layout directory.
+    pub layout: PathBuf,
+    /// The image to append to, by ref name; None: the layout's only image.
+    pub reference: Option<String>,
+    /// Layer files, in order.
+    pub layer: Vec<PathBuf>,
+    /// The new image's ref name; None: `reference`'s, which moves.
+    pub tag: Option<String>,
+    /// JSON array or a plain command line.
+    pub entrypoint: Option<String>,
+    /// JSON array or a plain command line.
+    pub cmd: Option<String>,
+    /// `K=V` pairs.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// `K=V` pairs.
+    pub label: Vec<String>,
+    /// `created` of the config and history; None: the base's is kept.
+    pub source_date_epoch: Option<i64>,
 }

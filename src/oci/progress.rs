@@ -1,25 +1,25 @@
 //! A byte progress bar for big layers: on a terminal only, never in logs or pipes.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
+
+use crate::progress::Bar;
 
 /// Below this many bytes a layer is written before a bar would be worth drawing.
 const WORTH_A_BAR: u64 = 64 << 20;
 
-pub struct Progress(Option<indicatif::ProgressBar>);
+pub struct Progress(Bar);
 
 impl Progress {
     pub fn new(total_bytes: u64, label: String) -> Progress {
-        if total_bytes < WORTH_A_BAR || !io::stderr().is_terminal() {
-            return Progress(None);
+        if total_bytes < WORTH_A_BAR {
+            return Progress(Bar::hidden());
         }
-        let bar = indicatif::ProgressBar::new(total_bytes);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
+        let bar = Bar::new(
+            || total_bytes,
             "{spinner} [{elapsed}] {bar:30} {bytes}/{total_bytes} {msg}",
-        ) {
-            bar.set_style(style);
-        }
+        );
         bar.set_message(label);
-        Progress(Some(bar))
+        Progress(bar)
     }
 
     /// `out`, counting what passes through it on the bar.
@@ -31,9 +31,7 @@ impl Progress {
     }
 
     pub fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
+        self.0.finish();
     }
 }
 
@@ -45,9 +43,7 @@ pub struct Counting<'a> {
 impl Write for Counting<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.out.write(buf)?;
-        if let Some(bar) = &self.progress.0 {
-            bar.inc(n as u64);
-        }
+        self.progress.0.inc(n as u64);
         Ok(n)
     }
 

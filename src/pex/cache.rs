@@ -24,7 +24,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -67,6 +67,14 @@ const TOP_DIRS: [(&str, usize); 5] = [
     ("venvs", 3),
 ];
 
+/// Whether `name` is a cache-format version directory (`0`, `1`, `3`, `4`…). pex ≤ 2.17
+/// had no version level: its entries (40- and 64-hex hashes) sit right below the
+/// top-level directory, one level higher.
+pub fn is_version_name(name: &OsStr) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 3 && bytes.iter().all(u8::is_ascii_digit)
+}
+
 /// Whether `name` is one of the top-level directories the walker covers: a link target
 /// inside PEX_ROOT must start with one of them.
 pub fn is_linked_top_dir(name: &OsStr) -> bool {
@@ -74,12 +82,17 @@ pub fn is_linked_top_dir(name: &OsStr) -> bool {
 }
 
 impl EntryKind {
-    /// The kind of the entry at `rel` (relative to PEX_ROOT, exactly entry depth).
+    /// The kind of the entry at `rel` (relative to PEX_ROOT, exactly entry depth, with
+    /// or without the version level).
     fn of(rel: &Path) -> Option<EntryKind> {
         let mut parts = rel.iter();
         let top = parts.next()?;
-        let _version = parts.next()?;
-        let third = parts.next();
+        let second = parts.next()?;
+        let third = if is_version_name(second) {
+            parts.next()
+        } else {
+            Some(second)
+        };
         Some(match top.as_bytes() {
             b"unzipped_pexes" => EntryKind::UnzippedPex,
             b"bootstraps" => EntryKind::Bootstrap,
@@ -206,7 +219,7 @@ impl CacheRoot {
         for (top, entry_depth) in TOP_DIRS {
             walker.rel.push(top);
             if let Some(fd) = walker.open_child(self.fd(), OsStr::new(top), true) {
-                walker.walk_levels(fd.as_fd(), entry_depth - 1);
+                walker.walk_versions(fd.as_fd(), entry_depth - 1);
             }
             walker.rel.pop();
         }
@@ -229,11 +242,17 @@ impl CacheRoot {
             let Ok(versions) = read_dir(top_fd.as_fd(), &mut buf) else {
                 continue;
             };
-            for (version, kind) in versions {
-                if kind != FileKind::Directory || !is_entry_name(&version) {
+            // pex ≤ 2.17: `<top>/<pex_hash>` with no version level.
+            let unversioned = Some((OsString::new(), FileKind::Directory));
+            for (version, kind) in versions.into_iter().chain(unversioned) {
+                if kind != FileKind::Directory || !(version.is_empty() || is_version_name(&version))
+                {
                     continue;
                 }
                 let at_hash = Path::new(top).join(&version).join(hash);
+                if version.is_empty() && self.open_dir(&at_hash).is_err() {
+                    continue;
+                }
                 if top == "unzipped_pexes" {
                     self.walk_entry(&at_hash, visitor);
                     continue;
@@ -368,10 +387,26 @@ impl Walker<'_> {
         }
     }
 
+    /// The children of a top-level directory: version directories, below which entries
+    /// sit `levels` deep, or (pex ≤ 2.17) hashes one level higher.
+    fn walk_versions(&mut self, top: BorrowedFd<'_>, levels: usize) {
+        let Some(names) = self.list(top) else { return };
+        self.visitor.count(names.len());
+        let (versions, unversioned): (Vec<_>, Vec<_>) = names
+            .into_iter()
+            .partition(|(name, _)| is_version_name(name));
+        self.walk_names(top, versions, levels);
+        self.walk_names(top, unversioned, levels - 1);
+    }
+
     /// Descends `levels` more directory levels (versions, hashes) down to the entries.
     fn walk_levels(&mut self, dir: BorrowedFd<'_>, levels: usize) {
         let Some(names) = self.list(dir) else { return };
         self.visitor.count(names.len());
+        self.walk_names(dir, names, levels);
+    }
+
+    fn walk_names(&mut self, dir: BorrowedFd<'_>, names: Vec<(OsString, FileKind)>, levels: usize) {
         for (name, file_kind) in names {
             if levels == 0
                 && file_kind == FileKind::Symlink
@@ -505,70 +540,32 @@ fn kind_of_mode(mode: libc::mode_t) -> FileKind {
     }
 }
 
-/// Offsets in a `struct linux_dirent64` (see getdents64(2)).
-const DIRENT_RECLEN: usize = 16;
-const DIRENT_TYPE: usize = 18;
-const DIRENT_NAME: usize = 19;
-
 /// Every name in `dir` except `.` and `..`, with its kind. Regular files are listed
 /// too (callers count them) but cost no syscall beyond getdents64 itself.
 pub fn read_dir(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Vec<(OsString, FileKind)>> {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the directory reader only
+    // stores bytes the kernel wrote, never uninitialized ones, so `buf` holds valid
+    // `u8`s again once the reader is dropped.
+    let buf = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [std::mem::MaybeUninit<u8>]) };
+    let mut entries = rustix::fs::RawDir::new(dir, buf);
     let mut out = Vec::new();
-    loop {
-        // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`, which we own
-        // mutably; the descriptor is borrowed for the duration of the call.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                dir.as_raw_fd(),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            rustix::fs::FileType::Directory => FileKind::Directory,
+            rustix::fs::FileType::Symlink => FileKind::Symlink,
+            rustix::fs::FileType::RegularFile => FileKind::File,
+            // Some filesystems do not fill d_type: ask, without following.
+            rustix::fs::FileType::Unknown => lstat_kind(dir, name).unwrap_or(FileKind::Other),
+            _ => FileKind::Other,
         };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n == 0 {
-            return Ok(out);
-        }
-        parse_dirents(dir, &buf[..n as usize], &mut out)?;
+        out.push((name.to_os_string(), kind));
     }
-}
-
-fn parse_dirents(
-    dir: BorrowedFd<'_>,
-    mut records: &[u8],
-    out: &mut Vec<(OsString, FileKind)>,
-) -> io::Result<()> {
-    let malformed = || io::Error::other("malformed getdents64 record");
-    while records.len() > DIRENT_NAME {
-        let reclen = usize::from(u16::from_ne_bytes([
-            records[DIRENT_RECLEN],
-            records[DIRENT_RECLEN + 1],
-        ]));
-        if reclen <= DIRENT_NAME || reclen > records.len() {
-            return Err(malformed());
-        }
-        let raw_name = &records[DIRENT_NAME..reclen];
-        let len = raw_name
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or_else(malformed)?;
-        let name = OsStr::from_bytes(&raw_name[..len]);
-        if name != "." && name != ".." {
-            let kind = match records[DIRENT_TYPE] {
-                libc::DT_DIR => FileKind::Directory,
-                libc::DT_LNK => FileKind::Symlink,
-                libc::DT_REG => FileKind::File,
-                // Some filesystems do not fill d_type: ask, without following.
-                libc::DT_UNKNOWN => lstat_kind(dir, name).unwrap_or(FileKind::Other),
-                _ => FileKind::Other,
-            };
-            out.push((name.to_os_string(), kind));
-        }
-        records = &records[reclen..];
-    }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub struct PexInfo {
     pub entry_point: Option<String>,
     #[serde(default)]
     pub interpreter_constraints: Vec<String>,
+    /// The PEX_ROOT pex uses when none is set in the environment (`--runtime-pex-root`).
+    #[serde(default)]
+    pub pex_root: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -43,7 +43,8 @@ impl RunMode {
     }
 }
 
-/// How pex's bootstrap execs a venv; it changed between pex generations (research §2).
+/// How pex's bootstrap execs a venv; it changed between pex generations (see
+/// `crate::run::fast_path` for each generation's argv).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecStyle {
@@ -84,10 +85,36 @@ pub struct Entry {
     /// `unzipped_pexes/<N>/<pex hash>` for zipapp and packed PEXes.
     pub unzipped: Option<PathBuf>,
     pub venv: Option<VenvEntry>,
+    /// The launcher that starts a zipapp, packed or loose PEX without pex's bootstrap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<LauncherEntry>,
+    /// Why a non-venv PEX has no launcher (pex does something a launcher cannot replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_launcher: Option<String>,
+}
+
+/// How the launcher starts the app, as pex's `PEX.execute()` would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// `module:function` (also a console script, resolved at seed time): imported, called.
+    Callable,
+    /// `module`: run as `__main__` by runpy.
+    Module,
+    /// No entry point: the PEX is an interpreter (only `-m MODULE` is replayed).
+    Interpreter,
+}
+
+/// A seeded launcher, relative to PEX_ROOT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LauncherEntry {
+    /// `.pexinit/launch/<pex hash>-<layout>.py`.
+    pub file: PathBuf,
+    pub entry: EntryKind,
 }
 
 /// The PEX's layout, as recorded (mirrors [`info::Layout`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
     Zipapp,
@@ -141,9 +168,12 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The entry for a PEX with this hash, if seeded.
-    pub fn entry(&self, pex_hash: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.pex_hash == pex_hash)
+    /// The entry for a PEX with this hash and layout, if seeded. The layouts of one
+    /// build share a pex_hash but not their cache entries or launchers.
+    pub fn entry(&self, pex_hash: &str, layout: Layout) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.pex_hash == pex_hash && e.layout == layout)
     }
 
     /// Serialized form: stable key order and a final newline, so equal manifests are
@@ -239,6 +269,9 @@ pub fn read_member(pex: &Pex, name: &str) -> io::Result<Vec<u8>> {
 /// The PEX-INFO keys the seed and the fast path need beyond [`crate::pex::info::PexInfo`].
 #[derive(Debug, Clone, Deserialize)]
 pub struct RuntimeInfo {
+    /// PEX-INFO as written, for the seed's launcher capture.
+    #[serde(skip)]
+    pub raw: serde_json::Value,
     #[serde(default)]
     pub includes_tools: bool,
     #[serde(default)]
@@ -257,7 +290,11 @@ fn yes() -> bool {
 impl RuntimeInfo {
     pub fn read(pex: &Pex) -> io::Result<RuntimeInfo> {
         let bytes = read_member(pex, PEX_INFO)?;
-        serde_json::from_slice(&bytes).map_err(io::Error::other)
+        let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
+        let mut info: RuntimeInfo =
+            serde_json::from_value(raw.clone()).map_err(io::Error::other)?;
+        info.raw = raw;
+        Ok(info)
     }
 
     pub fn has_pex_path(&self) -> bool {

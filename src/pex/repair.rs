@@ -29,28 +29,19 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl, openat, readlinkat, renameat};
+use nix::fcntl::{FcntlArg, Flock, OFlag, fcntl, openat, readlinkat, renameat};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{UnlinkatFlags, symlinkat, unlinkat};
 use serde::{Serialize, Serializer};
 
-use crate::paths::{rename_noreplace, resolve_physical};
+use crate::error::exit;
+use crate::fs::lock::lock_exclusive;
+use crate::fs::rename::rename_noreplace;
+use crate::paths::resolve_physical;
 use crate::pex::cache::{
     CacheRoot, EntryKind, EntryRef, FileKind, HEAL_TMP_PREFIX, LinkRef, Problem, QUARANTINE_DIR,
     Visitor, is_linked_top_dir,
 };
-
-/// Exit statuses of `pexinit repair` (documented in the README).
-pub mod exit {
-    /// The cache is healthy, or everything found was healed or quarantined.
-    pub const OK: u8 = 0;
-    /// `--dry-run` only: poisoned entries were found that a repair would fix.
-    pub const WOULD_REPAIR: u8 = 1;
-    /// Suspicious links or unreadable places remain: reported, left alone.
-    pub const SUSPICIOUS: u8 = 2;
-    /// Something that needed healing could not be healed (permissions, I/O errors).
-    pub const FAILED: u8 = 3;
-}
 
 /// Rounds of plan-and-apply: healing or quarantining one entry can reveal work in
 /// another (a venv whose wheels were quarantined); pex's dependency chains are short.
@@ -715,7 +706,7 @@ fn apply_entry(
 /// The record lock is an open-file-description lock, which conflicts with pex's
 /// classic POSIX locks but, unlike them, also excludes other threads of this process.
 struct EntryLock {
-    _fd: OwnedFd,
+    _fd: Flock<OwnedFd>,
 }
 
 impl EntryLock {
@@ -731,13 +722,7 @@ impl EntryLock {
             OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o644),
         )?;
-        retry_eintr(|| {
-            // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
-            Errno::result(unsafe {
-                libc::flock(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::LOCK_EX)
-            })
-            .map(drop)
-        })?;
+        let fd = lock_exclusive(fd, || {}).map_err(|(_, e)| io::Error::from(e))?;
         let whole_file = libc::flock {
             l_type: libc::F_WRLCK as libc::c_short,
             l_whence: libc::SEEK_SET as libc::c_short,
@@ -745,7 +730,7 @@ impl EntryLock {
             l_len: 0,
             l_pid: 0,
         };
-        retry_eintr(|| fcntl(&fd, FcntlArg::F_OFD_SETLKW(&whole_file)).map(drop))?;
+        retry_eintr(|| fcntl(&*fd, FcntlArg::F_OFD_SETLKW(&whole_file)).map(drop))?;
         Ok(EntryLock { _fd: fd })
     }
 }
@@ -916,7 +901,7 @@ impl RepairReport {
     /// The exit status of `pexinit repair` (see [`exit`]).
     pub fn exit_code(&self) -> u8 {
         if !self.outcome.failed.is_empty() || (!self.dry_run && self.remaining.has_work()) {
-            exit::FAILED
+            exit::NOT_HEALED
         } else if self.remaining.has_suspicious() {
             exit::SUSPICIOUS
         } else if self.dry_run && self.plan.has_work() {

@@ -240,8 +240,9 @@ fn choose_interpreter(
 ) -> Result<(PathBuf, InterpreterSource, Vec<String>)> {
     if let Some((python, source)) = &settings.python {
         let source = match source {
-            Source::Flag => InterpreterSource::Flag,
             Source::ConfigFile => InterpreterSource::ConfigFile,
+            // No interpreter is ever taken from PEX-INFO: that is the #! line's job.
+            Source::Flag | Source::PexInfo => InterpreterSource::Flag,
         };
         return Ok((python.clone(), source, Vec::new()));
     }
@@ -279,4 +280,44 @@ fn lossy_all(args: &[OsString]) -> Vec<String> {
     args.iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::error::exit;
+
+    fn plan(program: &Path, path_var: &Path) -> Result<CommandPlan> {
+        let env = EnvMap::from_pairs([(OsString::from("PATH"), path_var.as_os_str().to_owned())]);
+        plan_command(
+            &[program.as_os_str().to_owned(), "--flag".into()],
+            &Settings::default(),
+            &env,
+            &Identity::current(),
+        )
+    }
+
+    #[test]
+    fn programs_are_found_on_path_and_failures_carry_docker_run_statuses() {
+        let t = tempfile::tempdir().unwrap();
+        let bin = t.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        let tool = bin.join("tool");
+        fs::write(&tool, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+
+        let found = plan(Path::new("tool"), &bin).unwrap();
+        assert_eq!(found.executable, tool);
+        assert_eq!(found.argv[1..], ["--flag"]);
+        assert!(found.pex.is_none());
+
+        let missing = plan(Path::new("no-such-tool"), &bin).unwrap_err();
+        assert_eq!(missing.exit_code(), exit::NOT_FOUND, "{missing}");
+        let dir = plan(&bin, &bin).unwrap_err();
+        assert_eq!(dir.exit_code(), exit::CANNOT_EXECUTE, "{dir}");
+        assert!(!dir.to_string().contains('\n'), "{dir}");
+    }
 }

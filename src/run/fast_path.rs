@@ -1,7 +1,7 @@
 //! The seeded fast path: exec a seeded venv directly, skipping pex's zip bootstrap.
 //!
 //! A warm `--venv` PEX still spends 70–170 ms in Python opening the zip and importing
-//! pex's bootstrap, only to exec `<venv>/pex` (research §2, §3). When the seed manifest
+//! pex's bootstrap, only to exec `<venv>/pex` (docs/BENCHMARKS.md). When the seed manifest
 //! says the venv for this very PEX (same `pex_hash`) and interpreter (same realpath) is
 //! there, pexinit execs exactly what the bootstrap would:
 //!
@@ -29,7 +29,9 @@ use serde::Serialize;
 
 use crate::envmap::EnvMap;
 use crate::pex::info::{Pex, parse_shebang};
-use crate::pex::manifest::{Entry, ExecStyle, Manifest, RunMode};
+use crate::pex::manifest::{
+    Entry, EntryKind, ExecStyle, LauncherEntry, Manifest, RunMode, VenvEntry,
+};
 
 /// pex variables that change which interpreter or venv the bootstrap picks (pex's own
 /// `--sh-boot` fast path gives up on the same ones), or that skip the venv altogether.
@@ -42,9 +44,20 @@ const DISQUALIFYING_VARS: [&str; 6] = [
     "PEX_INHERIT_PATH",
 ];
 
+/// How the fast path starts the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Starts {
+    /// A `--venv` PEX: its seeded venv, exec'd as the bootstrap would.
+    Venv,
+    /// A zipapp, packed or loose PEX: the seed's launcher replays pex's set-up.
+    Launcher,
+}
+
 /// What `run` execs instead of the bootstrap.
 #[derive(Debug, Clone, Serialize)]
 pub struct FastPath {
+    pub starts: Starts,
     pub executable: PathBuf,
     pub argv: Vec<String>,
     #[serde(skip)]
@@ -52,12 +65,41 @@ pub struct FastPath {
     /// Added to the program's environment.
     pub env: Vec<(String, String)>,
     /// The venv entry, spelled through the runtime PEX_ROOT.
-    pub venv: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venv: Option<PathBuf>,
+    /// The launcher in the seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<PathBuf>,
+    /// pex's `.last-access` files of the seed entries this start uses: `pex3 cache
+    /// prune` deletes entries whose file is old, so `run` refreshes them when it can
+    /// write the seed (pex itself would, through its bootstrap).
+    #[serde(skip)]
+    pub access_files: Vec<PathBuf>,
+}
+
+impl FastPath {
+    /// A launcher reads the seed in place and writes nothing: it needs no PEX_ROOT
+    /// (no link farm) at all. A venv still runs pex code that opens PEX_ROOT.
+    pub fn needs_pex_root(&self) -> bool {
+        self.starts == Starts::Venv
+    }
+
+    /// What is exec'd, for logs and `doctor`.
+    pub fn describe(&self) -> String {
+        match (&self.venv, &self.launcher) {
+            (Some(venv), _) => format!("exec the seeded venv {}", venv.display()),
+            (None, Some(launcher)) => format!("exec the seeded launcher {}", launcher.display()),
+            (None, None) => format!("exec {}", self.executable.display()),
+        }
+    }
 }
 
 /// Everything the fast-path decision depends on.
 pub struct Request<'a> {
     pub manifest: &'a Manifest,
+    /// The seed directory itself (physical): where its files are checked and launchers
+    /// are read.
+    pub seed: &'a Path,
     /// The PEX_ROOT pex will see (the seed itself, or a farm of it).
     pub pex_root: &'a Path,
     pub pex: &'a Pex,
@@ -74,13 +116,19 @@ pub struct Request<'a> {
 /// The fast path for this run, or why there is none (one line, for `doctor`).
 pub fn plan(req: &Request<'_>) -> Result<FastPath, String> {
     let entry = matching_entry(req)?;
-    let Some(venv) = &entry.venv else {
-        return Err(
-            "the PEX is seeded as a zipapp: pex runs it warm from the seed, no venv to exec \
-             (build it with --venv, or set `venv: true` for a PEX built with --include-tools)"
-                .into(),
-        );
-    };
+    if let Some(venv) = &entry.venv {
+        return venv_plan(req, entry, venv);
+    }
+    if let Some(launcher) = &entry.launcher {
+        return launcher_plan(req, entry, launcher);
+    }
+    Err(match &entry.no_launcher {
+        Some(why) => format!("{why}; pex's bootstrap runs it"),
+        None => "the seed holds no launcher for this PEX (seeded by an older pexinit); re-run `pexinit seed`".into(),
+    })
+}
+
+fn venv_plan(req: &Request<'_>, entry: &Entry, venv: &VenvEntry) -> Result<FastPath, String> {
     if let Some(var) = DISQUALIFYING_VARS
         .iter()
         .find(|v| req.env.get(v).is_some_and(|x| !x.is_empty()))
@@ -97,29 +145,19 @@ pub fn plan(req: &Request<'_>) -> Result<FastPath, String> {
     {
         return Err("the PEX is seeded in venv mode (`venv: true`) but PEX_VENV is not set".into());
     }
-    if let Some(rc) = pexrc_in_effect(req) {
+    no_pexrc(req)?;
+    // Judged on the seed itself: a link farm in front of it is made only by `run`.
+    let seeded_pex = req.seed.join(&venv.dir).join("pex");
+    if !is_executable_file(&seeded_pex) {
         return Err(format!(
-            "{} exists and may set PEX_* variables; set PEX_IGNORE_RCFILES=1 to allow the fast path",
-            rc.display()
+            "the seeded venv {} is missing or not executable; re-run `pexinit seed`",
+            seeded_pex.display()
         ));
     }
     let venv_dir = req.pex_root.join(&venv.dir);
     let venv_pex = venv_dir.join("pex");
-    match fs::metadata(&venv_pex) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
-        _ => {
-            return Err(format!(
-                "the seeded venv {} is missing or not executable; re-run `pexinit seed`",
-                venv_pex.display()
-            ));
-        }
-    }
     let mut argv_os: Vec<OsString> = Vec::new();
-    let python_args = entry
-        .inject_python_args
-        .iter()
-        .chain(req.interpreter_args)
-        .map(OsString::from);
+    let python_args = python_args(req, entry);
     let executable = match venv.exec_style {
         ExecStyle::VenvPython => {
             let python = venv_dir.join("bin/python");
@@ -131,10 +169,10 @@ pub fn plan(req: &Request<'_>) -> Result<FastPath, String> {
             python
         }
         ExecStyle::Shebang => {
-            let shebang = read_first_line(&venv_pex).ok_or_else(|| {
+            let shebang = read_first_line(&seeded_pex).ok_or_else(|| {
                 format!(
                     "{} has no #! line; re-run `pexinit seed`",
-                    venv_pex.display()
+                    seeded_pex.display()
                 )
             })?;
             // pex splits its own #! line at the first space: interpreter, one argument.
@@ -157,15 +195,119 @@ pub fn plan(req: &Request<'_>) -> Result<FastPath, String> {
         env.push(("_PEX_CACHE_SET_LAST_ACCESS".to_owned(), "0".to_owned()));
     }
     Ok(FastPath {
+        starts: Starts::Venv,
         executable,
-        argv: argv_os
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+        argv: lossy(&argv_os),
         argv_os,
         env,
-        venv: venv_dir,
+        venv: Some(venv_dir),
+        launcher: None,
+        access_files: access_files(req, entry),
     })
+}
+
+/// `PYTHON [inject_python_args] [#! flags] SEED/.pexinit/launch/X.py PEX ARGS`: the
+/// launcher replays what pex's bootstrap recorded at seed time, so anything that would
+/// make the bootstrap act differently at run time sends `run` down the normal path.
+fn launcher_plan(
+    req: &Request<'_>,
+    entry: &Entry,
+    launcher: &LauncherEntry,
+) -> Result<FastPath, String> {
+    if let Some((name, _)) = req.env.iter().find(|(name, value)| {
+        let name = std::os::unix::ffi::OsStrExt::as_bytes(*name);
+        !value.is_empty()
+            && name.starts_with(b"PEX_")
+            && !LAUNCHER_IGNORES.iter().any(|n| n.as_bytes() == name)
+    }) {
+        return Err(format!(
+            "{} is set: pex acts on it when it starts the PEX, so its bootstrap runs",
+            name.to_string_lossy()
+        ));
+    }
+    if let Some(var) = ["PYTHONPATH", "PYTHONHOME"]
+        .iter()
+        .find(|v| req.env.get(v).is_some_and(|x| !x.is_empty()))
+    {
+        return Err(format!(
+            "{var} is set: pex decides what of it reaches sys.path, so its bootstrap runs"
+        ));
+    }
+    if launcher.entry == EntryKind::Interpreter && !(req.args.len() >= 2 && req.args[0] == "-m") {
+        return Err(
+            "the PEX has no entry point and is not started as `PEX -m MODULE`: pex's interpreter mode runs it"
+                .into(),
+        );
+    }
+    no_pexrc(req)?;
+    let file = req.seed.join(&launcher.file);
+    if !fs::metadata(&file).is_ok_and(|m| m.is_file()) {
+        return Err(format!(
+            "the seed's launcher {} is missing; re-run `pexinit seed`",
+            file.display()
+        ));
+    }
+    let mut argv_os: Vec<OsString> = vec![req.interpreter.as_os_str().to_owned()];
+    argv_os.extend(python_args(req, entry));
+    argv_os.push(file.clone().into());
+    argv_os.push(req.pex.path.clone().into());
+    argv_os.extend(req.args.iter().cloned());
+    Ok(FastPath {
+        starts: Starts::Launcher,
+        executable: req.interpreter.to_path_buf(),
+        argv: lossy(&argv_os),
+        argv_os,
+        env: Vec::new(),
+        venv: None,
+        launcher: Some(file),
+        access_files: access_files(req, entry),
+    })
+}
+
+/// Variables the launcher path leaves to pexinit: PEX_ROOT is pexinit's own export
+/// (and a launcher opens no cache), PEX_IGNORE_RCFILES only disables what [`no_pexrc`]
+/// checks.
+const LAUNCHER_IGNORES: [&str; 2] = ["PEX_ROOT", "PEX_IGNORE_RCFILES"];
+
+/// Interpreter options pex puts before the PEX: PEX-INFO's, then the `#!` line's.
+fn python_args(req: &Request<'_>, entry: &Entry) -> Vec<OsString> {
+    entry
+        .inject_python_args
+        .iter()
+        .chain(req.interpreter_args)
+        .map(OsString::from)
+        .collect()
+}
+
+fn no_pexrc(req: &Request<'_>) -> Result<(), String> {
+    match pexrc_in_effect(req) {
+        Some(rc) => Err(format!(
+            "{} exists and may set PEX_* variables; set PEX_IGNORE_RCFILES=1 to allow the fast path",
+            rc.display()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The `.last-access` files pex keeps in the entries `entry` runs from (pex ≥ 2.24).
+fn access_files(req: &Request<'_>, entry: &Entry) -> Vec<PathBuf> {
+    entry
+        .unzipped
+        .iter()
+        .chain(entry.venv.as_ref().map(|v| &v.dir))
+        .map(|rel| req.seed.join(rel).join(".last-access"))
+        .filter(|file| file.is_file())
+        .collect()
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn lossy(argv: &[OsString]) -> Vec<String> {
+    argv.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// The manifest entry for this PEX and interpreter, or why none fits.
@@ -173,13 +315,14 @@ pub fn matching_entry<'m>(req: &Request<'m>) -> Result<&'m Entry, String> {
     let Some(hash) = req.pex.info.pex_hash.as_deref() else {
         return Err("the PEX has no pex_hash in PEX-INFO".into());
     };
-    let Some(entry) = req.manifest.entry(hash) else {
+    let Some(entry) = req.manifest.entry(hash, req.pex.layout.into()) else {
         return Err(format!(
-            "the seed has no entry for pex_hash {hash} (seeded: {}); seed this PEX",
+            "the seed has no entry for pex_hash {hash} as a {:?} PEX (seeded: {}); seed this PEX",
+            req.pex.layout,
             req.manifest
                 .entries
                 .iter()
-                .map(|e| e.pex_hash.as_str())
+                .map(|e| format!("{} ({:?})", e.pex_hash, e.layout))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));

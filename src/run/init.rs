@@ -1,101 +1,37 @@
-//! PID-1 duties: spawn the program, forward signals to it, reap every zombie, and exit
-//! with its status.
+//! PID-1 duties: start the program, forward signals to it, reap every zombie, keep the
+//! terminal's job control working, and exit with its status.
 //!
 //! The design is tini's: no signal handlers and no threads. pexinit blocks every signal
-//! and takes them one at a time with sigtimedwait(2). Blocked signals are queued even
-//! for a PID 1, which the kernel otherwise spares signals it has no handler for.
+//! (1 to 64, the C library's own real-time signals included) and takes them one at a time
+//! with sigtimedwait(2). Blocked signals are queued even for a PID 1, which the kernel
+//! otherwise spares signals it has no handler for.
 //!
-//! - SIGCHLD: reap with waitpid(-1, WNOHANG) until nothing is left (orphans included).
-//! - Any other catchable signal (1-31 and SIGRTMIN..SIGRTMAX): sent on to the program,
-//!   or to its process group with `-g`. SIGTSTP/SIGTTIN/SIGTTOU are forwarded too and
-//!   never stop pexinit.
+//! - SIGCHLD: reap with waitpid(-1, WNOHANG) until nothing is left (orphans included);
+//!   a stop of the program is handled as a job's stop ([`crate::run::job`]).
+//! - Any other catchable signal (1-64): rewritten as `--rewrite-signal` says, then sent
+//!   on to the program, or to its process group with `-g`. SIGCONT always goes to the
+//!   group: it resumes a stopped job. SIGTSTP/SIGTTIN/SIGTTOU never stop pexinit itself.
 //! - When the program exits, the rest of its process group gets SIGTERM, then SIGKILL
 //!   after the grace period; then pexinit exits with the program's status, 128+N when
-//!   it died of signal N.
+//!   it died of signal N, 0 for a `--success-exit` status.
 
-use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
-use crate::run::apply::Program;
-use crate::run::privileges::{Credentials, Step};
+use crate::run::exec::{self, Program, Spawn};
+use crate::run::job::{Job, Terminal};
+use crate::run::privileges::Credentials;
+use crate::run::signals::{self, Rewrites, SigSet, signal_name};
 
 /// How long to wait for the group's last members after SIGKILL before giving up on them
 /// (members whose parent outside our reach never reaps them stay zombies forever).
 const AFTER_KILL: Duration = Duration::from_secs(2);
 
-/// The only signals whose disposition pexinit may change: its `main` ignores SIGPIPE, a
-/// Rust runtime (the test harness's) handles SIGSEGV/SIGBUS; the child ignores SIGTTOU around
-/// tcsetpgrp. Every other disposition pexinit inherited is still in place when it execs
-/// the program (handlers are reset by execve itself; pexinit installs none), so
-/// restoring these four gives the program exactly what pexinit's parent gave pexinit.
-const TOUCHED: [libc::c_int; 4] = [libc::SIGPIPE, libc::SIGSEGV, libc::SIGBUS, libc::SIGTTOU];
-
-/// Bit N-1 set: signal N (one of [`TOUCHED`]) was SIG_IGN when the process started.
-static INHERITED_IGNORED: AtomicU64 = AtomicU64::new(0);
-static CAPTURED: AtomicBool = AtomicBool::new(false);
-
-/// Runs before `main` (from .init_array), before anything sets SIGPIPE to SIG_IGN, so we
-/// learn which dispositions pexinit's parent really gave us.
-#[used]
-#[unsafe(link_section = ".init_array")]
-static CAPTURE_AT_START: extern "C" fn() = capture_inherited;
-
-extern "C" fn capture_inherited() {
-    INHERITED_IGNORED.store(ignored_now(), Ordering::Relaxed);
-    CAPTURED.store(true, Ordering::Release);
-}
-
-fn ignored_now() -> u64 {
-    let mut ignored = 0u64;
-    for sig in TOUCHED {
-        let mut old = MaybeUninit::<libc::sigaction>::zeroed();
-        // SAFETY: a null new action only queries the current one into `old`.
-        let rc = unsafe { libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) };
-        // SAFETY: sigaction filled `old` on success (and it was zeroed anyway).
-        if rc == 0 && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN {
-            ignored |= 1 << (sig - 1);
-        }
-    }
-    ignored
-}
-
-/// The [`TOUCHED`] signals pexinit's parent left ignored (bit N-1 for signal N).
-fn inherited_ignored() -> u64 {
-    if CAPTURED.load(Ordering::Acquire) {
-        return INHERITED_IGNORED.load(Ordering::Relaxed);
-    }
-    // The constructor did not run (an unusual loader): the best we can do is the
-    // current state, minus SIGPIPE, which `main` ignores on its own.
-    ignored_now() & !(1 << (libc::SIGPIPE - 1))
-}
-
-/// Gives the program the signal dispositions pexinit inherited: SIG_IGN where its parent
-/// ignored a signal, SIG_DFL everywhere else. Only system calls: safe between fork and
-/// exec.
-pub fn restore_dispositions() {
-    let ignored = inherited_ignored();
-    for sig in TOUCHED {
-        let handler = if ignored & (1 << (sig - 1)) != 0 {
-            libc::SIG_IGN
-        } else {
-            libc::SIG_DFL
-        };
-        // SAFETY: plain sigaction with a zeroed (empty-mask) struct.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = handler;
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
-}
-
 /// How `run` supervises.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InitOptions {
     /// Forward signals to the program's process group instead of the program alone.
     pub kill_process_group: bool,
@@ -103,24 +39,15 @@ pub struct InitOptions {
     pub grace: Duration,
     /// Become a child subreaper (when not PID 1), so orphans are still ours to reap.
     pub subreaper: bool,
+    /// The program's exit statuses pexinit reports as 0.
+    pub success_exits: Vec<u8>,
+    /// Which signal pexinit passes on for each one it receives.
+    pub rewrites: Rewrites,
 }
 
 /// Whether this process is PID 1 (of its PID namespace).
 pub fn is_pid1() -> bool {
     nix::unistd::getpid().as_raw() == 1
-}
-
-/// Where the child failed when it cannot exec.
-#[derive(Clone, Copy)]
-#[repr(u32)]
-enum ChildStage {
-    SetPgid = 1,
-    TcSetPgrp = 2,
-    SetGroups = 3,
-    SetGid = 4,
-    SetUid = 5,
-    VerifyIds = 6,
-    Exec = 7,
 }
 
 /// Starts `program` as pexinit's child and supervises it; returns the exit status
@@ -130,196 +57,42 @@ pub fn supervise(
     credentials: Option<&Credentials>,
     options: &InitOptions,
 ) -> Result<u8> {
-    let all = full_set();
-    let mut inherited_mask = MaybeUninit::<libc::sigset_t>::zeroed();
-    // SAFETY: valid set pointers.
-    if unsafe { libc::sigprocmask(libc::SIG_SETMASK, &all, inherited_mask.as_mut_ptr()) } != 0 {
-        return Err(Error::io(
-            "blocking signals",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: sigprocmask filled it.
-    let inherited_mask = unsafe { inherited_mask.assume_init() };
+    let inherited_mask =
+        signals::block(SigSet::all()).map_err(|e| Error::io("blocking signals", e))?;
     if options.subreaper {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| Error::io("becoming a child subreaper", e.into()))?;
     }
-    let child = spawn(program, credentials, &inherited_mask)?;
-    tracing::debug!("supervising pid {child}");
-    Supervisor {
-        child,
-        options,
-        all,
-    }
-    .run()
-}
-
-fn full_set() -> libc::sigset_t {
-    let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
-    // SAFETY: sigfillset initializes the set (glibc leaves out its two internal signals).
-    unsafe {
-        libc::sigfillset(set.as_mut_ptr());
-        set.assume_init()
-    }
-}
-
-/// What the child reports back when it cannot exec: the stage and the errno, packed
-/// as `stage << 32 | errno`; 0 = it did exec.
-struct SpawnContext<'a> {
-    program: &'a Program,
-    credentials: Option<&'a Credentials>,
-    inherited_mask: &'a libc::sigset_t,
-    failure: AtomicU64,
-}
-
-/// The child's stack: it only makes system calls, but Rust frames want some room.
-const CHILD_STACK: usize = 256 * 1024;
-
-/// Starts the child like posix_spawn(3) does: clone(CLONE_VM | CLONE_VFORK) shares
-/// pexinit's memory instead of copying its page tables, and pexinit is suspended until
-/// the child has exec'd or given up, so whatever the child wrote in `failure` is there
-/// when clone returns.
-fn spawn(
-    program: &Program,
-    credentials: Option<&Credentials>,
-    inherited_mask: &libc::sigset_t,
-) -> Result<Pid> {
-    let context = SpawnContext {
+    let terminal = Terminal::on_stdin();
+    let child = exec::spawn(&Spawn {
         program,
         credentials,
         inherited_mask,
-        failure: AtomicU64::new(0),
-    };
-    // Untouched pages of a large zeroed allocation are never faulted in.
-    let mut stack = vec![0u8; CHILD_STACK];
-    // SAFETY: the stack grows down from its (16-byte aligned) top; `stack` and `context`
-    // outlive the child's use of them because CLONE_VFORK suspends us until it execs or
-    // exits. All signals are blocked, so no handler runs on the shared memory.
-    let pid = unsafe {
-        let top = stack.as_mut_ptr().add(CHILD_STACK);
-        let top = top.sub(top as usize % 16);
-        libc::clone(
-            child_main,
-            top.cast(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            std::ptr::from_ref(&context).cast_mut().cast(),
-        )
-    };
-    if pid < 0 {
-        return Err(Error::io(
-            "starting the program (clone)",
-            std::io::Error::last_os_error(),
-        ));
+        take_terminal: terminal.as_ref().is_some_and(Terminal::ours),
+    })?;
+    tracing::debug!("supervising pid {child}");
+    let code = Supervisor {
+        child,
+        options,
+        job: Job::new(child.as_raw(), terminal, is_pid1()),
     }
-    let failure = context.failure.load(Ordering::Acquire);
-    drop(stack);
-    if failure != 0 {
-        // The child never ran the program; collect it before saying why.
-        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
-        let errno = Errno::from_raw((failure & 0xffff_ffff) as i32);
-        return Err(stage_error(
-            program,
-            credentials,
-            (failure >> 32) as u32,
-            errno,
-        ));
-    }
-    Ok(Pid::from_raw(pid))
+    .run();
+    Ok(remap(code, &options.success_exits))
 }
 
-/// The child: own process group, foreground of the terminal if there is one, inherited
-/// signal state, the target user, then execve. Only system calls, no allocation: it
-/// runs on pexinit's memory.
-extern "C" fn child_main(context: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `spawn` passes a SpawnContext that outlives this function.
-    let context = unsafe { &*(context as *const SpawnContext) };
-    let (stage, errno) = child_setup_and_exec(context);
-    context.failure.store(
-        u64::from(stage as u32) << 32 | u64::from(errno as i32 as u32),
-        Ordering::Release,
-    );
-    // SAFETY: leave without running anything of pexinit's (atexit, destructors).
-    unsafe { libc::_exit(127) }
-}
-
-/// Returns only on failure: which stage failed, with its errno.
-fn child_setup_and_exec(context: &SpawnContext) -> (ChildStage, Errno) {
-    // SAFETY (this block): only async-signal-safe system calls.
-    unsafe {
-        if libc::setpgid(0, 0) != 0 {
-            return (ChildStage::SetPgid, Errno::last());
-        }
-        if libc::isatty(libc::STDIN_FILENO) == 1 {
-            // A background process group changing the terminal's foreground group gets
-            // SIGTTOU: ignore it for the call (restore_dispositions puts it back).
-            libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-            if libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp()) != 0 {
-                let errno = Errno::last();
-                // No controlling terminal (ENOTTY) or a hung-up one (ENXIO): fine.
-                if errno != Errno::ENOTTY && errno != Errno::ENXIO {
-                    return (ChildStage::TcSetPgrp, errno);
-                }
-            }
-        }
+/// `code`, or 0 when it is one of the `--success-exit` statuses.
+fn remap(code: u8, success_exits: &[u8]) -> u8 {
+    if code != 0 && success_exits.contains(&code) {
+        tracing::info!("exit status {code} reported as 0 (--success-exit)");
+        return 0;
     }
-    restore_dispositions();
-    if let Some(credentials) = context.credentials
-        && let Err((step, errno)) = credentials.apply()
-    {
-        let stage = match step {
-            Step::SetGroups => ChildStage::SetGroups,
-            Step::SetGid => ChildStage::SetGid,
-            Step::SetUid => ChildStage::SetUid,
-            Step::Verify => ChildStage::VerifyIds,
-        };
-        return (stage, errno);
-    }
-    // SAFETY: restoring the mask pexinit inherited.
-    unsafe {
-        libc::sigprocmask(
-            libc::SIG_SETMASK,
-            context.inherited_mask,
-            std::ptr::null_mut(),
-        )
-    };
-    (ChildStage::Exec, context.program.execve())
-}
-
-fn stage_error(
-    program: &Program,
-    credentials: Option<&Credentials>,
-    stage: u32,
-    errno: Errno,
-) -> Error {
-    let step = match stage {
-        s if s == ChildStage::Exec as u32 => return program.exec_error(errno),
-        s if s == ChildStage::SetGroups as u32 => Some(Step::SetGroups),
-        s if s == ChildStage::SetGid as u32 => Some(Step::SetGid),
-        s if s == ChildStage::SetUid as u32 => Some(Step::SetUid),
-        s if s == ChildStage::VerifyIds as u32 => Some(Step::Verify),
-        _ => None,
-    };
-    match (step, credentials) {
-        (Some(step), Some(credentials)) => credentials.error(step, errno),
-        _ => {
-            let what = if stage == ChildStage::SetPgid as u32 {
-                "setpgid"
-            } else {
-                "tcsetpgrp (making the program the terminal's foreground)"
-            };
-            Error::io(
-                format!("starting the program: {what}"),
-                std::io::Error::from_raw_os_error(errno as i32),
-            )
-        }
-    }
+    code
 }
 
 struct Supervisor<'a> {
     child: Pid,
     options: &'a InitOptions,
-    all: libc::sigset_t,
+    job: Job,
 }
 
 /// What waiting for a signal produced.
@@ -328,8 +101,19 @@ enum Event {
     Timeout,
 }
 
+/// What reaping found out about the program.
+#[derive(Default)]
+struct Reaped {
+    /// Its exit status (128+N for death by signal N), once it has exited.
+    exited: Option<u8>,
+    /// The signal that stopped it, when it stopped.
+    stopped: Option<libc::c_int>,
+}
+
 impl Supervisor<'_> {
-    fn run(self) -> Result<u8> {
+    /// Supervises until the program and its process group are gone; returns the
+    /// program's exit status.
+    fn run(self) -> u8 {
         let group = self.child.as_raw();
         let mut status: Option<u8> = None;
         // Set once the program exited and its group got SIGTERM / SIGKILL.
@@ -337,8 +121,16 @@ impl Supervisor<'_> {
         let mut killed = false;
         loop {
             match self.wait(deadline) {
-                Event::Signal(libc::SIGCHLD) => self.reap(&mut status),
-                Event::Signal(sig) => self.forward(sig, status.is_some()),
+                Event::Signal(libc::SIGCHLD) => {
+                    let reaped = self.reap();
+                    if let Some(code) = reaped.exited {
+                        status = Some(code);
+                        self.job.program_exited();
+                    } else if let Some(sig) = reaped.stopped {
+                        self.job.program_stopped(sig);
+                    }
+                }
+                Event::Signal(sig) => self.received(sig, status.is_some()),
                 Event::Timeout if !killed => {
                     killed = true;
                     deadline = Some(Instant::now() + AFTER_KILL);
@@ -347,7 +139,7 @@ impl Supervisor<'_> {
                         self.options.grace
                     );
                     if kill_group(group, libc::SIGKILL).is_err() {
-                        return Ok(status.unwrap_or(0));
+                        return status.unwrap_or(0);
                     }
                 }
                 Event::Timeout => {
@@ -355,13 +147,13 @@ impl Supervisor<'_> {
                         "process group {group} still has members after SIGKILL (unreaped \
                          zombies of another parent?); exiting anyway"
                     );
-                    return Ok(status.unwrap_or(0));
+                    return status.unwrap_or(0);
                 }
             }
             let Some(code) = status else { continue };
             // The program is gone: wind down what is left of its process group.
             if !group_exists(group) {
-                return Ok(code);
+                return code;
             }
             if deadline.is_none() {
                 let sig = if self.options.grace.is_zero() {
@@ -377,7 +169,7 @@ impl Supervisor<'_> {
                     signal_name(sig)
                 );
                 if kill_group(group, sig).is_err() {
-                    return Ok(code);
+                    return code;
                 }
             }
         }
@@ -386,46 +178,42 @@ impl Supervisor<'_> {
     /// The next signal, or Timeout once `deadline` passed.
     fn wait(&self, deadline: Option<Instant>) -> Event {
         loop {
-            let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
-            let rc = match deadline {
-                None => {
-                    // SAFETY: valid set and out pointer.
-                    unsafe { libc::sigwaitinfo(&self.all, info.as_mut_ptr()) }
-                }
+            let left = match deadline {
+                None => None,
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Event::Timeout;
                     }
-                    let timeout = nix::sys::time::TimeSpec::from_duration(left);
-                    // SAFETY: valid set, out pointer and timeout.
-                    unsafe { libc::sigtimedwait(&self.all, info.as_mut_ptr(), timeout.as_ref()) }
+                    Some(left)
                 }
             };
-            if rc > 0 {
-                return Event::Signal(rc);
-            }
-            match Errno::last() {
-                Errno::EAGAIN => return Event::Timeout,
-                // EINTR: interrupted (say, by SIGSTOP/SIGCONT); wait again.
-                _ => continue,
+            // None: timed out or interrupted; the deadline above decides which.
+            if let Some(sig) = signals::wait(SigSet::all(), left) {
+                return Event::Signal(sig);
             }
         }
     }
 
-    /// Reaps every child that has exited, recording the program's status.
-    fn reap(&self, status: &mut Option<u8>) {
+    /// Reaps every child that has exited; reports what became of the program.
+    fn reap(&self) -> Reaped {
+        let mut reaped = Reaped::default();
         loop {
             let mut raw = 0;
             // SAFETY: plain waitpid on any child, without blocking.
-            let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
+            let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG | libc::WUNTRACED) };
             match pid {
-                0 => return,
+                0 => return reaped,
                 -1 => match Errno::last() {
                     Errno::EINTR => continue,
                     // ECHILD: no children left at all.
-                    _ => return,
+                    _ => return reaped,
                 },
+                pid if libc::WIFSTOPPED(raw) => {
+                    if pid == self.child.as_raw() {
+                        reaped.stopped = Some(libc::WSTOPSIG(raw));
+                    }
+                }
                 pid => {
                     let code = if libc::WIFSIGNALED(raw) {
                         128 + libc::WTERMSIG(raw)
@@ -434,7 +222,7 @@ impl Supervisor<'_> {
                     };
                     if pid == self.child.as_raw() {
                         tracing::info!("reaped pid {pid} (the program): exit status {code}");
-                        *status = Some(code.clamp(0, 255) as u8);
+                        reaped.exited = Some(code.clamp(0, 255) as u8);
                     } else {
                         tracing::info!("reaped pid {pid}: exit status {code}");
                     }
@@ -443,14 +231,37 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Passes `sig` on to the program (or its group, with `-g` or once it has exited).
-    fn forward(&self, sig: libc::c_int, program_exited: bool) {
-        if !forwardable(sig) {
+    /// A signal for pexinit: SIGCONT first lets the job take the terminal back, then the
+    /// signal (rewritten) goes on to the program.
+    fn received(&self, sig: libc::c_int, program_exited: bool) {
+        if sig == libc::SIGCONT && !program_exited {
+            self.job.continued();
+        }
+        if !signals::forwardable(sig) {
             tracing::debug!("not forwarding {}", signal_name(sig));
             return;
         }
+        let forwarded = self.options.rewrites.map(sig);
+        if forwarded == 0 {
+            tracing::info!("dropped {} (--rewrite-signal)", signal_name(sig));
+            return;
+        }
+        if forwarded != sig {
+            tracing::info!(
+                "{} rewritten to {} (--rewrite-signal)",
+                signal_name(sig),
+                signal_name(forwarded)
+            );
+        }
+        self.forward(forwarded, program_exited);
+    }
+
+    /// Passes `sig` on to the program; to its group with `-g`, once it has exited, or
+    /// for SIGCONT (the whole stopped job must continue).
+    fn forward(&self, sig: libc::c_int, program_exited: bool) {
         let child = self.child.as_raw();
-        let (target, shown) = if self.options.kill_process_group || program_exited {
+        let to_group = self.options.kill_process_group || program_exited || sig == libc::SIGCONT;
+        let (target, shown) = if to_group {
             (-child, format!("process group {child}"))
         } else {
             (child, format!("pid {child}"))
@@ -466,15 +277,6 @@ impl Supervisor<'_> {
                 Errno::last().desc()
             );
         }
-    }
-}
-
-/// 1-31 except SIGCHLD, SIGKILL and SIGSTOP, plus the real-time signals.
-fn forwardable(sig: libc::c_int) -> bool {
-    match sig {
-        libc::SIGCHLD | libc::SIGKILL | libc::SIGSTOP => false,
-        1..=31 => true,
-        _ => (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig),
     }
 }
 
@@ -500,44 +302,15 @@ fn group_exists(group: libc::pid_t) -> bool {
     unsafe { libc::kill(-group, 0) == 0 || Errno::last() == Errno::EPERM }
 }
 
-/// SIGTERM, SIGRTMIN+3, or the number.
-pub fn signal_name(sig: libc::c_int) -> String {
-    if let Ok(signal) = nix::sys::signal::Signal::try_from(sig) {
-        return signal.as_str().to_owned();
-    }
-    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
-    if sig == min {
-        "SIGRTMIN".to_owned()
-    } else if sig > min && sig <= max {
-        format!("SIGRTMIN+{}", sig - min)
-    } else {
-        format!("signal {sig}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn forwards_everything_catchable_but_sigchld() {
-        for sig in 1..=31 {
-            let expected = ![libc::SIGCHLD, libc::SIGKILL, libc::SIGSTOP].contains(&sig);
-            assert_eq!(forwardable(sig), expected, "{sig}");
-        }
-        assert!(forwardable(libc::SIGRTMIN()));
-        assert!(forwardable(libc::SIGRTMAX()));
-        assert!(!forwardable(32));
-    }
-
-    #[test]
-    fn names_signals() {
-        assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
-        assert_eq!(signal_name(libc::SIGRTMIN() + 2), "SIGRTMIN+2");
-    }
-
-    #[test]
-    fn the_start_was_captured() {
-        assert!(CAPTURED.load(Ordering::Acquire));
+    fn success_exits_become_zero() {
+        assert_eq!(remap(143, &[143, 130]), 0);
+        assert_eq!(remap(130, &[143, 130]), 0);
+        assert_eq!(remap(1, &[143]), 1);
+        assert_eq!(remap(0, &[]), 0);
     }
 }

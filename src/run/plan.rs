@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::{Settings, VenvMode};
+use crate::config::{Settings, Source, VenvMode};
 use crate::envmap::EnvMap;
 use crate::identity::Identity;
 use crate::paths::{DirPolicy, LinkHop, Resolved, Usability, resolve_physical, usable_dir};
@@ -103,6 +103,10 @@ pub struct EnvPlan {
     pub mkdirs: Vec<MkDir>,
     /// Printed once each by `run`; listed by `doctor`.
     pub warnings: Vec<String>,
+    /// What is normal where it happens but worth knowing: `run` says it at info level
+    /// (with `-v`), `doctor` lists it. HOME=/ or no HOME at all for a uid without a
+    /// passwd entry is what podman and Kubernetes give an arbitrary uid.
+    pub notices: Vec<String>,
     /// What `run` cannot fix: `doctor` is unhealthy when this is not empty.
     pub problems: Vec<String>,
     #[serde(skip)]
@@ -129,6 +133,7 @@ pub fn plan_environment(settings: &Settings, inputs: &Inputs) -> EnvPlan {
         decisions: Vec::new(),
         mkdirs: Vec::new(),
         warnings: Vec::new(),
+        notices: Vec::new(),
         problems: Vec::new(),
     };
     for (name, value) in &settings.env {
@@ -149,6 +154,15 @@ pub fn plan_environment(settings: &Settings, inputs: &Inputs) -> EnvPlan {
     let home = planner.plan_home(&tmp);
     let xdg = planner.plan_xdg_cache_home();
     planner.plan_pex_root(cwd.as_deref(), &home, xdg.as_deref(), &tmp);
+    if let Some((_, Source::PexInfo)) = &settings.pex_root
+        && let Some(decision) = planner
+            .decisions
+            .iter_mut()
+            .find(|d| d.variable == "PEX_ROOT")
+    {
+        decision.note =
+            Some("from the PEX's PEX-INFO pex_root (built with --runtime-pex-root)".to_owned());
+    }
     EnvPlan {
         user: UserSummary {
             uid: inputs.identity.uid,
@@ -160,6 +174,7 @@ pub fn plan_environment(settings: &Settings, inputs: &Inputs) -> EnvPlan {
         cwd,
         mkdirs: planner.mkdirs,
         warnings: planner.warnings,
+        notices: planner.notices,
         problems: planner.problems,
         env: planner.env,
     }
@@ -171,6 +186,7 @@ struct Planner<'a> {
     decisions: Vec<Decision>,
     mkdirs: Vec<MkDir>,
     warnings: Vec<String>,
+    notices: Vec<String>,
     problems: Vec<String>,
 }
 
@@ -389,10 +405,19 @@ impl Planner<'_> {
                     (Some(p), true) => format!("HOME is unset and the passwd home {}", p.display()),
                     (Some(p), false) => format!("HOME={}", p.display()),
                 };
-                self.warnings.push(format!(
+                let message = format!(
                     "{named} {why}: using private fallback home {}",
                     fallback.home.display()
-                ));
+                );
+                // An arbitrary uid (no passwd entry) gets HOME=/ or none at all from
+                // podman and Kubernetes: the fallback is the expected case there.
+                let expected = candidate.as_deref() == Some(Path::new("/"))
+                    || (candidate.is_none() && self.who.passwd.is_none());
+                if expected {
+                    self.notices.push(message);
+                } else {
+                    self.warnings.push(message);
+                }
                 if !crate::paths::dir_writable_by(&fallback.root, self.who) {
                     self.problems.push(format!(
                         "no usable HOME: {} is not writable for the fallback home; mount a writable \
@@ -554,5 +579,65 @@ pub fn select_venv(plan: &mut EnvPlan, settings: &Settings, pex: Option<&std::pa
         && settings.venv.applies_to(pex)
     {
         plan.env.set("PEX_VENV", "1");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+    use crate::config::Source;
+
+    /// A plan for this process's own identity, from `env` alone, in `cwd`.
+    fn plan(settings: &Settings, env: &[(&str, &Path)], cwd: &Path) -> EnvPlan {
+        let inputs = Inputs {
+            env: EnvMap::from_pairs(
+                env.iter()
+                    .map(|(k, v)| (OsString::from(k), v.as_os_str().to_owned())),
+            ),
+            cwd: Ok(cwd.to_path_buf()),
+            identity: Identity::current(),
+        };
+        plan_environment(settings, &inputs)
+    }
+
+    #[test]
+    fn a_home_reached_through_a_link_is_made_physical_and_pex_root_exported() {
+        let t = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(t.path()).unwrap();
+        fs::create_dir_all(base.join("real/home")).unwrap();
+        fs::create_dir(base.join("tmp")).unwrap();
+        symlink("real", base.join("link")).unwrap();
+        let linked_home = base.join("link/home");
+        let plan = plan(
+            &Settings::default(),
+            &[("HOME", &linked_home), ("TMPDIR", &base.join("tmp"))],
+            &base,
+        );
+        assert_eq!(plan.value("HOME"), Some(base.join("real/home").as_os_str()));
+        assert_eq!(plan.decision("HOME").unwrap().action, Action::Resolved);
+        let pex_root = PathBuf::from(plan.value("PEX_ROOT").expect("PEX_ROOT is exported"));
+        assert!(pex_root.starts_with(base.join("real/home")), "{pex_root:?}");
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    }
+
+    #[test]
+    fn a_pex_root_setting_wins_over_the_derived_one() {
+        let t = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(t.path()).unwrap();
+        fs::create_dir_all(base.join("home")).unwrap();
+        fs::create_dir_all(base.join("cache/pex")).unwrap();
+        symlink("cache", base.join("cache-link")).unwrap();
+        let settings = Settings {
+            pex_root: Some((base.join("cache-link/pex"), Source::Flag)),
+            ..Settings::default()
+        };
+        let plan = plan(&settings, &[("HOME", &base.join("home"))], &base);
+        assert_eq!(
+            plan.value("PEX_ROOT"),
+            Some(base.join("cache/pex").as_os_str())
+        );
     }
 }

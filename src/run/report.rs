@@ -11,6 +11,7 @@ use crate::pex::bugs::{self, KnownBug};
 use crate::pex::info::{Layout, Pex};
 use crate::run::cache_guard::CacheCheck;
 use crate::run::command::{CommandPlan, InterpreterSource};
+use crate::run::fast_path::FastPath;
 use crate::run::plan::{Action, EnvPlan};
 use crate::run::seed_use::SeedCheck;
 
@@ -22,16 +23,29 @@ pub struct EnvReport<'a> {
     #[serde(flatten)]
     pub plan: &'a EnvPlan,
     pub command: Option<&'a CommandPlan>,
+    /// The exec that replaces pex's bootstrap (already applied to `command` and `env`),
+    /// or why there is none; absent without a seed or a PEX.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fast_path: Option<&'a Result<FastPath, String>>,
 }
 
 impl<'a> EnvReport<'a> {
-    pub fn new(plan: &'a EnvPlan, command: Option<&'a CommandPlan>) -> Self {
+    pub fn new(
+        plan: &'a EnvPlan,
+        command: Option<&'a CommandPlan>,
+        fast_path: Option<&'a Result<FastPath, String>>,
+    ) -> Self {
         let env = plan
             .env
             .iter()
             .map(|(k, v)| (crate::json_bytes::key(k), crate::json_bytes::Json(v)))
             .collect();
-        EnvReport { env, plan, command }
+        EnvReport {
+            env,
+            plan,
+            command,
+            fast_path,
+        }
     }
 }
 
@@ -86,7 +100,13 @@ impl PexReport {
         PexReport {
             path: pex.path.clone(),
             layout: pex.layout,
-            known_bugs: bugs::affecting(version.as_deref()),
+            known_bugs: bugs::affecting(
+                version.as_deref(),
+                bugs::PexKind {
+                    layout: pex.layout,
+                    venv: pex.info.venv,
+                },
+            ),
             pex_version: version,
             venv: pex.info.venv,
             pex_hash: pex.info.pex_hash.clone(),
@@ -205,12 +225,20 @@ impl Diagnosis<'_> {
                 let _ = writeln!(out, "seed: {} not used: {reason}", seed.display());
             }
             SeedCheck::Used { seeded, fast_path } => {
-                let _ = writeln!(
-                    out,
-                    "seed: {} used as PEX_ROOT {}",
-                    seeded.seed.display(),
-                    seeded.used.pex_root().display()
-                );
+                if crate::run::seed_use::needs_seed_root(fast_path.as_ref()) {
+                    let _ = writeln!(
+                        out,
+                        "seed: {} used as PEX_ROOT {}",
+                        seeded.seed.display(),
+                        seeded.used.pex_root().display()
+                    );
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "seed: {} read in place by its launcher (nothing written)",
+                        seeded.seed.display()
+                    );
+                }
                 match fast_path {
                     Some(Ok(fast)) => {
                         let _ = writeln!(out, "fast path: exec {}", fast.argv.join(" "));
@@ -246,6 +274,9 @@ impl Diagnosis<'_> {
         }
         for warning in &self.plan.warnings {
             let _ = writeln!(out, "warning: {warning}");
+        }
+        for notice in &self.plan.notices {
+            let _ = writeln!(out, "note: {notice}");
         }
         for problem in &self.problems {
             let _ = writeln!(out, "problem: {problem}");

@@ -5,15 +5,18 @@
 //! interpreter, a moved seed without a writable build path) sends `run` down the normal
 //! path, and `doctor` prints the reason.
 
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::config::{Settings, Source};
 use crate::identity::Identity;
+use crate::paths::{dir_writable_by, resolve_physical};
 use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
+use crate::pex::materialize::{self, FarmPlan};
 use crate::pex::prime;
-use crate::pex::seed::{self, SeedUse, UseRequest};
 use crate::run::command::CommandPlan;
 use crate::run::fast_path::{self, FastPath};
 use crate::run::plan::EnvPlan;
@@ -22,6 +25,9 @@ use crate::run::plan::EnvPlan;
 #[derive(Debug, Clone, Serialize)]
 pub struct Seeded {
     pub seed: PathBuf,
+    /// The seed directory's physical path: where its own files are read.
+    #[serde(skip)]
+    pub physical: PathBuf,
     #[serde(skip)]
     pub manifest: Manifest,
     #[serde(rename = "use")]
@@ -73,15 +79,20 @@ pub fn find(
         .value("TMPDIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let used = seed::plan_use(&UseRequest {
+    let used = plan_use(&UseRequest {
         seed: &seed,
         manifest: &manifest,
         who,
         tmp: &tmp,
     })
     .map_err(unusable)?;
+    let physical = match &used {
+        SeedUse::Direct { pex_root } => pex_root.clone(),
+        SeedUse::Farm { farm, .. } => farm.seed.clone(),
+    };
     Ok(Some(Seeded {
         seed,
+        physical,
         manifest,
         used,
     }))
@@ -108,6 +119,7 @@ pub fn fast_path(
         .collect();
     Some(fast_path::plan(&fast_path::Request {
         manifest: &seeded.manifest,
+        seed: &seeded.physical,
         pex_root: seeded.used.pex_root(),
         pex,
         interpreter: Path::new(&command.executable),
@@ -117,9 +129,55 @@ pub fn fast_path(
     }))
 }
 
+/// Decides the fast path for `command` and applies it to `command` and `plan`, exactly
+/// as `run` will: `run`, `env` and `doctor` all call this, so what they show is what
+/// runs. A launcher reads the seed in place, so PEX_ROOT becomes the seed itself (no
+/// link farm is needed or made).
+pub fn choose(
+    seeded: &Seeded,
+    command: &mut CommandPlan,
+    plan: &mut EnvPlan,
+) -> Option<Result<FastPath, String>> {
+    let fast = fast_path(seeded, command, plan)?;
+    if let Ok(fast) = &fast {
+        if !fast.needs_pex_root() {
+            plan.env.set("PEX_ROOT", &seeded.physical);
+        }
+        take_fast_path(fast, command, plan);
+    }
+    Some(fast)
+}
+
+/// Refreshes the `.last-access` files of what a fast-path start uses, as pex's bootstrap
+/// would, when the seed is used directly (the runtime user can write it). Best effort:
+/// a start never fails for it.
+pub fn record_access(seeded: &Seeded, fast: &FastPath) {
+    if !matches!(seeded.used, SeedUse::Direct { .. }) {
+        return;
+    }
+    let now = nix::sys::time::TimeSpec::UTIME_NOW;
+    for file in &fast.access_files {
+        if let Err(e) = nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            file,
+            &now,
+            &now,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        ) {
+            tracing::debug!("cannot refresh {}: {e}", file.display());
+        }
+    }
+}
+
+/// Whether `run` must prepare the seed's PEX_ROOT (a link farm for a read-only seed):
+/// not when a launcher starts the app.
+pub fn needs_seed_root(fast: Option<&Result<FastPath, String>>) -> bool {
+    !matches!(fast, Some(Ok(fast)) if !fast.needs_pex_root())
+}
+
 /// `command` rewritten to exec the seeded venv, and `plan` given the variables pex's
 /// bootstrap would have set.
-pub fn take_fast_path(fast: &FastPath, command: &mut CommandPlan, plan: &mut EnvPlan) {
+fn take_fast_path(fast: &FastPath, command: &mut CommandPlan, plan: &mut EnvPlan) {
     command.executable = fast.executable.clone();
     command.argv_os = fast.argv_os.clone();
     command.argv = fast.argv.clone();
@@ -127,4 +185,135 @@ pub fn take_fast_path(fast: &FastPath, command: &mut CommandPlan, plan: &mut Env
     for (name, value) in &fast.env {
         plan.env.set(name, value);
     }
+}
+
+/// How `run` uses a seed for one PEX.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum SeedUse {
+    /// The runtime user can write the seed: PEX_ROOT is the seed itself.
+    Direct { pex_root: PathBuf },
+    /// The seed is read-only for the runtime user, or sits elsewhere than the path it
+    /// was built for: PEX_ROOT is a link farm of it (see [`materialize`]).
+    Farm { pex_root: PathBuf, farm: FarmPlan },
+}
+
+impl SeedUse {
+    /// The PEX_ROOT the program gets.
+    pub fn pex_root(&self) -> &Path {
+        match self {
+            SeedUse::Direct { pex_root } | SeedUse::Farm { pex_root, .. } => pex_root,
+        }
+    }
+}
+
+/// Everything [`plan_use`] decides from.
+pub struct UseRequest<'a> {
+    /// The seed directory (`--seed`, config `seed`, `PEXINIT_SEED`, or PEX_ROOT).
+    pub seed: &'a Path,
+    pub manifest: &'a Manifest,
+    pub who: &'a Identity,
+    /// Where a private farm goes when the seed sits at its build path but is read-only
+    /// (TMPDIR, else /tmp; physical).
+    pub tmp: &'a Path,
+}
+
+/// Decides how a seed is used; the reason when it cannot be (then `run` takes the
+/// normal path: never a failure).
+pub fn plan_use(req: &UseRequest<'_>) -> Result<SeedUse, String> {
+    let seed = resolve_physical(req.seed)
+        .map_err(|e| format!("seed {}: {e}", req.seed.display()))?
+        .physical;
+    let built_at = &req.manifest.pex_root;
+    if &seed == built_at {
+        if seed_writable(&seed, req.who) {
+            return Ok(SeedUse::Direct { pex_root: seed });
+        }
+        // Read-only seed at its own path: its absolute paths resolve as they are; pex
+        // only needs a writable PEX_ROOT in front of it.
+        let marker = materialize::marker_for(&seed).map_err(|e| e.to_string())?;
+        let name = format!("pex-root-{}", &marker.manifest_sha256[..16]);
+        let into = req.tmp.join(format!("pexinit-{}", req.who.uid)).join(name);
+        let farm = materialize::plan_link_farm(&seed, &into).map_err(|e| e.to_string())?;
+        return Ok(SeedUse::Farm {
+            pex_root: into,
+            farm,
+        });
+    }
+    // The seed was moved (or mounted elsewhere): venvs name the build path in shebangs
+    // and links, so the farm must stand exactly there.
+    let at = resolve_physical(built_at)
+        .map_err(|e| format!("the seed's build path {}: {e}", built_at.display()))?;
+    if at.physical != *built_at {
+        return Err(format!(
+            "the seed was built for {} but that path now crosses a symlink; mount an empty directory there",
+            built_at.display()
+        ));
+    }
+    let writable = if at.exists {
+        dir_writable_by(built_at, req.who)
+    } else {
+        dir_writable_by(&at.existing_ancestor, req.who)
+    };
+    if !writable {
+        return Err(format!(
+            "the seed at {} was built for {}, which {} cannot create or write; mount an empty writable directory (an emptyDir or tmpfs) at {}",
+            seed.display(),
+            built_at.display(),
+            if req.who.is_root() {
+                "root".to_owned()
+            } else {
+                format!("uid {}", req.who.uid)
+            },
+            built_at.display()
+        ));
+    }
+    let farm = materialize::plan_link_farm(&seed, built_at).map_err(|e| e.to_string())?;
+    Ok(SeedUse::Farm {
+        pex_root: built_at.clone(),
+        farm,
+    })
+}
+
+/// pex's own test is `os.access(PEX_ROOT, W_OK)`; a warm run also writes `access.lck`
+/// and (pex ≥ 2.27) `.last-access` files, which the OpenShift convention makes
+/// group-writable. Judged for `who` from modes, ownership and read-only mounts.
+fn seed_writable(seed: &Path, who: &Identity) -> bool {
+    if !dir_writable_by(seed, who) {
+        return false;
+    }
+    match fs::metadata(seed.join("access.lck")) {
+        Ok(m) => crate::paths::permits(&m, who, 0o2),
+        Err(_) => true,
+    }
+}
+
+/// Creates what a [`SeedUse`] needs (the farm directory, privately, then the farm).
+/// `owner`: chown what is created, when root prepares for another `--user`.
+pub fn apply_use(plan: &SeedUse, who: &Identity, owner: Option<(u32, u32)>) -> Result<(), String> {
+    let SeedUse::Farm { pex_root, farm } = plan else {
+        return Ok(());
+    };
+    if farm.reuse {
+        return Ok(());
+    }
+    if !pex_root.exists() {
+        let parent = pex_root.parent().unwrap_or(Path::new("/"));
+        let base = parent.parent().unwrap_or(Path::new("/"));
+        // `<tmp>/pexinit-<uid>` is private (0700, owned by the user), like the fallback home.
+        crate::paths::create_dirs(base, parent, crate::paths::DirPolicy::Private, who)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        match fs::create_dir(pex_root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", pex_root.display())),
+        }
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(pex_root, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot chown {}: {e}", pex_root.display()))?;
+        }
+    }
+    materialize::apply(farm, owner)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }

@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod pty;
+pub mod shipped;
+
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::Write;
@@ -623,3 +626,9 @@ pub fn assert_single_cache(search: &Path, pex_root: &Path) {
         "dangling links in the cache: {dangling:#?}"
     );
 }
+
+/// The oldest pex the differential tests cover: a 2.1.x runtime, whose cache has no
+/// version level (`unzipped_pexes/<hash>/`, `installed_wheels/<hash>/`).
+pub const PEX_OLDEST: &str = "2.1.137";
+/// Every runtime the differential tests build PEX files with, oldest first.
+pub const DIFFERENTIAL_PEX_VERSIONS: [&str; 4] = [PEX_OLDEST, PEX_BUGGY, PEX_FIXED, PEX_NEWEST];

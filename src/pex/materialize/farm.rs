@@ -3,7 +3,7 @@
 //! A seed the runtime user cannot write (a root-owned image layer, a `--read-only` root
 //! filesystem, an arbitrary UID) would make pex fall back to a temporary PEX_ROOT: cold
 //! again, with a warning. pex only checks that PEX_ROOT itself is writable, and writes
-//! exactly three kinds of things on a warm run (research §4): `PEX_ROOT/access.lck`,
+//! exactly three kinds of things on a warm run: `PEX_ROOT/access.lck`,
 //! `.last-access` in the unzipped-PEX or venv entry it runs (pex ≥ 2.27), and lock files
 //! next to entries it has to create (none, when warm).
 //!
@@ -33,7 +33,8 @@ use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::symlinkat;
 use serde::{Deserialize, Serialize};
 
-use crate::paths::chown_nofollow;
+use crate::fs::rename::chown_nofollow;
+use crate::pex::cache::is_version_name;
 use crate::pex::manifest::{self, MANIFEST_NAME};
 
 /// Marks a finished farm: which seed (and which manifest of it) it mirrors. Written last,
@@ -138,6 +139,8 @@ pub fn plan_link_farm(seed: &Path, into: &Path) -> Result<FarmPlan, MaterializeE
         }
         if is_dir && PER_ENTRY_TOPS.iter().any(|t| name == OsStr::new(t)) {
             plan_per_entry(seed, &rel, &mut items)?;
+        } else if is_dir && name == "interpreters" {
+            plan_interpreters(seed, &rel, &mut items)?;
         } else {
             items.push(Item::Link {
                 target: seed.join(&rel),
@@ -170,32 +173,37 @@ pub fn plan_link_farm(seed: &Path, into: &Path) -> Result<FarmPlan, MaterializeE
 /// `.last-access`. Lock files are left out: pex takes them only to create an entry,
 /// and then it creates them itself, in the writable farm.
 fn plan_per_entry(seed: &Path, top: &Path, items: &mut Vec<Item>) -> Result<(), MaterializeError> {
-    // Entries sit 2 levels below `unzipped_pexes` and 3 below `venvs`.
+    // Entries sit 2 levels below `unzipped_pexes` and 3 below `venvs`; one less in the
+    // caches of pex ≤ 2.17, which have no version level.
     let depth = if top == Path::new("venvs") { 3 } else { 2 };
-    let mut level = vec![top.to_path_buf()];
-    for _ in 0..depth {
-        let mut next = Vec::new();
-        for dir in &level {
-            items.push(Item::Dir { path: dir.clone() });
-            for (name, is_dir) in list(&seed.join(dir))? {
-                let rel = dir.join(&name);
-                if is_lock(&name) {
-                    continue;
-                }
-                if name == "s" && top == Path::new("venvs") || !is_dir {
-                    // `venvs/<N>/s` holds only short links pex never writes into.
-                    items.push(Item::Link {
-                        target: seed.join(&rel),
-                        path: rel,
-                    });
-                } else {
-                    next.push(rel);
-                }
+    let mut level = vec![(top.to_path_buf(), depth)];
+    let mut entries = Vec::new();
+    while let Some((dir, remaining)) = level.pop() {
+        if remaining == 0 {
+            entries.push(dir);
+            continue;
+        }
+        items.push(Item::Dir { path: dir.clone() });
+        for (name, is_dir) in list(&seed.join(&dir))? {
+            let rel = dir.join(&name);
+            if is_lock(&name) {
+                continue;
+            }
+            if name == "s" && top == Path::new("venvs") || !is_dir {
+                // `venvs/<N>/s` holds only short links pex never writes into.
+                items.push(Item::Link {
+                    target: seed.join(&rel),
+                    path: rel,
+                });
+            } else if dir == top && !is_version_name(&name) {
+                level.push((rel, remaining - 2));
+            } else {
+                level.push((rel, remaining - 1));
             }
         }
-        level = next;
     }
-    for entry in level {
+    entries.sort();
+    for entry in entries {
         items.push(Item::Dir {
             path: entry.clone(),
         });
@@ -214,6 +222,36 @@ fn plan_per_entry(seed: &Path, top: &Path, items: &mut Vec<Item>) -> Result<(), 
         });
     }
     items.dedup();
+    Ok(())
+}
+
+/// `interpreters/<N>/<os hash>/` made writable, the binary-hash entries below linked:
+/// pex keys its interpreter cache on the kernel (`uname`) and on the python binary's
+/// hash, so on a node unlike the build host it adds an entry at one of these two levels,
+/// which a read-only seed refuses (EROFS) and the farm takes.
+fn plan_interpreters(
+    seed: &Path,
+    top: &Path,
+    items: &mut Vec<Item>,
+) -> Result<(), MaterializeError> {
+    let mut level = vec![(top.to_path_buf(), 2)];
+    while let Some((dir, remaining)) = level.pop() {
+        items.push(Item::Dir { path: dir.clone() });
+        for (name, is_dir) in list(&seed.join(&dir))? {
+            if is_lock(&name) {
+                continue;
+            }
+            let path = dir.join(&name);
+            if is_dir && remaining > 0 {
+                level.push((path, remaining - 1));
+            } else {
+                items.push(Item::Link {
+                    target: seed.join(&path),
+                    path,
+                });
+            }
+        }
+    }
     Ok(())
 }
 

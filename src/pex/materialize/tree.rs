@@ -33,7 +33,8 @@ use serde::Serialize;
 
 use super::pool::{self, Pool};
 use super::relocate::Relocation;
-use crate::paths::chown_nofollow;
+use crate::fs::dir::open_dir;
+use crate::fs::rename::chown_nofollow;
 use crate::pex::cache::{FileKind, read_dir};
 
 /// How file contents get into the new tree.
@@ -657,18 +658,6 @@ fn atime(st: &FileStat) -> TimeSpec {
 
 fn mtime(st: &FileStat) -> TimeSpec {
     TimeSpec::new(st.st_mtime, st.st_mtime_nsec)
-}
-
-pub(crate) fn open_dir<Fd: AsFd>(
-    at: Fd,
-    path: &(impl nix::NixPath + ?Sized),
-) -> nix::Result<OwnedFd> {
-    openat(
-        at,
-        path,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
 }
 
 fn open_file(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<File> {

@@ -19,12 +19,11 @@
 
 use std::path::Path;
 
+use crate::error::Result;
 use crate::pex::materialize::tree::TreeReport;
 
-use super::PrimeError;
 use super::dirops::sync_fs;
 use super::marker::Marker;
-use super::plan::Plan;
 
 /// Where the kernel names the current boot: a random UUID made at every boot.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
@@ -65,6 +64,30 @@ impl Durability {
     pub(super) fn flushes(&self) -> bool {
         *self == Durability::Flush
     }
+
+    /// Makes the staged tree as durable as asked, and returns `marker` as it is to be
+    /// published with the tree, saying how.
+    pub(super) fn settle(
+        &self,
+        marker: &Marker,
+        staged: &Path,
+        tree: &TreeReport,
+    ) -> Result<Marker> {
+        let mut marker = marker.clone();
+        if tree.unsynced_copies == 0 {
+            // Links only, and copies synced one by one: nothing waits in the page cache.
+            marker.flushed = true;
+            return Ok(marker);
+        }
+        match self {
+            Durability::Flush => {
+                sync_fs(staged)?;
+                marker.flushed = true;
+            }
+            Durability::ThisBoot(boot) => marker.boot_id = Some(boot.clone()),
+        }
+        Ok(marker)
+    }
 }
 
 /// The current boot's id, when the kernel tells it (a mounted /proc).
@@ -86,23 +109,4 @@ fn filesystem_magic(dir: &Path) -> Option<u64> {
     // The field is signed on glibc and unsigned on musl; the magic numbers are positive.
     #[allow(clippy::unnecessary_cast)]
     Some(st.filesystem_type().0 as u64)
-}
-
-/// Makes the staged tree as durable as the plan asks, and returns the marker to publish
-/// with it, saying how.
-pub(super) fn settle(plan: &Plan, staged: &Path, tree: &TreeReport) -> Result<Marker, PrimeError> {
-    let mut marker = plan.marker.clone();
-    if tree.unsynced_copies == 0 {
-        // Links only, and copies synced one by one: nothing waits in the page cache.
-        marker.flushed = true;
-        return Ok(marker);
-    }
-    match &plan.durability {
-        Durability::Flush => {
-            sync_fs(staged)?;
-            marker.flushed = true;
-        }
-        Durability::ThisBoot(boot) => marker.boot_id = Some(boot.clone()),
-    }
-    Ok(marker)
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, IsTerminal};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -14,17 +14,20 @@ use nix::sys::stat::{Mode, fchmod, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown};
 
-use crate::paths::chown_nofollow;
+use crate::error::{Error, Result};
+use crate::fs::dir::open_dir;
+use crate::fs::rename::chown_nofollow;
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::manifest::{self, MANIFEST_NAME};
-use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest, open_dir};
+use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest};
+use crate::progress::Bar;
 
 use super::marker::Marker;
 use super::plan::Plan;
-use super::{MARKER_NAME, PrimeError, Request, failed, nix_failed};
+use super::{MARKER_NAME, Request, failed, nix_failed};
 
 /// Makes the directory a prime is built in: private until the tree is complete.
-pub(super) fn create_staging(dir: &Path) -> Result<(), PrimeError> {
+pub(super) fn create_staging(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .mode(0o700)
         .create(dir)
@@ -32,10 +35,13 @@ pub(super) fn create_staging(dir: &Path) -> Result<(), PrimeError> {
 }
 
 /// Copies the seed into `dst` and writes the manifest and the marker into it.
-pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport, PrimeError> {
-    let progress = Progress::new(&plan.seed);
+pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport> {
+    let progress = Bar::new(
+        || count_entries(&plan.seed).unwrap_or(0),
+        "priming [{elapsed}] {bar:30} {pos}/{len} entries",
+    );
     let skip_top = |name: &OsStr| name.as_bytes().starts_with(b".pexinit");
-    let tick = || progress.tick();
+    let tick = || progress.inc(1);
     let tree = tree::copy_tree(&TreeRequest {
         src: &plan.seed,
         dst,
@@ -48,10 +54,8 @@ pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport,
     });
     progress.finish();
     let tree = tree.map_err(|e| match e {
-        TreeError::Impossible(message) => PrimeError::BadInput(message),
-        TreeError::Io { path, message } => {
-            PrimeError::Failed(format!("{}: {message}", path.display()))
-        }
+        TreeError::Impossible(message) => Error::Usage(message),
+        TreeError::Io { path, message } => Error::Failed(format!("{}: {message}", path.display())),
     })?;
     Ok(tree)
 }
@@ -64,7 +68,7 @@ pub(super) fn finish_root(
     req: &Request,
     root: &Path,
     whole: bool,
-) -> Result<(), PrimeError> {
+) -> Result<()> {
     let mut manifest = plan.manifest.clone();
     manifest.pex_root = plan.into.clone();
     manifest.unflushed_boot_id = marker.boot_id.clone();
@@ -121,7 +125,7 @@ pub(super) fn write_owned(
     mode: u32,
     req: &Request,
     seed_root: &fs::Metadata,
-) -> Result<(), PrimeError> {
+) -> Result<()> {
     manifest::write_atomic(dir, name, bytes, mode).map_err(failed(dir.join(name).display()))?;
     let dir_fd = open_dir(nix::fcntl::AT_FDCWD, dir).map_err(nix_failed(dir.display()))?;
     let owner = req.owner.or_else(|| {
@@ -153,37 +157,6 @@ pub(super) fn write_owned(
     )
     .map_err(nix_failed(dir.join(name).display()))?;
     Ok(())
-}
-
-/// A bar on a terminal, counting entries; nothing otherwise.
-pub(super) struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn new(seed: &Path) -> Progress {
-        if !io::stderr().is_terminal() {
-            return Progress(None);
-        }
-        let total = count_entries(seed).unwrap_or(0);
-        let bar = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "priming [{elapsed}] {bar:30} {pos}/{len} entries",
-        ) {
-            bar.set_style(style);
-        }
-        Progress(Some(bar))
-    }
-
-    fn tick(&self) {
-        if let Some(bar) = &self.0 {
-            bar.inc(1);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 /// Entries below `root` (d_type only: no stat per file).

@@ -34,6 +34,7 @@ mod marker;
 mod mount_point;
 mod plan;
 mod renamed;
+mod state;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -45,18 +46,17 @@ use std::time::Instant;
 use nix::errno::Errno;
 use serde::Serialize;
 
-use crate::cli::LinkMode as CliLinkMode;
-use crate::cli::PrimeArgs;
-use crate::error::Result;
-use crate::pex::materialize::tree::{LinkMode, TreeReport};
+use crate::error::{Error, Result};
+pub use crate::pex::materialize::tree::LinkMode;
+use crate::pex::materialize::tree::TreeReport;
 
 use dirops::remove_tree_at;
 pub use durability::may_have_lost_data;
 pub use marker::Marker;
-use marker::{DirState, lock, state_of};
 use mount_point::fill_mount_point;
 use plan::{Plan, plan};
 use renamed::{build_and_rename, tmp_prefix};
+use state::{DirState, lock, state_of};
 
 /// Written last into a primed DIR: which seed, for which owner, at which path.
 pub const MARKER_NAME: &str = ".pexinit-prime.json";
@@ -69,46 +69,18 @@ const MOUNT_LOCK: &str = ".pexinit-prime.lock";
 /// 2: the marker says whether the tree was flushed, and in which boot it was written.
 const FORMAT: u32 = 2;
 
-/// Exit statuses of `pexinit prime` (documented in the README).
-pub mod exit {
-    /// DIR is primed (now, or already was).
-    pub const OK: u8 = 0;
-    /// Priming failed part-way (I/O error, disk full); DIR is as it was before.
-    pub const FAILED: u8 = 1;
-    /// Bad input: no seed, DIR not a directory or someone else's, a link mode that
-    /// cannot work, a path relocation cannot reach. Nothing was changed.
-    pub const BAD_INPUT: u8 = 125;
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PrimeError {
-    #[error("{0}")]
-    BadInput(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl PrimeError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            PrimeError::BadInput(_) => exit::BAD_INPUT,
-            PrimeError::Failed(_) => exit::FAILED,
-        }
-    }
-}
-
-fn failed(context: impl std::fmt::Display) -> impl FnOnce(io::Error) -> PrimeError {
+fn failed(context: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Error {
     let context = context.to_string();
-    move |e| PrimeError::Failed(format!("{context}: {e}"))
+    move |e| Error::failed(context, e)
 }
 
-fn nix_failed(context: impl std::fmt::Display) -> impl FnOnce(Errno) -> PrimeError {
+fn nix_failed(context: impl std::fmt::Display) -> impl FnOnce(Errno) -> Error {
     let context = context.to_string();
-    move |e| PrimeError::Failed(format!("{context}: {e}"))
+    move |e| Error::failed(context, e)
 }
 
-fn bad(message: impl Into<String>) -> PrimeError {
-    PrimeError::BadInput(message.into())
+fn bad(message: impl Into<String>) -> Error {
+    Error::Usage(message.into())
 }
 
 /// What the user asked for.
@@ -194,62 +166,8 @@ impl Report {
     }
 }
 
-/// `pexinit prime`: returns the exit status.
-pub fn command(args: &PrimeArgs) -> Result<u8> {
-    let outcome = parse_owner(args.chown.as_deref()).and_then(|owner| {
-        prime(&Request {
-            from: args.from.clone(),
-            into: args.into.clone(),
-            owner,
-            mode: match args.link {
-                CliLinkMode::Auto => LinkMode::Auto,
-                CliLinkMode::Copy => LinkMode::Copy,
-                CliLinkMode::Hardlink => LinkMode::Hardlink,
-                CliLinkMode::Reflink => LinkMode::Reflink,
-            },
-        })
-    });
-    match outcome {
-        Ok(report) => {
-            let text = if args.json {
-                match crate::json_bytes::pretty(&report) {
-                    Ok(text) => text,
-                    Err(e) => {
-                        eprintln!("pexinit: error: {}", crate::error::one_line(&e));
-                        return Ok(crate::error::EXIT_PEXINIT_FAILED);
-                    }
-                }
-            } else {
-                report.text()
-            };
-            use std::io::Write;
-            let mut out = io::stdout().lock();
-            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-            Ok(exit::OK)
-        }
-        Err(e) => {
-            eprintln!("pexinit: error: {}", crate::error::one_line(&e.to_string()));
-            Ok(e.exit_code())
-        }
-    }
-}
-
-/// `UID:GID`, numbers only (the image may not know the runtime user by name).
-fn parse_owner(text: Option<&str>) -> Result<Option<(u32, u32)>, PrimeError> {
-    let Some(text) = text else { return Ok(None) };
-    let parsed = text
-        .split_once(':')
-        .and_then(|(u, g)| Some((crate::ids::parse_id(u)?, crate::ids::parse_id(g)?)));
-    parsed.map(Some).ok_or_else(|| {
-        bad(format!(
-            "--chown {text}: expected UID:GID as numbers from 0 to {}, e.g. 1001:0",
-            crate::ids::MAX_ID
-        ))
-    })
-}
-
 /// Makes `req.into` a warm PEX_ROOT from the seed `req.from`.
-pub fn prime(req: &Request) -> Result<Report, PrimeError> {
+pub fn prime(req: &Request) -> Result<Report> {
     let started = Instant::now();
     let plan = plan(req)?;
     // Someone else's directory is refused before anything (even the lock file) is made;
@@ -306,7 +224,7 @@ pub fn prime(req: &Request) -> Result<Report, PrimeError> {
     Ok(report)
 }
 
-fn foreign(plan: &Plan, what: &OsStr) -> PrimeError {
+fn foreign(plan: &Plan, what: &OsStr) -> Error {
     bad(format!(
         "--into {} is not empty and was not primed by pexinit (it holds {}); empty it or prime into another directory",
         plan.into.display(),
@@ -315,7 +233,7 @@ fn foreign(plan: &Plan, what: &OsStr) -> PrimeError {
 }
 
 /// Removes what killed primes left (called under the lock: no prime is running).
-fn remove_stale(plan: &Plan) -> Result<usize, PrimeError> {
+fn remove_stale(plan: &Plan) -> Result<usize> {
     let mut removed = 0;
     if plan.mount_point {
         if plan.into.join(MOUNT_TMP).symlink_metadata().is_ok() {

@@ -5,33 +5,27 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat, renameat};
-use nix::sys::stat::Mode;
+use nix::fcntl::renameat;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
-use crate::paths::rename_exchange;
-use crate::pex::cache::read_dir;
+use crate::error::Result;
+use crate::fs::dir::{list_names, open_dir};
+use crate::fs::rename::rename_exchange;
 use crate::pex::manifest::{self, MANIFEST_NAME};
-use crate::pex::materialize::tree::{TreeReport, open_dir};
+use crate::pex::materialize::tree::TreeReport;
 
 use super::dirops::{fsync_fd, remove_tree_at};
-use super::durability::settle;
 use super::fill::{create_staging, fill, finish_root};
 use super::plan::Plan;
-use super::{
-    JOURNAL_NAME, MARKER_NAME, MOUNT_LOCK, MOUNT_TMP, PrimeError, Request, failed, nix_failed,
-};
+use super::{JOURNAL_NAME, MARKER_NAME, MOUNT_LOCK, MOUNT_TMP, Request, failed, nix_failed};
 
 /// DIR is a mount point: build inside it, then move the top-level directories in.
 /// Returns what was copied and whether the tree was flushed before it was moved in.
-pub(super) fn fill_mount_point(
-    plan: &Plan,
-    req: &Request,
-) -> Result<(TreeReport, bool), PrimeError> {
+pub(super) fn fill_mount_point(plan: &Plan, req: &Request) -> Result<(TreeReport, bool)> {
     let tmp = plan.into.join(MOUNT_TMP);
     create_staging(&tmp)?;
     let result = (|| {
@@ -44,7 +38,7 @@ pub(super) fn fill_mount_point(
             .map_err(failed(tmp.display()))?;
         names.retain(|n| n != MARKER_NAME && n != MANIFEST_NAME);
         names.sort_by_key(|n| (move_rank(n), n.clone()));
-        let marker = settle(plan, &tmp, &tree)?;
+        let marker = plan.durability.settle(&plan.marker, &tmp, &tree)?;
         finish_root(plan, &marker, req, &tmp, false)?;
         let into =
             open_dir(nix::fcntl::AT_FDCWD, &plan.into).map_err(nix_failed(plan.into.display()))?;
@@ -162,18 +156,4 @@ pub(super) fn move_rank(name: &OsStr) -> u8 {
         b"venvs" => 2,
         _ => 0,
     }
-}
-
-pub(super) fn list_names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
-    let fd = openat(
-        dir,
-        ".",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut buf = vec![0u8; 32 * 1024];
-    Ok(read_dir(fd.as_fd(), &mut buf)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect())
 }

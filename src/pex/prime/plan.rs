@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::error::Result;
 use crate::paths::resolve_physical;
 use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
 use crate::pex::materialize::relocate::Relocation;
@@ -16,7 +17,7 @@ use crate::pex::materialize::tree::LinkMode;
 
 use super::durability::{Durability, current_boot};
 use super::marker::Marker;
-use super::{FORMAT, PrimeError, Request, bad, failed};
+use super::{FORMAT, Request, bad, failed};
 
 /// Everything decided before the lock is taken: read-only checks.
 pub(super) struct Plan {
@@ -33,7 +34,7 @@ pub(super) struct Plan {
     pub(super) durability: Durability,
 }
 
-pub(super) fn plan(req: &Request) -> Result<Plan, PrimeError> {
+pub(super) fn plan(req: &Request) -> Result<Plan> {
     let seed = absolute(&req.from)?;
     let seed =
         resolve_physical(&seed).map_err(|e| bad(format!("--from {}: {e}", seed.display())))?;
@@ -161,13 +162,9 @@ pub(super) fn probe_reflink(file: &Path, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-pub(super) fn absolute(path: &Path) -> Result<PathBuf, PrimeError> {
-    if path.is_absolute() {
-        return Ok(path.to_path_buf());
-    }
-    Ok(std::env::current_dir()
-        .map_err(failed("the working directory"))?
-        .join(path))
+/// `path` from the working directory; `..` is left for the physical resolution.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(failed("the working directory"))
 }
 
 /// A mount point (an emptyDir, a volume, a bind mount): another mount than its parent's.
@@ -183,8 +180,9 @@ pub(super) fn is_mount_point(dir: &Path, parent: &Path) -> bool {
 
 pub(super) fn mount_id(path: &Path) -> Option<u64> {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statx writes into the zeroed struct we own; the path is NUL-terminated.
+    // SAFETY: statx is plain data, for which all zero bytes are a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx writes into the struct we own; the path is NUL-terminated.
     let rc = unsafe {
         libc::statx(
             libc::AT_FDCWD,
@@ -195,4 +193,58 @@ pub(super) fn mount_id(path: &Path) -> Option<u64> {
         )
     };
     (rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::exit;
+
+    fn request(from: &Path, into: &Path, mode: LinkMode) -> Request {
+        Request {
+            from: from.to_path_buf(),
+            into: into.to_path_buf(),
+            owner: None,
+            mode,
+        }
+    }
+
+    fn refusal(req: &Request) -> String {
+        let Err(e) = plan(req) else {
+            panic!("planned {req:?}")
+        };
+        assert_eq!(e.exit_code(), exit::PEXINIT_FAILED, "{e}");
+        let text = e.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        text
+    }
+
+    #[test]
+    fn bad_input_is_refused_before_anything_is_written() {
+        let t = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(t.path()).unwrap();
+        let into = base.join("volume/pex");
+        let text = refusal(&request(&base.join("missing"), &into, LinkMode::Auto));
+        assert!(text.contains("is not a directory"), "{text}");
+        fs::write(base.join("file"), "").unwrap();
+        let text = refusal(&request(&base.join("file"), &into, LinkMode::Auto));
+        assert!(
+            text.contains("name a seed made by `pexinit seed`"),
+            "{text}"
+        );
+        fs::create_dir(base.join("not-a-seed")).unwrap();
+        let text = refusal(&request(&base.join("not-a-seed"), &into, LinkMode::Copy));
+        assert!(text.starts_with("--from: "), "{text}");
+        let names = |dir: &Path| fs::read_dir(dir).unwrap().count();
+        assert_eq!(names(&base), 2, "nothing written beside the inputs");
+    }
+
+    #[test]
+    fn mount_ids_tell_a_mount_point_from_a_plain_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("d");
+        fs::create_dir(&dir).unwrap();
+        assert!(!is_mount_point(&dir, t.path()));
+        assert!(is_mount_point(Path::new("/proc"), Path::new("/")));
+    }
 }

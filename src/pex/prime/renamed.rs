@@ -7,15 +7,16 @@ use std::os::fd::{AsFd, BorrowedFd};
 use nix::errno::Errno;
 use nix::fcntl::renameat;
 
-use crate::paths::rename_exchange;
-use crate::pex::materialize::tree::{TreeReport, open_dir};
+use crate::error::Result;
+use crate::fs::dir::open_dir;
+use crate::fs::rename::rename_exchange;
+use crate::pex::materialize::tree::TreeReport;
 
 use super::dirops::{fsync_fd, remove_tree_at};
-use super::durability::settle;
 use super::fill::{create_staging, fill, finish_root};
-use super::marker::DirState;
 use super::plan::Plan;
-use super::{Placement, PrimeError, Request, bad, failed, nix_failed};
+use super::state::DirState;
+use super::{Placement, Request, bad, failed, nix_failed};
 
 /// The names of our temporaries beside DIR: `.<name>.pexinit-prime-tmp.<pid>`.
 pub(super) fn tmp_prefix(plan: &Plan) -> OsString {
@@ -30,14 +31,14 @@ pub(super) fn build_and_rename(
     plan: &Plan,
     req: &Request,
     state: &DirState,
-) -> Result<(TreeReport, Placement, bool), PrimeError> {
+) -> Result<(TreeReport, Placement, bool)> {
     let mut tmp_name = tmp_prefix(plan);
     tmp_name.push(std::process::id().to_string());
     let tmp = plan.parent.join(&tmp_name);
     create_staging(&tmp)?;
     let result = (|| {
         let tree = fill(plan, req, &tmp)?;
-        let marker = settle(plan, &tmp, &tree)?;
+        let marker = plan.durability.settle(&plan.marker, &tmp, &tree)?;
         finish_root(plan, &marker, req, &tmp, true)?;
         let parent = open_dir(nix::fcntl::AT_FDCWD, &plan.parent)
             .map_err(nix_failed(plan.parent.display()))?;
@@ -85,7 +86,7 @@ pub(super) fn build_and_rename(
 
 /// Exchanges the new tree with the old prime in one step; where the filesystem cannot
 /// exchange, moves the old one aside first (DIR is briefly missing, never half-made).
-pub(super) fn swap(parent: BorrowedFd<'_>, tmp: &OsStr, name: &OsStr) -> Result<(), PrimeError> {
+pub(super) fn swap(parent: BorrowedFd<'_>, tmp: &OsStr, name: &OsStr) -> Result<()> {
     match rename_exchange(parent, tmp, parent, name) {
         Ok(()) => Ok(()),
         Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {

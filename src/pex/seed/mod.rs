@@ -5,7 +5,7 @@
 //! 1. runs `PEX_ROOT=DIR PEX_INTERPRETER=1 [PEX_VENV=1] python APP -c ...` with the
 //!    runtime interpreter (its realpath is part of pex's venv hash). This is pex's own
 //!    `--seed` procedure minus running the entry point: it unzips, installs wheels and
-//!    builds the venv (research §1).
+//!    builds the venv.
 //! 2. clamps every mtime to SOURCE_DATE_EPOCH, then `python -m compileall -f` with
 //!    PYTHONHASHSEED=0, so every module has a `.pyc` whose header records the clamped
 //!    source mtime: imports are warm (Python validates by mtime and size) and the bytes
@@ -34,34 +34,19 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchownat};
 use serde::Serialize;
 
-use crate::identity::Identity;
-use crate::paths::{dir_writable_by, resolve_physical};
+use crate::epoch::DEFAULT_SOURCE_DATE_EPOCH;
+use crate::paths::resolve_physical;
 use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::info::{self, Layout, Pex};
 use crate::pex::manifest::{
     self, Entry, MANIFEST_NAME, Manifest, Ownership, RunMode, RuntimeInfo, VenvEntry,
 };
-use crate::pex::materialize::{self, FarmPlan};
 use crate::pex::repair;
 
-/// mtime of every seeded file when SOURCE_DATE_EPOCH is unset: 1980-01-01, the zip epoch
-/// (a constant, so seeds stay reproducible without any setting).
-pub const DEFAULT_SOURCE_DATE_EPOCH: i64 = 315_532_800;
+mod launch;
 
-/// Exit statuses of `pexinit seed` (documented in the README).
-pub mod exit {
-    /// Seeded and verified.
-    pub const OK: u8 = 0;
-    /// pex failed while warming (its stderr is shown).
-    pub const WARM_FAILED: u8 = 1;
-    /// The seed was built but does not verify (a second warm-up created files, or the
-    /// cache has broken links): it is not trustworthy and no manifest was written.
-    pub const VERIFY_FAILED: u8 = 2;
-    /// Bad input: flags, a file that is not a PEX, a DIR that is not empty.
-    pub const BAD_INPUT: u8 = 125;
-    /// The interpreter cannot be found.
-    pub const NO_INTERPRETER: u8 = 127;
-}
+use launch::Captured;
+pub use launch::{LAUNCH_DIR, SEED_DIR};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
@@ -75,17 +60,6 @@ pub enum SeedError {
     VerifyFailed(String),
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
-}
-
-impl SeedError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SeedError::BadInput(_) => exit::BAD_INPUT,
-            SeedError::NoInterpreter(_) => exit::NO_INTERPRETER,
-            SeedError::WarmFailed(_) | SeedError::Io { .. } => exit::WARM_FAILED,
-            SeedError::VerifyFailed(_) => exit::VERIFY_FAILED,
-        }
-    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SeedError {
@@ -113,33 +87,6 @@ pub struct Request {
     pub source_date_epoch: Option<i64>,
     /// PATH for the children (pex's bootstrap runs `uname` and friends).
     pub path_var: OsString,
-}
-
-impl Request {
-    /// Reads SOURCE_DATE_EPOCH and PATH from the process environment.
-    pub fn from_env(
-        pex_root: PathBuf,
-        python: Option<PathBuf>,
-        runtime_user: Option<(u32, Option<u32>)>,
-        targets: Vec<Target>,
-    ) -> Result<Request, SeedError> {
-        let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<i64>().map_err(|_| {
-                SeedError::BadInput(format!(
-                    "SOURCE_DATE_EPOCH={v:?} is not a number of seconds; set it to e.g. $(git log -1 --format=%ct)"
-                ))
-            })?),
-            _ => None,
-        };
-        Ok(Request {
-            pex_root,
-            python,
-            runtime_user,
-            targets,
-            source_date_epoch,
-            path_var: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        })
-    }
 }
 
 /// One PEX in the plan.
@@ -432,7 +379,12 @@ fn apply_with(plan: &SeedPlan, progress: &Progress) -> Result<SeedReport, SeedEr
     for item in &plan.items {
         progress.step(format!("warming {}", item.pex.display()));
         let prefix = warm(plan, item, &scratch.0)?;
-        warmed.push((item, prefix));
+        let captured = match item.mode.is_venv() {
+            // A venv PEX is started by exec'ing its venv: nothing to record.
+            true => None,
+            false => Some(capture_launcher(plan, item, &scratch.0)?),
+        };
+        warmed.push((item, prefix, captured));
     }
 
     progress.step("compiling bytecode".into());
@@ -482,12 +434,12 @@ fn apply_with(plan: &SeedPlan, progress: &Progress) -> Result<SeedReport, SeedEr
         true => manifest::read(root).map(|m| m.entries).unwrap_or_default(),
         false => Vec::new(),
     };
-    for (item, prefix) in warmed {
-        let entry = entry_for(plan, item, prefix.as_deref())?;
-        entries.retain(|e| e.pex_hash != entry.pex_hash);
+    for (item, prefix, captured) in warmed {
+        let entry = entry_for(plan, item, prefix.as_deref(), captured)?;
+        entries.retain(|e| (&e.pex_hash, e.layout) != (&entry.pex_hash, entry.layout));
         entries.push(entry);
     }
-    entries.sort_by(|a, b| a.pex_hash.cmp(&b.pex_hash));
+    entries.sort_by(|a, b| (&a.pex_hash, a.layout).cmp(&(&b.pex_hash, b.layout)));
     let manifest = Manifest {
         unflushed_boot_id: None,
         format: manifest::FORMAT,
@@ -567,6 +519,15 @@ fn child(plan: &SeedPlan, scratch: &Path) -> Command {
     cmd
 }
 
+/// Records how pex starts a zipapp, packed or loose PEX (see [`launch`]).
+fn capture_launcher(plan: &SeedPlan, item: &Item, scratch: &Path) -> Result<Captured, SeedError> {
+    let runtime = RuntimeInfo::read(&item.opened)
+        .map_err(io_err(format!("{}: PEX-INFO", item.pex.display())))?;
+    let mut cmd = child(plan, scratch);
+    cmd.env("PEX_ROOT", &plan.pex_root);
+    launch::capture(cmd, &plan.pex_root, item, &runtime, scratch)
+}
+
 /// Runs the warm-up; returns the last stdout line (sys.prefix) for venv modes.
 fn warm(plan: &SeedPlan, item: &Item, scratch: &Path) -> Result<Option<String>, SeedError> {
     let mut cmd = child(plan, scratch);
@@ -608,6 +569,8 @@ fn compile(plan: &SeedPlan, dir: &Path, force: bool) -> Result<Option<String>, S
     if force {
         cmd.arg("-f");
     }
+    // Launchers run as `__main__`, which Python never loads from bytecode.
+    cmd.args(["-x", r"/\.pexinit/"]);
     let out = cmd.arg(dir).output().map_err(io_err(format!(
         "starting {} -m compileall",
         plan.python.display()
@@ -627,7 +590,12 @@ fn compile(plan: &SeedPlan, dir: &Path, force: bool) -> Result<Option<String>, S
     )))
 }
 
-fn entry_for(plan: &SeedPlan, item: &Item, prefix: Option<&str>) -> Result<Entry, SeedError> {
+fn entry_for(
+    plan: &SeedPlan,
+    item: &Item,
+    prefix: Option<&str>,
+    captured: Option<Captured>,
+) -> Result<Entry, SeedError> {
     let root = &plan.pex_root;
     let pex = &item.opened;
     let runtime =
@@ -677,21 +645,33 @@ fn entry_for(plan: &SeedPlan, item: &Item, prefix: Option<&str>) -> Result<Entry
         inject_python_args: runtime.inject_python_args,
         unzipped,
         venv,
+        launcher: match &captured {
+            Some(Captured::Launcher(launcher)) => Some(launcher.clone()),
+            _ => None,
+        },
+        no_launcher: match captured {
+            Some(Captured::NotReplayable(why)) => Some(why),
+            _ => None,
+        },
     })
 }
 
-/// `unzipped_pexes/<N>/<pex hash>`, whichever cache version N this pex uses.
+/// `unzipped_pexes/<N>/<pex hash>`, whichever cache version N this pex uses, or
+/// `unzipped_pexes/<pex hash>` (pex ≤ 2.17 had no version level).
 fn find_unzipped(root: &Path, pex_hash: &str) -> Option<PathBuf> {
-    let mut versions: Vec<_> = fs::read_dir(root.join("unzipped_pexes"))
+    let top = Path::new("unzipped_pexes");
+    let mut versions: Vec<_> = fs::read_dir(root.join(top))
         .ok()?
         .flatten()
         .map(|e| e.file_name())
+        .filter(|name| crate::pex::cache::is_version_name(name))
         .collect();
     versions.sort();
-    versions.into_iter().find_map(|v| {
-        let rel = Path::new("unzipped_pexes").join(v).join(pex_hash);
-        root.join(&rel).is_dir().then_some(rel)
-    })
+    versions
+        .into_iter()
+        .map(|v| top.join(v).join(pex_hash))
+        .chain([top.join(pex_hash)])
+        .find(|rel| root.join(rel).is_dir())
 }
 
 /// Every path below `root` except pex's lock and access files (and our manifest):
@@ -825,138 +805,4 @@ fn walk_dir(
         rel.pop();
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// Using a seed at run time.
-
-/// How `run` uses a seed for one PEX.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "how", rename_all = "snake_case")]
-pub enum SeedUse {
-    /// The runtime user can write the seed: PEX_ROOT is the seed itself.
-    Direct { pex_root: PathBuf },
-    /// The seed is read-only for the runtime user, or sits elsewhere than the path it
-    /// was built for: PEX_ROOT is a link farm of it (see [`materialize`]).
-    Farm { pex_root: PathBuf, farm: FarmPlan },
-}
-
-impl SeedUse {
-    /// The PEX_ROOT the program gets.
-    pub fn pex_root(&self) -> &Path {
-        match self {
-            SeedUse::Direct { pex_root } | SeedUse::Farm { pex_root, .. } => pex_root,
-        }
-    }
-}
-
-/// Everything [`plan_use`] decides from.
-pub struct UseRequest<'a> {
-    /// The seed directory (`--seed`, config `seed`, `PEXINIT_SEED`, or PEX_ROOT).
-    pub seed: &'a Path,
-    pub manifest: &'a Manifest,
-    pub who: &'a Identity,
-    /// Where a private farm goes when the seed sits at its build path but is read-only
-    /// (TMPDIR, else /tmp; physical).
-    pub tmp: &'a Path,
-}
-
-/// Decides how a seed is used; the reason when it cannot be (then `run` takes the
-/// normal path: never a failure).
-pub fn plan_use(req: &UseRequest<'_>) -> Result<SeedUse, String> {
-    let seed = resolve_physical(req.seed)
-        .map_err(|e| format!("seed {}: {e}", req.seed.display()))?
-        .physical;
-    let built_at = &req.manifest.pex_root;
-    if &seed == built_at {
-        if seed_writable(&seed, req.who) {
-            return Ok(SeedUse::Direct { pex_root: seed });
-        }
-        // Read-only seed at its own path: its absolute paths resolve as they are; pex
-        // only needs a writable PEX_ROOT in front of it.
-        let marker = materialize::marker_for(&seed).map_err(|e| e.to_string())?;
-        let name = format!("pex-root-{}", &marker.manifest_sha256[..16]);
-        let into = req.tmp.join(format!("pexinit-{}", req.who.uid)).join(name);
-        let farm = materialize::plan_link_farm(&seed, &into).map_err(|e| e.to_string())?;
-        return Ok(SeedUse::Farm {
-            pex_root: into,
-            farm,
-        });
-    }
-    // The seed was moved (or mounted elsewhere): venvs name the build path in shebangs
-    // and links, so the farm must stand exactly there.
-    let at = resolve_physical(built_at)
-        .map_err(|e| format!("the seed's build path {}: {e}", built_at.display()))?;
-    if at.physical != *built_at {
-        return Err(format!(
-            "the seed was built for {} but that path now crosses a symlink; mount an empty directory there",
-            built_at.display()
-        ));
-    }
-    let writable = if at.exists {
-        dir_writable_by(built_at, req.who)
-    } else {
-        dir_writable_by(&at.existing_ancestor, req.who)
-    };
-    if !writable {
-        return Err(format!(
-            "the seed at {} was built for {}, which {} cannot create or write; mount an empty writable directory (an emptyDir or tmpfs) at {}",
-            seed.display(),
-            built_at.display(),
-            if req.who.is_root() {
-                "root".to_owned()
-            } else {
-                format!("uid {}", req.who.uid)
-            },
-            built_at.display()
-        ));
-    }
-    let farm = materialize::plan_link_farm(&seed, built_at).map_err(|e| e.to_string())?;
-    Ok(SeedUse::Farm {
-        pex_root: built_at.clone(),
-        farm,
-    })
-}
-
-/// pex's own test is `os.access(PEX_ROOT, W_OK)`; a warm run also writes `access.lck`
-/// and (pex ≥ 2.27) `.last-access` files, which the OpenShift convention makes
-/// group-writable. Judged for `who` from modes, ownership and read-only mounts.
-fn seed_writable(seed: &Path, who: &Identity) -> bool {
-    if !dir_writable_by(seed, who) {
-        return false;
-    }
-    match fs::metadata(seed.join("access.lck")) {
-        Ok(m) => crate::paths::permits(&m, who, 0o2),
-        Err(_) => true,
-    }
-}
-
-/// Creates what a [`SeedUse`] needs (the farm directory, privately, then the farm).
-/// `owner`: chown what is created, when root prepares for another `--user`.
-pub fn apply_use(plan: &SeedUse, who: &Identity, owner: Option<(u32, u32)>) -> Result<(), String> {
-    let SeedUse::Farm { pex_root, farm } = plan else {
-        return Ok(());
-    };
-    if farm.reuse {
-        return Ok(());
-    }
-    if !pex_root.exists() {
-        let parent = pex_root.parent().unwrap_or(Path::new("/"));
-        let base = parent.parent().unwrap_or(Path::new("/"));
-        // `<tmp>/pexinit-<uid>` is private (0700, owned by the user), like the fallback home.
-        crate::paths::create_dirs(base, parent, crate::paths::DirPolicy::Private, who)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        match fs::create_dir(pex_root) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", pex_root.display())),
-        }
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::lchown(pex_root, Some(uid), Some(gid))
-                .map_err(|e| format!("cannot chown {}: {e}", pex_root.display()))?;
-        }
-    }
-    materialize::apply(farm, owner)
-        .map(drop)
-        .map_err(|e| e.to_string())
 }

@@ -1,0 +1,58 @@
+//! `pexinit seed`: warm a PEX_ROOT at image build time, exactly as `run` will use it.
+
+use crate::cli::SeedArgs;
+use crate::config::FlagSettings;
+use crate::epoch::source_date_epoch;
+use crate::error::Result;
+use crate::identity::numeric_owner;
+use crate::pex::manifest::MANIFEST_NAME;
+use crate::pex::seed;
+
+pub fn seed(args: &SeedArgs, verbose: u8) -> Result<u8> {
+    let flags = FlagSettings {
+        config: args.config.clone(),
+        python: args.python.clone(),
+        ..FlagSettings::default()
+    };
+    let settings = super::settings(&flags, verbose)?;
+    let runtime_user = args
+        .runtime_user
+        .as_deref()
+        .map(|text| numeric_owner("--runtime-user", text))
+        .transpose()?
+        .map(|(uid, gid)| (uid, Some(gid)));
+    let targets = args
+        .pexes
+        .iter()
+        .map(|path| seed::Target {
+            path: path.clone(),
+            venv: settings.venv.applies_to(path),
+        })
+        .collect();
+    let request = seed::Request {
+        pex_root: args.pex_root.clone(),
+        python: settings.python.as_ref().map(|(p, _)| p.clone()),
+        runtime_user,
+        targets,
+        source_date_epoch: source_date_epoch()?,
+        // pex's bootstrap runs `uname` and friends.
+        path_var: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+    };
+    let plan = seed::plan(&request)?;
+    if args.dry_run {
+        super::print(&super::json_or(args.json, &plan, || plan.text())?)?;
+        return Ok(0);
+    }
+    let report = seed::apply(&plan)?;
+    super::print(&super::json_or(args.json, &report, || {
+        format!(
+            "seeded {} with {} PEX file(s): {} files, {} bytes; manifest {}\n",
+            plan.pex_root.display(),
+            report.manifest.entries.len(),
+            report.files,
+            report.bytes,
+            plan.pex_root.join(MANIFEST_NAME).display()
+        )
+    })?)?;
+    Ok(0)
+}

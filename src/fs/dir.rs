@@ -1,0 +1,120 @@
+//! Directories opened and changed relative to a descriptor, never through a link: what
+//! pexinit walks or removes cannot be redirected by a symlink planted on the way.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, fchmod, fstat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use crate::pex::cache::{FileKind, read_dir};
+
+/// Size of the buffer directory listings are read into: a few hundred names per call.
+pub const LIST_BUFFER: usize = 32 * 1024;
+
+/// Opens the directory `path` (relative to `at`), failing on a symlink in its last
+/// component.
+pub fn open_dir<Fd: AsFd>(at: Fd, path: &(impl nix::NixPath + ?Sized)) -> nix::Result<OwnedFd> {
+    openat(
+        at,
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Every name in `dir`, from the start (a fresh descriptor of the same directory, so the
+/// caller's offset is untouched).
+pub fn list_names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    let fd = open_dir(dir, ".")?;
+    let mut buf = vec![0u8; LIST_BUFFER];
+    Ok(read_dir(fd.as_fd(), &mut buf)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect())
+}
+
+/// Removes `parent/name` and everything below it without following links; directories a
+/// seed made read-only are made writable first. Gone already is done.
+pub fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, buf: &mut [u8]) -> io::Result<()> {
+    match unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::EISDIR | Errno::EPERM) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let fd = open_dir(parent, name)?;
+    let st = fstat(fd.as_fd())?;
+    if st.st_mode & 0o700 != 0o700 {
+        fchmod(fd.as_fd(), Mode::from_bits_truncate(0o700))?;
+    }
+    for (child, kind) in read_dir(fd.as_fd(), buf)? {
+        if kind == FileKind::Directory {
+            remove_tree(fd.as_fd(), &child, buf)?;
+        } else {
+            match unlinkat(fd.as_fd(), child.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    match unlinkat(parent, name, UnlinkatFlags::RemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Flushes the filesystem holding `path` (one call instead of an fsync per file).
+pub fn sync_fs(path: &Path) -> io::Result<()> {
+    let fd = open_dir(nix::fcntl::AT_FDCWD, path)?;
+    // SAFETY: syncfs on a descriptor we own, open for the whole call.
+    if unsafe { libc::syncfs(fd.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    #[test]
+    fn remove_tree_never_follows_links_and_opens_read_only_dirs() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), "x").unwrap();
+        let tree = t.path().join("tree");
+        fs::create_dir_all(tree.join("a/b")).unwrap();
+        fs::write(tree.join("a/b/f"), "x").unwrap();
+        symlink(&outside, tree.join("a/link")).unwrap();
+        fs::set_permissions(tree.join("a"), fs::Permissions::from_mode(0o500)).unwrap();
+
+        let root = open_dir(nix::fcntl::AT_FDCWD, t.path()).unwrap();
+        let mut names = list_names(root.as_fd()).unwrap();
+        names.sort();
+        assert_eq!(names, ["outside", "tree"]);
+        let mut buf = vec![0u8; LIST_BUFFER];
+        remove_tree(root.as_fd(), OsStr::new("tree"), &mut buf).unwrap();
+        assert!(!tree.exists());
+        assert!(outside.join("keep").exists());
+        // Already gone: nothing to do.
+        remove_tree(root.as_fd(), OsStr::new("tree"), &mut buf).unwrap();
+        assert_eq!(
+            open_dir(root.as_fd(), "outside-link").unwrap_err(),
+            Errno::ENOENT
+        );
+        symlink(&outside, t.path().join("outside-link")).unwrap();
+        // With O_DIRECTORY, Linux says ENOTDIR for a link where a directory is wanted.
+        assert_eq!(
+            open_dir(root.as_fd(), "outside-link").unwrap_err(),
+            Errno::ENOTDIR
+        );
+    }
+}
