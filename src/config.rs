@@ -13,6 +13,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fs::bounded;
 use crate::run::signals::{Rewrite, parse_rewrite};
 
 /// Read when neither `--config` nor `PEXINIT_CONFIG` names a file; optional.
@@ -389,18 +390,17 @@ fn read_file(path: &Path) -> Result<FileConfig> {
         path: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        config_error(format!(
-            "cannot read it ({e}); fix its permissions or point --config / PEXINIT_CONFIG at a readable file"
-        ))
-    })?;
+    let text = read_text(path).map_err(config_error)?;
     if text.trim().is_empty() {
         // An empty file (or /dev/null) sets nothing; skip the YAML parser's start-up.
         return Ok(FileConfig::default());
     }
+    crate::yaml_shape::check(&text).map_err(config_error)?;
     let config: FileConfig = serde_yaml::from_str(&text).map_err(|e| {
         config_error(format!(
-            "{e} (the keys are listed in the README under Configuration)"
+            "{}{} (the keys are listed in the README under Configuration)",
+            e,
+            duplicate_line(&e.to_string(), &text)
         ))
     })?;
     if let Some(grace) = config.grace {
@@ -419,6 +419,59 @@ fn read_file(path: &Path) -> Result<FileConfig> {
         }
     }
     Ok(config)
+}
+
+/// The config's text: a regular file (or the null device, which holds nothing) of at
+/// most [`bounded::CONFIG_LIMIT`] bytes of UTF-8.
+fn read_text(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.file_type().is_char_device()
+        && std::fs::metadata("/dev/null").is_ok_and(|null| {
+            use std::os::unix::fs::MetadataExt;
+            null.rdev() == meta.rdev()
+        })
+    {
+        return Ok(String::new());
+    }
+    let bytes = bounded::read(path, bounded::CONFIG_LIMIT, false).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => format!(
+            "cannot read it ({e}); point --config / PEXINIT_CONFIG at a YAML file"
+        ),
+        _ => format!(
+            "cannot read it ({e}); fix its permissions or point --config / PEXINIT_CONFIG at a readable file"
+        ),
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (bad byte at offset {}); a config is a YAML text file",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// serde_yaml reports a repeated key without a place: ` at line N` of its second
+/// appearance as a top-level key, when the message is about one.
+fn duplicate_line(message: &str, text: &str) -> String {
+    let Some(key) = message
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return String::new();
+    };
+    let mut seen = 0;
+    for (n, line) in text.lines().enumerate() {
+        let Some(rest) = line.strip_prefix(key) else {
+            continue;
+        };
+        if rest.trim_start().starts_with(':') {
+            seen += 1;
+            if seen == 2 {
+                return format!(" at line {}", n + 1);
+            }
+        }
+    }
+    String::new()
 }
 
 #[cfg(test)]

@@ -130,3 +130,26 @@ impl From<crate::pex::seed::SeedError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `message` on one line: control characters (a newline in a path the user gave, say)
+/// are written as escapes (`\n`), so every error stays the one line log scrapers and
+/// people read.
+pub fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_escapes_control_characters() {
+        assert_eq!(super::one_line("p\nr\tx\u{7f} é"), "p\\nr\\tx\\u{7f} é");
+    }
+}

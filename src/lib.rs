@@ -13,12 +13,14 @@ pub mod epoch;
 pub mod error;
 pub mod fs;
 pub mod identity;
+pub mod json_bytes;
 pub mod log;
 pub mod oci;
 pub mod paths;
 pub mod pex;
 pub mod progress;
 pub mod run;
+pub mod yaml_shape;
 
 mod commands;
 

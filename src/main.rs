@@ -62,7 +62,10 @@ fn pexinit_main(args: Vec<OsString>) -> u8 {
     match pexinit::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pexinit: error: {e}");
+            eprintln!(
+                "pexinit: error: {}",
+                pexinit::error::one_line(&e.to_string())
+            );
             e.exit_code()
         }
     }

@@ -26,16 +26,20 @@ const MAX_LINKS: usize = 40;
 /// One symlink crossed while resolving a path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LinkHop {
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub link: PathBuf,
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub target: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Resolved {
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub physical: PathBuf,
     /// False when a trailing part of the path does not exist yet.
     pub exists: bool,
     /// The deepest part of `physical` that exists (equal to it when `exists`).
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub existing_ancestor: PathBuf,
     pub links: Vec<LinkHop>,
 }

@@ -275,8 +275,9 @@ fn in_private_mounts(mount_at: &Path, script: &str) -> Ran {
 fn an_empty_tmpfs_mount_point_is_primed_and_runs_warm() {
     let Seeded { sb, home, seed_dir } = seeded(&apps());
     let mount = sb.mkdir("mnt");
-    let bin = pexinit_bin();
-    let apps = apps();
+    // Run as 65534 too: copies that uid can reach wherever the checkout is.
+    let bin = reachable(Path::new(pexinit_bin())).display().to_string();
+    let apps: Vec<PathBuf> = apps().iter().map(|app| reachable(app)).collect();
     let mut runs = String::new();
     for app in &apps {
         runs.push_str(&format!(
@@ -630,8 +631,9 @@ fn a_killed_prime_leaves_nothing_pex_trusts_and_the_next_completes() {
 fn a_killed_prime_of_a_mount_point_is_finished_by_the_next() {
     let Seeded { sb, home, seed_dir } = seeded(&apps());
     let mount = sb.mkdir("mnt");
-    let bin = pexinit_bin();
-    let app = &apps()[0];
+    // Run as 65534 too: copies that uid can reach wherever the checkout is.
+    let bin = reachable(Path::new(pexinit_bin())).display().to_string();
+    let app = &reachable(&apps()[0]);
     let script = format!(
         "{bin} prime --from {seed} --into \"$1\" --link copy >/dev/null 2>&1 & pid=$!; \
          while [ ! -d \"$1/.pexinit-prime-tmp\" ] && kill -0 $pid 2>/dev/null; do :; done; \

@@ -14,7 +14,8 @@ value_enum!(Compression {
 
 #[derive(Debug, Args)]
 pub struct LayerArgs {
-    /// The layer file to write (written atomically: temp file + rename).
+    /// The layer file to write (written atomically: temp file + rename); an existing
+    /// device or pipe is written into; `-` is stdout.
     #[arg(long, short = 'o', value_name = "FILE", required = true)]
     pub output: PathBuf,
 

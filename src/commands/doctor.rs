@@ -64,7 +64,7 @@ pub fn doctor(args: &DoctorArgs, verbose: u8) -> Result<u8> {
         cache,
         problems,
     };
-    super::print(&super::json_or(args.json, &diagnosis, || diagnosis.text()))?;
+    super::print(&super::json_or(args.json, &diagnosis, || diagnosis.text())?)?;
     Ok(if diagnosis.healthy {
         exit::OK
     } else {

@@ -27,7 +27,7 @@ pub fn env(args: &EnvArgs, verbose: u8) -> Result<u8> {
         _ => None,
     };
     let text = if args.json {
-        super::json(&EnvReport::new(&plan, command.as_ref(), fast_path.as_ref()))
+        super::json(&EnvReport::new(&plan, command.as_ref(), fast_path.as_ref()))?
     } else if args.export {
         export_lines(&plan)
     } else {

@@ -30,6 +30,6 @@ pub fn append(args: &ImageAppendArgs, verbose: u8) -> Result<u8> {
             report.config.digest,
             report.layers.len()
         )
-    }))?;
+    })?)?;
     Ok(0)
 }

@@ -38,8 +38,12 @@ pub fn layer(args: &LayerArgs, verbose: u8) -> Result<u8> {
         sources: args.sources.clone(),
     })?;
     let written = layer::write(&plan)?;
+    #[derive(serde::Serialize)]
+    struct Layers<'a> {
+        layers: &'a [layer::Written],
+    }
     let text = if args.json {
-        super::json(&serde_json::json!({ "layers": written }))
+        super::json(&Layers { layers: &written })?
     } else {
         written.iter().fold(String::new(), |mut text, w| {
             let _ = writeln!(
@@ -55,6 +59,16 @@ pub fn layer(args: &LayerArgs, verbose: u8) -> Result<u8> {
             text
         })
     };
-    super::print(&text)?;
+    // With a layer on stdout (`-o -`), the descriptors go to stderr.
+    if plan
+        .layers
+        .iter()
+        .any(|l| l.target == layer::Target::Stdout)
+    {
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    } else {
+        super::print(&text)?;
+    }
     Ok(0)
 }

@@ -88,16 +88,17 @@ fn start_logging(verbose: u8, config_log: Option<&str>, config_file: Option<&Pat
     Ok(())
 }
 
-fn json(value: &impl serde::Serialize) -> String {
-    // Serializing plain data cannot fail; a failure would be a bug worth a loud message.
-    let mut text = serde_json::to_string_pretty(value).expect("plan serializes to JSON");
-    text.push('\n');
-    text
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    crate::json_bytes::pretty(value).map_err(Error::Usage)
 }
 
 /// `--json`'s pretty JSON, else the text.
-fn json_or(as_json: bool, value: &impl serde::Serialize, text: impl FnOnce() -> String) -> String {
-    if as_json { json(value) } else { text() }
+fn json_or(
+    as_json: bool,
+    value: &impl serde::Serialize,
+    text: impl FnOnce() -> String,
+) -> Result<String> {
+    if as_json { json(value) } else { Ok(text()) }
 }
 
 fn print(text: &str) -> Result<()> {

@@ -18,6 +18,6 @@ pub fn prime(args: &PrimeArgs, verbose: u8) -> Result<u8> {
         owner,
         mode: args.link,
     })?;
-    super::print(&super::json_or(args.json, &report, || report.text()))?;
+    super::print(&super::json_or(args.json, &report, || report.text())?)?;
     Ok(0)
 }

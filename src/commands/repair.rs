@@ -27,6 +27,6 @@ pub fn repair(args: &RepairArgs, verbose: u8) -> Result<u8> {
     };
     let report = repair::repair(&pex_root, args.dry_run)
         .map_err(|e| Error::Normalize(format!("{e}; name an existing PEX_ROOT directory")))?;
-    super::print(&super::json_or(args.json, &report, || report.text()))?;
+    super::print(&super::json_or(args.json, &report, || report.text())?)?;
     Ok(report.exit_code())
 }

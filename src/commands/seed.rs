@@ -40,7 +40,7 @@ pub fn seed(args: &SeedArgs, verbose: u8) -> Result<u8> {
     };
     let plan = seed::plan(&request)?;
     if args.dry_run {
-        super::print(&super::json_or(args.json, &plan, || plan.text()))?;
+        super::print(&super::json_or(args.json, &plan, || plan.text())?)?;
         return Ok(0);
     }
     let report = seed::apply(&plan)?;
@@ -53,6 +53,6 @@ pub fn seed(args: &SeedArgs, verbose: u8) -> Result<u8> {
             report.bytes,
             plan.pex_root.join(MANIFEST_NAME).display()
         )
-    }))?;
+    })?)?;
     Ok(0)
 }

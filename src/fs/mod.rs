@@ -3,6 +3,7 @@
 //! atomic writes and content digests.
 
 pub mod atomic;
+pub mod bounded;
 pub mod digest;
 pub mod dir;
 pub mod lock;

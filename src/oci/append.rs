@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::oci::AppendRequest;
 use crate::oci::compress::hex;
-use crate::oci::config::edit_config;
+use crate::oci::config::{check_base, edit_config};
 use crate::oci::inspect::{NewLayer, inspect_layer};
 use crate::oci::layout::Layout;
 use crate::oci::media;
@@ -100,11 +100,8 @@ pub fn plan(args: &AppendRequest) -> Result<Plan> {
     let config_descriptor = manifest["config"].clone();
     let (config_digest, mut config) =
         read_json_blob(&layout, "config", &config_descriptor, "manifest config")?;
-    if !config.is_object() {
-        return Err(Error::Usage(format!(
-            "config {config_digest} is not a JSON object"
-        )));
-    }
+    let base_layers = manifest["layers"].as_array().map_or(0, Vec::len);
+    check_base(&config, &config_digest, base_layers)?;
     for layer in manifest["layers"].as_array().into_iter().flatten() {
         let digest = string_field(layer, "digest", "manifest layer")?;
         layout.check_blob("layer", &digest, size_field(layer))?;
@@ -174,22 +171,35 @@ pub fn plan(args: &AppendRequest) -> Result<Plan> {
 }
 
 /// Blobs first, index.json last: until the rename of index.json nothing refers to the
-/// new blobs, and the old image stays whole.
+/// new blobs, and the old image stays whole. On failure the blobs this append wrote are
+/// removed again, so the layout is as it was.
 pub fn apply(plan: &Plan) -> Result<Report> {
-    for layer in &plan.layers {
-        plan.layout.put_blob_from_file(&layer.digest, &layer.file)?;
+    let mut written = Vec::new();
+    let result = write_all(plan, &mut written);
+    if result.is_err() {
+        plan.layout.remove_blobs(&written);
     }
-    plan.layout
-        .put_blob(&plan.config.digest, &plan.config.bytes)?;
-    plan.layout
-        .put_blob(&plan.manifest.digest, &plan.manifest.bytes)?;
-    plan.layout.write_index(&plan.index)?;
+    result?;
     Ok(Report {
         reference: plan.tag.clone(),
         manifest: plan.manifest.clone(),
         config: plan.config.clone(),
         layers: plan.layers.clone(),
     })
+}
+
+fn write_all(plan: &Plan, written: &mut Vec<String>) -> Result<()> {
+    for layer in &plan.layers {
+        if plan.layout.put_blob_from_file(&layer.digest, &layer.file)? {
+            written.push(layer.digest.clone());
+        }
+    }
+    for blob in [&plan.config, &plan.manifest] {
+        if plan.layout.put_blob(&blob.digest, &blob.bytes)? {
+            written.push(blob.digest.clone());
+        }
+    }
+    plan.layout.write_index(&plan.index)
 }
 
 fn pick_image(index: &Value, reference: Option<&str>, dir: &std::path::Path) -> Result<usize> {
@@ -267,19 +277,49 @@ fn place_descriptor(
     }
 }
 
-/// Ref names as the image-layout spec allows them (no path tricks, no spaces).
+/// Ref names as image-spec's `org.opencontainers.image.ref.name` grammar allows them:
+/// `component ("/" component)*`, a component being alphanumerics joined by single
+/// separators (`-` `.` `_` `:` `@` `+`, or `--`). No path tricks, no spaces.
 fn check_ref(tag: &str) -> Result<()> {
-    let ok = !tag.is_empty()
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:@/+".contains(&b));
-    if ok {
+    if valid_ref(tag) {
         Ok(())
     } else {
         Err(Error::Usage(format!(
-            "--tag {tag:?}: use letters, digits and - . _ : @ / + only"
+            "--tag {tag:?} is not a valid ref name: use letters and digits joined by single - . _ : @ + (or --), in parts separated by /, e.g. app or v1.2"
         )))
     }
+}
+
+fn valid_ref(tag: &str) -> bool {
+    !tag.is_empty() && tag.split('/').all(valid_component)
+}
+
+fn valid_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let mut i = 0;
+    let alphanum = |i: &mut usize| {
+        let start = *i;
+        while *i < bytes.len() && bytes[*i].is_ascii_alphanumeric() {
+            *i += 1;
+        }
+        *i > start
+    };
+    if !alphanum(&mut i) {
+        return false;
+    }
+    while i < bytes.len() {
+        if bytes[i..].starts_with(b"--") {
+            i += 2;
+        } else if b"-._:@+".contains(&bytes[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+        if !alphanum(&mut i) {
+            return false;
+        }
+    }
+    true
 }
 
 fn string_field(value: &Value, key: &str, what: &str) -> Result<String> {
@@ -314,4 +354,21 @@ fn size_field(value: &Value) -> Option<u64> {
 
 fn compact(value: &Value) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::Usage(format!("cannot serialize JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_ref;
+
+    #[test]
+    fn ref_names_follow_the_image_spec_grammar() {
+        for good in ["app", "v1.2.3", "a/b", "x--y", "sha:1@2+3", "A_b-c"] {
+            assert!(valid_ref(good), "{good}");
+        }
+        for bad in [
+            "", "../x", "a//b", "/a", "a/", "-a", "a-", "a..b", "a---b", "a b", "é",
+        ] {
+            assert!(!valid_ref(bad), "{bad}");
+        }
+    }
 }

@@ -184,6 +184,8 @@ struct Chunker<'a> {
     index: usize,
     dictionary: Vec<u8>,
     tar_hash: &'a mut Sha256,
+    /// A send failed: every worker had stopped.
+    workers_gone: bool,
 }
 
 impl Chunker<'_> {
@@ -203,9 +205,10 @@ impl Chunker<'_> {
             last,
         };
         self.index += 1;
-        self.jobs
-            .send(job)
-            .map_err(|_| io::Error::other("a compression worker stopped"))
+        self.jobs.send(job).map_err(|_| {
+            self.workers_gone = true;
+            io::Error::other("a compression worker stopped")
+        })
     }
 }
 
@@ -266,6 +269,9 @@ fn parallel_gzip(
                 }
             });
         }
+        // Only the workers may hold the job receiver: once they have all stopped (the
+        // writer failed, say on a full disk), a send must fail instead of waiting forever.
+        drop(job_rx);
         drop(done_tx);
         let writer = scope.spawn(move || write_members(out, done_rx));
         let mut chunker = Chunker {
@@ -274,14 +280,20 @@ fn parallel_gzip(
             index: 0,
             dictionary: Vec::new(),
             tar_hash,
+            workers_gone: false,
         };
         let produced = produce(&mut chunker).and_then(|()| chunker.send(true));
+        let workers_gone = chunker.workers_gone;
         // Closing the job channel stops the workers, then the writer.
         drop(chunker);
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the gzip writer panicked")));
-        produced.and(written)
+        match (produced, written) {
+            // The workers stopped because the writer failed: its error is the cause.
+            (Err(_), Err(cause)) if workers_gone => Err(cause),
+            (produced, written) => produced.and(written),
+        }
     })
 }
 

@@ -89,6 +89,72 @@ pub fn edit_config(config: &mut Value, args: &AppendRequest, layers: &[NewLayer]
     Ok(())
 }
 
+/// Checks the fields of the base config that the edit reads or extends have the types
+/// image-spec gives them, and that it lists one diff_id per layer of its manifest: an
+/// edit would otherwise replace them silently and publish an image runtimes reject.
+pub fn check_base(config: &Value, digest: &str, manifest_layers: usize) -> Result<()> {
+    let damaged = |field: &str, should: &str| {
+        Error::Usage(format!(
+            "config {digest}: {field} is not {should}; the base image is damaged, rebuild or copy it again"
+        ))
+    };
+    let strings = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+    let Some(root) = config.as_object() else {
+        return Err(damaged("the config", "a JSON object"));
+    };
+    let empty = serde_json::Map::new();
+    let rootfs = match root.get("rootfs") {
+        None => &empty,
+        Some(Value::Object(rootfs)) => rootfs,
+        Some(_) => return Err(damaged("rootfs", "an object")),
+    };
+    match rootfs.get("type") {
+        None => {}
+        Some(t) if t.as_str() == Some("layers") => {}
+        Some(_) => return Err(damaged("rootfs.type", "\"layers\"")),
+    }
+    let diff_ids = match rootfs.get("diff_ids") {
+        None => 0,
+        Some(ids) if strings(ids) => ids.as_array().map_or(0, Vec::len),
+        _ => return Err(damaged("rootfs.diff_ids", "a list of digests")),
+    };
+    if diff_ids != manifest_layers {
+        return Err(damaged(
+            "rootfs.diff_ids",
+            &format!("one digest per layer ({diff_ids} for {manifest_layers} layers)"),
+        ));
+    }
+    match root.get("history") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(entries)) if entries.iter().all(Value::is_object) => {}
+        Some(_) => return Err(damaged("history", "a list of objects")),
+    }
+    let cfg = match root.get("config") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(cfg)) => cfg,
+        Some(_) => return Err(damaged("config", "an object")),
+    };
+    for key in ["Env", "Entrypoint", "Cmd"] {
+        match cfg.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) if strings(v) => {}
+            Some(_) => return Err(damaged(&format!("config.{key}"), "a list of strings")),
+        }
+    }
+    match cfg.get("Labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(labels)) if labels.values().all(Value::is_string) => {}
+        Some(_) => return Err(damaged("config.Labels", "an object of strings")),
+    }
+    for key in ["User", "WorkingDir"] {
+        match cfg.get(key) {
+            None | Some(Value::Null | Value::String(_)) => {}
+            Some(_) => return Err(damaged(&format!("config.{key}"), "a string")),
+        }
+    }
+    Ok(())
+}
+
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian calendar).
 fn rfc3339(seconds: i64) -> String {
     let days = seconds.div_euclid(86_400);

@@ -23,7 +23,19 @@ use crate::pex::manifest::MANIFEST_NAME;
 #[derive(Debug)]
 pub struct LayerPlan {
     pub output: PathBuf,
+    pub target: Target,
     pub entries: Vec<Entry>,
+}
+
+/// Where a layer's bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A regular file (or a new name): written beside it and renamed into place.
+    File,
+    /// pexinit's standard output (`-o -`, or a path naming the same file): streamed.
+    Stdout,
+    /// An existing device or pipe: opened and streamed into, never replaced.
+    Stream,
 }
 
 /// Everything `layer` will do, decided before anything is written.
@@ -39,6 +51,7 @@ pub struct Plan {
 /// What a written layer is: its descriptor and diff_id.
 #[derive(Debug, Clone, Serialize)]
 pub struct Written {
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub path: PathBuf,
     #[serde(rename = "mediaType")]
     pub media_type: String,
@@ -65,10 +78,13 @@ pub fn plan(args: &LayerRequest) -> Result<Plan> {
         .collect::<Result<Vec<Source>>>()?;
     let mut outputs = vec![args.output.clone()];
     outputs.extend(args.split.iter().cloned());
+    let mut targets = Vec::new();
     for output in &outputs {
-        check_output(output, &sources)?;
+        targets.push(check_output(output, &sources)?);
     }
-    if outputs.len() == 2 && outputs[0] == outputs[1] {
+    if outputs.len() == 2
+        && (outputs[0] == outputs[1] || targets.iter().all(|t| *t == Target::Stdout))
+    {
         return Err(Error::Usage(
             "--split names the same file as --output; give the application layer its own file"
                 .into(),
@@ -78,6 +94,7 @@ pub fn plan(args: &LayerRequest) -> Result<Plan> {
     let layers = match &args.split {
         None => vec![LayerPlan {
             output: args.output.clone(),
+            target: targets[0],
             entries: walk::finish(entries),
         }],
         Some(app_output) => {
@@ -96,10 +113,12 @@ pub fn plan(args: &LayerRequest) -> Result<Plan> {
             vec![
                 LayerPlan {
                     output: args.output.clone(),
+                    target: targets[0],
                     entries: walk::finish(deps),
                 },
                 LayerPlan {
                     output: app_output.clone(),
+                    target: targets[1],
                     entries: walk::finish(app),
                 },
             ]
@@ -120,11 +139,11 @@ pub fn plan(args: &LayerRequest) -> Result<Plan> {
 }
 
 /// Writes every planned layer; each file appears whole (temp + rename) or not at all.
+/// A device or pipe is streamed into.
 pub fn write(plan: &Plan) -> Result<Vec<Written>> {
     let mut written = Vec::new();
     for layer in &plan.layers {
-        let mut pending = Pending::create(&layer.output, 0o644)
-            .map_err(|e| Error::io(format!("{}", layer.output.display()), e))?;
+        let mut sink = Sink::open(layer)?;
         let total: u64 = layer
             .entries
             .iter()
@@ -134,7 +153,7 @@ pub fn write(plan: &Plan) -> Result<Vec<Written>> {
             })
             .sum();
         let progress = Progress::new(total, layer.output.display().to_string());
-        let out = BufWriter::with_capacity(1 << 20, pending.file());
+        let out = BufWriter::with_capacity(1 << 20, sink.file());
         let result =
             compress::compress(plan.compression, plan.level, plan.threads, out, &mut |w| {
                 archive::write_tar(&layer.entries, plan.owner, &mut progress.wrap(w))
@@ -144,8 +163,7 @@ pub fn write(plan: &Plan) -> Result<Vec<Written>> {
             result.map_err(|e| Error::io(format!("writing {}", layer.output.display()), e))?;
         out.into_inner()
             .map_err(|e| Error::io(format!("{}", layer.output.display()), e.into_error()))?;
-        pending
-            .commit()
+        sink.commit()
             .map_err(|e| Error::io(format!("{}", layer.output.display()), e))?;
         let format = match plan.compression {
             Compression::Gzip => LayerFormat::Gzip,
@@ -164,9 +182,100 @@ pub fn write(plan: &Plan) -> Result<Vec<Written>> {
     Ok(written)
 }
 
-/// The output's directory must exist, and must not lie inside a source: the next run
-/// would store the previous layer in the new one.
-fn check_output(output: &Path, sources: &[Source]) -> Result<()> {
+/// What a layer is written to.
+enum Sink {
+    File(Pending),
+    Stream(File),
+}
+
+impl Sink {
+    fn open(layer: &LayerPlan) -> Result<Sink> {
+        let context = |e| Error::io(format!("{}", layer.output.display()), e);
+        match layer.target {
+            Target::File => Pending::create(&layer.output, 0o644)
+                .map(Sink::File)
+                .map_err(context),
+            Target::Stdout => {
+                use std::os::fd::AsFd;
+                let fd = std::io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(context)?;
+                Ok(Sink::Stream(File::from(fd)))
+            }
+            Target::Stream => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let file = File::options()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+                    .open(&layer.output)
+                    .map_err(context)?;
+                // It was a device or pipe when planned; a regular file now would be
+                // written in place without truncation.
+                if file.metadata().map_err(context)?.is_file() {
+                    return Err(Error::Usage(format!(
+                        "--output {} was replaced by a regular file while planning; run again",
+                        layer.output.display()
+                    )));
+                }
+                Ok(Sink::Stream(file))
+            }
+        }
+    }
+
+    fn file(&mut self) -> &mut File {
+        match self {
+            Sink::File(pending) => pending.file(),
+            Sink::Stream(file) => file,
+        }
+    }
+
+    fn commit(self) -> std::io::Result<()> {
+        match self {
+            Sink::File(pending) => pending.commit(),
+            Sink::Stream(mut file) => std::io::Write::flush(&mut file),
+        }
+    }
+}
+
+/// Where `output` is: stdout (`-`, or the file stdout is), an existing device or pipe
+/// (streamed into), or a file. A file's directory must exist, and must not lie inside a
+/// source: the next run would store the previous layer in the new one.
+fn check_output(output: &Path, sources: &[Source]) -> Result<Target> {
+    use std::os::unix::fs::MetadataExt;
+    if output.as_os_str() == "-" {
+        return Ok(Target::Stdout);
+    }
+    match std::fs::metadata(output) {
+        Ok(meta) => {
+            if is_stdout(&meta) {
+                return Ok(Target::Stdout);
+            }
+            if meta.is_dir() {
+                return Err(Error::Usage(format!(
+                    "--output {} is a directory; name a file in it",
+                    output.display()
+                )));
+            }
+            let kind = meta.mode() & libc::S_IFMT;
+            if kind == libc::S_IFSOCK {
+                return Err(Error::Usage(format!(
+                    "--output {} is a socket; name a file, a device, a pipe or - for stdout",
+                    output.display()
+                )));
+            }
+            if !meta.is_file() {
+                return Ok(Target::Stream);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::Usage(format!(
+                "--output {}: {e}; name a file pexinit can write",
+                output.display()
+            )));
+        }
+    }
     let dir = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -190,5 +299,17 @@ fn check_output(output: &Path, sources: &[Source]) -> Result<()> {
             source.given.display()
         )));
     }
-    Ok(())
+    Ok(Target::File)
+}
+
+/// `meta` is the file pexinit's stdout is open on (a `/dev/stdout` link, say).
+fn is_stdout(meta: &std::fs::Metadata) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    File::from(fd)
+        .metadata()
+        .is_ok_and(|out| out.dev() == meta.dev() && out.ino() == meta.ino())
 }

@@ -3,6 +3,10 @@
 //!
 //! Every blob read is checked against its digest and size: an edit on top of a corrupt
 //! base would publish the corruption under a new, valid-looking digest.
+//!
+//! An open [`Layout`] holds an exclusive `flock` on the layout directory itself (no lock
+//! file is added to the layout): two appends to one layout take turns, and each reads
+//! `index.json` only once it holds the lock, so neither loses the other's tag.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -14,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::fs::atomic::{self, Pending};
+use crate::fs::bounded;
 use crate::fs::digest::{hex, sha256_reader};
 
 pub const INDEX: &str = "index.json";
@@ -23,25 +28,36 @@ const LAYOUT_FILE: &str = "oci-layout";
 pub struct Layout {
     pub dir: PathBuf,
     blobs: PathBuf,
+    /// The layout directory, flocked exclusively while this value lives.
+    _lock: File,
 }
 
 impl Layout {
     /// Opens `dir` as an OCI image layout: `oci-layout` names a version, and
     /// `blobs/sha256` is a real directory (a link there would send writes elsewhere).
     pub fn open(dir: &Path) -> Result<Layout> {
-        let marker = dir.join(LAYOUT_FILE);
-        let text = fs::read(&marker).map_err(|e| {
+        let not_a_layout = |e: &dyn std::fmt::Display| {
             Error::Usage(format!(
                 "{} is not an OCI image layout ({LAYOUT_FILE}: {e}); point --layout at a directory made by `umoci init` or `skopeo copy ... oci:DIR:TAG`",
                 dir.display()
             ))
-        })?;
+        };
+        let lock = lock_dir(dir).map_err(|e| not_a_layout(&e))?;
+        let marker = dir.join(LAYOUT_FILE);
+        let text = bounded::read(&marker, bounded::OCI_LAYOUT_FILE_LIMIT, false)
+            .map_err(|e| not_a_layout(&e))?;
         let version = serde_json::from_slice::<Value>(&text)
             .ok()
             .and_then(|v| v.get("imageLayoutVersion")?.as_str().map(str::to_string));
-        if version.is_none() {
+        let Some(version) = version else {
             return Err(Error::Usage(format!(
                 "{}: not a valid {LAYOUT_FILE} (no imageLayoutVersion); the layout is damaged",
+                marker.display()
+            )));
+        };
+        if !supported_version(&version) {
+            return Err(Error::Usage(format!(
+                "{}: imageLayoutVersion {version:?} is not supported; pexinit writes layouts of version 1.x (1.0.0)",
                 marker.display()
             )));
         }
@@ -66,12 +82,13 @@ impl Layout {
         Ok(Layout {
             dir: dir.to_path_buf(),
             blobs: dir.join("blobs/sha256"),
+            _lock: lock,
         })
     }
 
     pub fn read_index(&self) -> Result<Value> {
         let path = self.dir.join(INDEX);
-        let bytes = fs::read(&path).map_err(|e| {
+        let bytes = bounded::read(&path, bounded::OCI_INDEX_LIMIT, false).map_err(|e| {
             Error::Usage(format!(
                 "{}: {e}; the layout has no image index",
                 path.display()
@@ -112,11 +129,31 @@ impl Layout {
     }
 
     /// Reads a blob and checks it against its descriptor's digest and size.
+    /// The size is checked before anything is read, and a blob over
+    /// [`bounded::OCI_JSON_BLOB_LIMIT`] is refused.
     pub fn read_blob(&self, what: &str, digest: &str, size: Option<u64>) -> Result<Vec<u8>> {
         let path = self.blob_path(digest)?;
+        let file = bounded::open_regular(&path, true).map_err(|e| self.missing(what, digest, e))?;
+        let on_disk = file
+            .metadata()
+            .map_err(|e| self.missing(what, digest, e))?
+            .len();
+        if let Some(size) = size
+            && size != on_disk
+        {
+            return Err(Error::Usage(format!(
+                "the {what} blob {digest} is {on_disk} bytes but its descriptor says {size}; the layout is corrupt"
+            )));
+        }
+        if on_disk > bounded::OCI_JSON_BLOB_LIMIT {
+            return Err(Error::Usage(format!(
+                "the {what} blob {digest} is {on_disk} bytes, over the limit of {} for a {what}; the layout is corrupt",
+                bounded::OCI_JSON_BLOB_LIMIT
+            )));
+        }
         let mut bytes = Vec::new();
-        open_nofollow(&path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
+        file.take(bounded::OCI_JSON_BLOB_LIMIT + 1)
+            .read_to_end(&mut bytes)
             .map_err(|e| self.missing(what, digest, e))?;
         let actual = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
         if actual != digest {
@@ -154,24 +191,36 @@ impl Layout {
         ))
     }
 
-    /// Writes a blob unless an intact one is already there.
-    pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+    /// Writes a blob unless an intact one is already there; true when it was written.
+    pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<bool> {
         let path = self.blob_path(digest)?;
         if self.intact(&path, digest) {
-            return Ok(());
+            return Ok(false);
         }
-        atomic::write(&path, bytes, 0o644).map_err(|e| Error::io(format!("{}", path.display()), e))
+        atomic::write(&path, bytes, 0o644)
+            .map_err(|e| Error::io(format!("{}", path.display()), e))?;
+        Ok(true)
+    }
+
+    /// Removes blobs this append wrote (it failed before `index.json` named them).
+    pub fn remove_blobs(&self, digests: &[String]) {
+        for digest in digests {
+            if let Ok(path) = self.blob_path(digest) {
+                let _ = fs::remove_file(path);
+            }
+        }
     }
 
     /// Copies a layer file into the blobs, hashing as it copies: a file that changed
     /// since it was planned is an error and leaves no blob behind.
-    pub fn put_blob_from_file(&self, digest: &str, source: &Path) -> Result<()> {
+    pub fn put_blob_from_file(&self, digest: &str, source: &Path) -> Result<bool> {
         let path = self.blob_path(digest)?;
         if self.intact(&path, digest) {
-            return Ok(());
+            return Ok(false);
         }
         let context = || format!("copying {} to {}", source.display(), path.display());
-        let mut input = File::open(source).map_err(|e| Error::io(context(), e))?;
+        let mut input =
+            bounded::open_regular(source, false).map_err(|e| Error::io(context(), e))?;
         let mut pending = Pending::create(&path, 0o644).map_err(|e| Error::io(context(), e))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -192,7 +241,8 @@ impl Layout {
                 source.display()
             )));
         }
-        pending.commit().map_err(|e| Error::io(context(), e))
+        pending.commit().map_err(|e| Error::io(context(), e))?;
+        Ok(true)
     }
 
     pub fn write_index(&self, bytes: &[u8]) -> Result<()> {
@@ -206,10 +256,34 @@ impl Layout {
 }
 
 fn open_nofollow(path: &Path) -> io::Result<File> {
-    File::options()
+    bounded::open_regular(path, true)
+}
+
+/// image-spec's layout versions this code understands: 1.x.
+fn supported_version(version: &str) -> bool {
+    let mut parts = version.split('.');
+    parts.next() == Some("1")
+        && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && version.split('.').count() == 3
+}
+
+/// Opens `dir` and takes an exclusive flock on it, waiting for other holders.
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let file = File::options()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    loop {
+        // SAFETY: flock on a descriptor owned by `file`, which outlives the call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// `sha256:<hex>` of a file's content.

@@ -22,7 +22,10 @@ impl LayerFormat {
     pub fn sniff(head: &[u8]) -> LayerFormat {
         if head.starts_with(&[0x1f, 0x8b]) {
             LayerFormat::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+            // A skippable frame (magic 0x184D2A50..=0x184D2A5F, little endian) may come first.
+            || (head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18])
+        {
             LayerFormat::Zstd
         } else {
             LayerFormat::Tar

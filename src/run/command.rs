@@ -31,9 +31,12 @@ pub enum InterpreterSource {
 #[derive(Debug, Clone, Serialize)]
 pub struct CommandPlan {
     /// The file handed to execve.
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub executable: PathBuf,
-    pub argv: Vec<String>,
     #[serde(skip)]
+    pub argv: Vec<String>,
+    /// The argv handed to execve, byte for byte.
+    #[serde(rename = "argv", serialize_with = "crate::json_bytes::vec_os")]
     pub argv_os: Vec<OsString>,
     /// The PEX being run: PROGRAM itself, or the script argument of a python PROGRAM.
     pub pex: Option<Pex>,
@@ -117,6 +120,11 @@ pub fn plan_command(
 /// its bare name too (`pexinit run -- app.pex`), as users of `python app.pex` expect.
 fn locate_program(program: &OsStr, path_var: &OsStr, who: &Identity) -> Result<PathBuf> {
     let as_path = Path::new(program);
+    if program.is_empty() {
+        return Err(Error::NotFound(
+            "PROGRAM is an empty string; name a program (a path or a command on PATH)".into(),
+        ));
+    }
     if program.as_encoded_bytes().contains(&b'/') {
         if fs::symlink_metadata(as_path).is_err() && fs::metadata(as_path).is_err() {
             return Err(Error::NotFound(format!(
@@ -124,9 +132,16 @@ fn locate_program(program: &OsStr, path_var: &OsStr, who: &Identity) -> Result<P
                 as_path.display()
             )));
         }
+        if let Some(kind) = special_kind(as_path) {
+            return Err(Error::CannotExecute(format!(
+                "{} is {kind}, not a program; give an executable file or a PEX",
+                as_path.display()
+            )));
+        }
         return Ok(as_path.to_path_buf());
     }
-    if info::is_pex_candidate(as_path) {
+    // A fifo or device in the working directory is no PEX (and reading one could block).
+    if special_kind(as_path).is_none() && info::is_pex_candidate(as_path) {
         return Ok(as_path.to_path_buf());
     }
     find_executable(program, path_var, who).map_err(|e| {
@@ -136,6 +151,21 @@ fn locate_program(program: &OsStr, path_var: &OsStr, who: &Identity) -> Result<P
             "install it, fix PATH or give the full path",
         )
     })
+}
+
+/// What `path` is when it is neither a regular file nor a directory (following links).
+fn special_kind(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = fs::metadata(path).ok()?.file_type();
+    if kind.is_fifo() {
+        Some("a fifo")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    }
 }
 
 fn with_context(lookup: Lookup, what: &str, fix: &str) -> Error {

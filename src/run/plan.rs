@@ -60,9 +60,11 @@ pub enum Action {
 pub struct Decision {
     pub variable: &'static str,
     /// The value received (None = unset).
-    pub input: Option<String>,
-    /// The value the program gets (None = unset).
-    pub value: Option<String>,
+    #[serde(serialize_with = "crate::json_bytes::opt_os")]
+    pub input: Option<OsString>,
+    /// The value the program gets (None = unset), byte for byte.
+    #[serde(serialize_with = "crate::json_bytes::opt_os")]
+    pub value: Option<OsString>,
     pub action: Action,
     /// Symlinks crossed while resolving the value.
     pub links: Vec<LinkHop>,
@@ -75,7 +77,9 @@ pub struct Decision {
 /// A directory `apply` creates below an existing physical `root`.
 #[derive(Debug, Clone, Serialize)]
 pub struct MkDir {
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub root: PathBuf,
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub path: PathBuf,
     pub policy: DirPolicy,
 }
@@ -85,6 +89,7 @@ pub struct UserSummary {
     pub uid: u32,
     pub gid: u32,
     pub name: Option<String>,
+    #[serde(serialize_with = "crate::json_bytes::opt_os")]
     pub passwd_home: Option<PathBuf>,
 }
 
@@ -93,6 +98,7 @@ pub struct EnvPlan {
     pub user: UserSummary,
     pub decisions: Vec<Decision>,
     /// The physical working directory (None when it was deleted under us).
+    #[serde(serialize_with = "crate::json_bytes::opt_os")]
     pub cwd: Option<PathBuf>,
     pub mkdirs: Vec<MkDir>,
     /// Printed once each by `run`; listed by `doctor`.
@@ -239,10 +245,10 @@ impl Planner<'_> {
     /// The kernel's cwd is always physical; PWD (what shells and some tools trust) may
     /// not be. pex #2634 failed with the cwd inside a symlinked home.
     fn plan_cwd(&mut self, cwd: &io::Result<PathBuf>) -> Option<PathBuf> {
-        let input = lossy(self.input("PWD"));
+        let input = self.input("PWD");
         match cwd {
             Ok(cwd) => {
-                let value = cwd.to_string_lossy().into_owned();
+                let value = cwd.as_os_str().to_os_string();
                 let action = action_for(input.as_deref(), &value);
                 self.record(Decision {
                     variable: "PWD",
@@ -288,7 +294,7 @@ impl Planner<'_> {
         if raw.is_empty() {
             // The XDG base directory spec treats an empty value as unset.
             let mut decision = unset("XDG_CACHE_HOME");
-            decision.input = Some(String::new());
+            decision.input = Some(OsString::new());
             self.record(decision);
             return None;
         }
@@ -297,7 +303,7 @@ impl Planner<'_> {
 
     /// TMPDIR and XDG_CACHE_HOME: physical when usable, otherwise dropped with a warning.
     fn plan_optional_dir(&mut self, variable: &'static str, raw: OsString) -> Option<PathBuf> {
-        let input = Some(raw.to_string_lossy().into_owned());
+        let input = Some(raw.clone());
         let path = PathBuf::from(&raw);
         let verdict = if path.is_relative() {
             Err("is relative; the XDG base directory spec says to ignore it".to_owned())
@@ -306,7 +312,7 @@ impl Planner<'_> {
         };
         match verdict {
             Ok(chosen) => {
-                let value = chosen.path().to_string_lossy().into_owned();
+                let value = chosen.path().as_os_str().to_os_string();
                 self.create_if_missing(&chosen, DirPolicy::Shared);
                 self.record(Decision {
                     variable,
@@ -354,7 +360,7 @@ impl Planner<'_> {
     /// HOME: physical and writable, else the passwd home, else a private fallback.
     fn plan_home(&mut self, tmp: &Option<PathBuf>) -> PathBuf {
         let raw = self.input("HOME").filter(|v| !v.is_empty());
-        let input = lossy(raw.clone());
+        let input = raw.clone();
         let (candidate, from_passwd) = match (&raw, &self.who.passwd) {
             (Some(v), _) => (Some(PathBuf::from(v)), false),
             (None, Some(entry)) => (Some(entry.home.clone()), true),
@@ -375,7 +381,7 @@ impl Planner<'_> {
         };
         match verdict {
             Ok(chosen) => {
-                let value = chosen.path().to_string_lossy().into_owned();
+                let value = chosen.path().as_os_str().to_os_string();
                 let action = if from_passwd {
                     Action::FromPasswd
                 } else {
@@ -428,7 +434,7 @@ impl Planner<'_> {
                 self.record(Decision {
                     variable: "HOME",
                     input,
-                    value: Some(fallback.home.to_string_lossy().into_owned()),
+                    value: Some(fallback.home.as_os_str().to_os_string()),
                     action: Action::Fallback,
                     links: Vec::new(),
                     status: None,
@@ -449,7 +455,7 @@ impl Planner<'_> {
         tmp: &Option<PathBuf>,
     ) {
         let raw = self.input("PEX_ROOT").filter(|v| !v.is_empty());
-        let input = lossy(raw.clone());
+        let input = raw.clone();
         let (wanted, note) = match (&raw, xdg) {
             (Some(raw), _) => {
                 let path = PathBuf::from(raw);
@@ -471,14 +477,14 @@ impl Planner<'_> {
             ),
         };
         let note = note.map(str::to_owned);
-        let action_if_ok = |value: &str| match &input {
+        let action_if_ok = |value: &OsStr| match &input {
             None => Action::Derived,
             Some(i) if i == value => Action::Kept,
             Some(_) => Action::Resolved,
         };
         match self.usable(&wanted) {
             Ok(chosen) => {
-                let value = chosen.path().to_string_lossy().into_owned();
+                let value = chosen.path().as_os_str().to_os_string();
                 self.create_if_missing(&chosen, DirPolicy::Shared);
                 self.record(Decision {
                     variable: "PEX_ROOT",
@@ -507,7 +513,7 @@ impl Planner<'_> {
                 self.record(Decision {
                     variable: "PEX_ROOT",
                     input,
-                    value: Some(value.to_string_lossy().into_owned()),
+                    value: Some(value.as_os_str().to_os_string()),
                     action: Action::Kept,
                     links: resolved.map(|r| r.links).unwrap_or_default(),
                     status: None,
@@ -537,7 +543,7 @@ impl Planner<'_> {
                 self.record(Decision {
                     variable: "PEX_ROOT",
                     input,
-                    value: Some(value.to_string_lossy().into_owned()),
+                    value: Some(value.as_os_str().to_os_string()),
                     action: Action::Fallback,
                     links: Vec::new(),
                     status: None,
@@ -560,11 +566,7 @@ fn unset(variable: &'static str) -> Decision {
     }
 }
 
-fn lossy(value: Option<OsString>) -> Option<String> {
-    value.map(|v| v.to_string_lossy().into_owned())
-}
-
-fn action_for(input: Option<&str>, value: &str) -> Action {
+fn action_for(input: Option<&OsStr>, value: &OsStr) -> Action {
     if input == Some(value) {
         Action::Kept
     } else {

@@ -18,7 +18,8 @@ use crate::run::seed_use::SeedCheck;
 /// `env --json`: the environment and the plan that produced it.
 #[derive(Serialize)]
 pub struct EnvReport<'a> {
-    pub env: BTreeMap<String, String>,
+    /// Names and values byte for byte (see [`crate::json_bytes`]).
+    pub env: BTreeMap<String, crate::json_bytes::Json<'a>>,
     #[serde(flatten)]
     pub plan: &'a EnvPlan,
     pub command: Option<&'a CommandPlan>,
@@ -37,12 +38,7 @@ impl<'a> EnvReport<'a> {
         let env = plan
             .env
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string_lossy().into_owned(),
-                    v.to_string_lossy().into_owned(),
-                )
-            })
+            .map(|(k, v)| (crate::json_bytes::key(k), crate::json_bytes::Json(v)))
             .collect();
         EnvReport {
             env,
@@ -88,6 +84,7 @@ fn shell_quote(value: &str) -> String {
 /// The PEX part of a diagnosis.
 #[derive(Serialize)]
 pub struct PexReport {
+    #[serde(serialize_with = "crate::json_bytes::os")]
     pub path: PathBuf,
     pub layout: Layout,
     pub pex_version: Option<String>,
@@ -122,6 +119,7 @@ impl PexReport {
 #[derive(Serialize)]
 pub struct Diagnosis<'a> {
     pub healthy: bool,
+    #[serde(serialize_with = "crate::json_bytes::opt_os")]
     pub config_file: Option<PathBuf>,
     #[serde(flatten)]
     pub plan: &'a EnvPlan,
@@ -153,7 +151,10 @@ impl Diagnosis<'_> {
             let _ = writeln!(out, "config: {}", path.display());
         }
         for d in &self.plan.decisions {
-            let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
+            let shown = |v: &Option<std::ffi::OsString>| {
+                v.as_ref()
+                    .map_or("(unset)".into(), |v| v.to_string_lossy().into_owned())
+            };
             let verdict = match d.action {
                 Action::Kept => format!("{} (already physical)", shown(&d.value)),
                 Action::Unset => "(unset)".into(),

@@ -375,6 +375,8 @@ pub fn pexinit() -> Command {
 }
 
 /// `setpriv` in front of `cmd`'s program: run as `uid:gid` with no supplementary groups.
+/// The program and every argument naming an existing file are passed as [`reachable`]
+/// copies, so the suite works from a clone in a private directory (`/root/pexinit`).
 pub fn as_user(uid: u32, gid: u32, cmd: &Command) -> Command {
     let mut wrapped = Command::new("/usr/bin/setpriv");
     wrapped
@@ -382,10 +384,87 @@ pub fn as_user(uid: u32, gid: u32, cmd: &Command) -> Command {
         .arg(format!("--regid={gid}"))
         .arg("--clear-groups")
         .arg("--")
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
+        .arg(reachable(Path::new(cmd.get_program())))
+        .args(cmd.get_args().map(|arg| {
+            let path = Path::new(arg);
+            if path.is_absolute() && path.exists() {
+                reachable(path).into_os_string()
+            } else {
+                arg.to_os_string()
+            }
+        }));
     copy_env_and_dir(cmd, &mut wrapped);
     wrapped
+}
+
+/// Where other users can read `path` (a program, a fixture): `path` itself when every
+/// directory above it lets others through, else a copy (`cp -a`) under
+/// `/tmp/pexinit-test-reachable/`, refreshed when the original's size or mtime changes.
+/// Tests that run pexinit or a fixture as another uid pass what they run through this:
+/// the checkout (and its `target/`) may sit in a directory only its owner can enter.
+pub fn reachable(path: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let Ok(canonical) = fs::canonicalize(path) else {
+        return path.to_path_buf();
+    };
+    let others_enter = |dir: &Path| fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0);
+    if canonical.ancestors().skip(1).all(others_enter) {
+        return path.to_path_buf();
+    }
+    let base = Path::new("/tmp/pexinit-test-reachable");
+    fs::create_dir_all(base).expect("create /tmp/pexinit-test-reachable");
+    let meta = fs::symlink_metadata(base).expect("lstat reachable dir");
+    assert!(
+        meta.is_dir() && meta.uid() == nix::unistd::getuid().as_raw(),
+        "{} is not a directory of ours",
+        base.display()
+    );
+    fs::set_permissions(base, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let source = fs::metadata(&canonical).expect("stat source");
+    let hash = |value: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        value(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    };
+    // One directory per original, holding one copy per version of it.
+    let versions = base.join(hash(&|h| canonical.hash(h)));
+    fs::create_dir_all(&versions).expect("mkdir versions");
+    fs::set_permissions(&versions, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let version = hash(&|h| (source.len(), source.mtime(), source.mtime_nsec()).hash(h));
+    let dir = versions.join(&version);
+    let name = canonical.file_name().expect("a file name");
+    let dest = dir.join(name);
+    if dest.exists() {
+        return dest;
+    }
+    // Older versions (an earlier build of pexinit) are no longer run.
+    for old in fs::read_dir(&versions).expect("list versions").flatten() {
+        if !old.file_name().as_encoded_bytes().starts_with(b".") {
+            let _ = fs::remove_dir_all(old.path());
+        }
+    }
+    // Copied beside, then renamed: concurrent test processes see a whole copy or none.
+    let tmp = versions.join(format!(
+        ".{version}.{}.{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir(&tmp).expect("mkdir copy");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).expect("chmod copy");
+    let status = Command::new("/bin/cp")
+        .arg("-a")
+        .arg(&canonical)
+        .arg(tmp.join(name))
+        .status()
+        .expect("cp -a; apt-get install -y coreutils");
+    assert!(status.success(), "cp -a {}", canonical.display());
+    if fs::rename(&tmp, &dir).is_err() {
+        // Another process made it first.
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    dest
 }
 
 /// `unshare --mount` with `/etc/passwd` replaced by `passwd` (a bind mount private to

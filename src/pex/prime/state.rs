@@ -81,7 +81,18 @@ pub(super) fn lock(plan: &Plan) -> Result<Lock> {
             .open(&path)
     };
     // flock needs no write access: a lock file another user made still locks.
-    let file = open(true).or_else(|_| open(false)).map_err(|e| {
+    // When it cannot be opened at all, the first error is the cause (a read-only
+    // filesystem, no permission), not the second's "no such file".
+    let file = open(true).or_else(|first| {
+        open(false).map_err(|second| {
+            if second.kind() == std::io::ErrorKind::NotFound {
+                first
+            } else {
+                second
+            }
+        })
+    });
+    let file = file.map_err(|e| {
         bad(format!(
             "cannot open the lock file {}: {e}; --into must sit in a writable directory",
             path.display()

@@ -1,0 +1,1014 @@
+//! Hostile input, full disks, kills and races: every command keeps the README's promises
+//! (documented exit status, one line on stderr, nothing half-written, nothing touched
+//! outside the user's paths) under real faults: devices and pipes as outputs, tmpfs
+//! mounts that fill up, `kill -9` at random moments, concurrent processes.
+
+mod oci_support;
+mod support;
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_support::*;
+use serde_json::Value;
+use support::*;
+
+/// The failure every bad input must give: `code` and one line naming the problem.
+fn assert_one_line_error(ran: &Ran, code: i32, needle: &str) {
+    assert_eq!(ran.code, Some(code), "{}", ran.describe());
+    let lines = ran.stderr_lines();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("pexinit: error: ") && lines[0].contains(needle),
+        "expected one error line naming {needle:?}:\n{}",
+        ran.describe()
+    );
+}
+
+/// `sh -c SCRIPT` in a new private mount namespace, with `$1`, `$2`... as given.
+fn in_mount_namespace(script: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
+    let mut cmd = tool("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(script)
+        .arg("sh");
+    for arg in args {
+        cmd.arg(arg);
+    }
+    cmd
+}
+
+/// `size` bytes that do not compress, from a seeded generator (no /dev/urandom reads).
+fn incompressible(size: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(size + 8);
+    while out.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(size);
+    out
+}
+
+/// A source tree holding one file of `size` incompressible bytes.
+fn big_source(sb: &Sandbox, rel: &str, size: usize) -> PathBuf {
+    let dir = sb.mkdir(rel);
+    fs::write(dir.join("blob"), incompressible(size, 42)).expect("write blob");
+    dir
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------------------
+// layer -o: devices, pipes and stdout are streamed into, never replaced
+
+#[test]
+fn layer_into_a_device_streams_into_it_and_leaves_the_node() {
+    let sb = Sandbox::new();
+    let src = sb.mkdir("src");
+    sb.write("src/file", b"hello\n");
+    let dev = sb.mkdir("dev");
+    let before = snapshot(&src);
+    // A private /dev-like tmpfs holding a real null device, as a container's /dev.
+    let ran = run(&mut in_mount_namespace(
+        "mount -t tmpfs tmpfs \"$1\" && mknod -m 666 \"$1/null\" c 1 3 \
+         && \"$2\" layer -o \"$1/null\" \"$3\" && stat -c '%F %t:%T' \"$1/null\" && ls -A \"$1\"",
+        &[&dev, &pexinit_bin(), &src],
+    ));
+    assert!(ran.success(), "{}", ran.describe());
+    assert!(
+        ran.stdout.contains("character special file 1:3\nnull\n"),
+        "the device was replaced:\n{}",
+        ran.describe()
+    );
+    assert_eq!(snapshot(&src), before);
+}
+
+#[test]
+fn layer_to_stdout_dash_or_dev_stdout_writes_the_same_bytes_as_to_a_file() {
+    let sb = Sandbox::new();
+    let src = sb.mkdir("src");
+    sb.write("src/file", b"hello\n");
+    let file = sb.join("out.tar.gz");
+    let ran = run(pexinit().args(["layer", "-o"]).arg(&file).arg(&src));
+    assert!(ran.success(), "{}", ran.describe());
+    let expected = fs::read(&file).expect("layer file");
+    fs::remove_file(&file).expect("rm");
+    let dev = sb.mkdir("dev");
+    let before = snapshot(sb.path());
+
+    // `-o -`: the layer on stdout, the descriptor on stderr.
+    let out = pexinit()
+        .args(["layer", "-o", "-"])
+        .arg(&src)
+        .current_dir(sb.path())
+        .output()
+        .expect("pexinit");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, expected, "-o - wrote other bytes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("-: sha256:"), "{stderr}");
+
+    // `-o /dev/stdout` (a link to /proc/self/fd/1) is stdout too: in a private /dev, so
+    // a regression cannot replace the machine's own /dev/stdout.
+    let out = in_mount_namespace(
+        "mount -t tmpfs tmpfs \"$1\" && ln -s /proc/self/fd/1 \"$1/stdout\" \
+         && \"$2\" layer -o \"$1/stdout\" \"$3\" 2>/dev/null \
+         && [ -L \"$1/stdout\" ] && [ \"$(ls -A \"$1\")\" = stdout ]",
+        &[&dev, &pexinit_bin(), &src],
+    )
+    .output()
+    .expect("unshare");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, expected, "-o /dev/stdout wrote other bytes");
+    assert_eq!(snapshot(sb.path()), before);
+}
+
+#[test]
+fn layer_into_a_fifo_streams_and_the_fifo_stays() {
+    let sb = Sandbox::new();
+    let src = sb.mkdir("src");
+    sb.write("src/file", b"hello\n");
+    let file = sb.join("out.tar");
+    let ran = run(pexinit()
+        .args(["layer", "--compression", "none", "-o"])
+        .arg(&file)
+        .arg(&src));
+    assert!(ran.success(), "{}", ran.describe());
+    let expected = fs::read(&file).expect("layer");
+    let fifo = sb.join("pipe");
+    must("mkfifo", tool("mkfifo").arg(&fifo));
+    // The reader is a process that gives up: a fifo replaced by a file is never opened
+    // for writing, and a thread would wait for it forever.
+    let reader = tool("timeout")
+        .arg("30")
+        .arg("cat")
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cat fifo");
+    let ran = run(pexinit()
+        .args(["layer", "--compression", "none", "-o"])
+        .arg(&fifo)
+        .arg(&src));
+    let read = reader.wait_with_output().expect("cat");
+    assert!(ran.success(), "{}", ran.describe());
+    assert_eq!(read.stdout, expected, "the fifo's reader got other bytes");
+    assert!(
+        fs::symlink_metadata(&fifo)
+            .expect("fifo")
+            .file_type()
+            .is_fifo()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// layer on a full disk, and killed layer runs
+
+#[test]
+fn gzip_layer_on_a_full_disk_exits_125_and_leaves_nothing() {
+    let sb = Sandbox::new();
+    let src = big_source(&sb, "src", 32 << 20);
+    let disk = sb.mkdir("disk");
+    let before = snapshot(&src);
+    for compression in ["gzip", "zstd", "none"] {
+        let started = Instant::now();
+        let ran = run(&mut in_mount_namespace(
+            "mount -t tmpfs -o size=2m tmpfs \"$1\" || exit 99
+             timeout -s KILL 60 \"$2\" layer --compression \"$4\" -o \"$1/o.tar\" \"$3\"
+             rc=$?; echo \"left:$(ls -A \"$1\")\"; exit $rc",
+            &[&disk, &pexinit_bin(), &src, &compression],
+        ));
+        assert_one_line_error(&ran, 125, "No space left on device");
+        assert_eq!(ran.stdout, "left:\n", "{compression}: {}", ran.describe());
+        assert!(started.elapsed() < Duration::from_secs(60), "{compression}");
+    }
+    assert_eq!(snapshot(&src), before);
+    assert!(names_in(&disk).is_empty());
+}
+
+/// The pid of a process that has exited (and was reaped).
+fn dead_pid() -> u32 {
+    let mut child = Command::new("/bin/true").spawn().expect("spawn true");
+    let pid = child.id();
+    child.wait().expect("wait");
+    pid
+}
+
+#[test]
+fn killed_layer_runs_leave_no_temp_file_and_old_ones_are_removed() {
+    let sb = Sandbox::new();
+    let src = big_source(&sb, "src", 48 << 20);
+    let out_dir = sb.mkdir("out");
+    let out = out_dir.join("o.tar.gz");
+    let mut killed_while_writing = 0;
+    for round in 0..6u64 {
+        let mut child = pexinit()
+            .args(["layer", "--threads", "1", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pexinit");
+        std::thread::sleep(Duration::from_millis(150 + 90 * round));
+        if child.try_wait().expect("try_wait").is_none() {
+            killed_while_writing += 1;
+        }
+        let _ = child.kill();
+        child.wait().expect("wait");
+        assert!(
+            names_in(&out_dir).is_empty(),
+            "round {round}: a killed run left {:?}",
+            names_in(&out_dir)
+        );
+    }
+    assert!(killed_while_writing >= 3, "the runs ended before the kill");
+
+    // Temp files of processes that are gone (an older pexinit, a filesystem without
+    // O_TMPFILE) are removed by the next write of the same file; others are kept.
+    let stale = out_dir.join(format!(".o.tar.gz.tmp.{}", dead_pid()));
+    let alive = out_dir.join(format!(".o.tar.gz.tmp.{}", std::process::id()));
+    let unrelated = out_dir.join(format!(".other.tmp.{}", dead_pid()));
+    for path in [&stale, &alive, &unrelated] {
+        fs::write(path, b"partial").expect("plant temp");
+    }
+    let ran = run(pexinit()
+        .args(["layer", "--compression", "none", "-o"])
+        .arg(&out)
+        .arg(sb.mkdir("small")));
+    assert!(ran.success(), "{}", ran.describe());
+    let mut expected = vec![
+        "o.tar.gz".to_string(),
+        alive.file_name().unwrap().to_string_lossy().into_owned(),
+        unrelated
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    expected.sort();
+    assert_eq!(names_in(&out_dir), expected);
+}
+
+// ---------------------------------------------------------------------------------------
+// image append: concurrent runs, bad bases, bad layers, full disks
+
+/// An empty image `base` in a new layout at `dest` (umoci init + new): small enough for
+/// a tmpfs of a few hundred KiB.
+fn tiny_layout(dest: &Path) -> PathBuf {
+    must(
+        "umoci init",
+        tool("umoci").args(["init", "--layout"]).arg(dest),
+    );
+    must(
+        "umoci new",
+        tool("umoci")
+            .args(["new", "--image"])
+            .arg(format!("{}:base", dest.display())),
+    );
+    dest.to_path_buf()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).expect("read json")).expect("json")
+}
+
+fn blob_file(layout: &Path, digest: &Value) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(&digest.as_str().expect("digest")[7..])
+}
+
+/// Writes `value` as a blob; returns its descriptor fields (digest, size).
+fn put_json_blob(layout: &Path, value: &Value) -> (String, u64) {
+    let bytes = serde_json::to_vec(value).expect("json");
+    let digest = sha256_hex(&bytes);
+    fs::write(layout.join("blobs/sha256").join(&digest), &bytes).expect("write blob");
+    (format!("sha256:{digest}"), bytes.len() as u64)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    pexinit::oci::compress::hex(&sha2::Sha256::digest(bytes))
+}
+
+/// Replaces the only image's config with `edit(config)`, as a consistent layout (new
+/// config blob, new manifest blob, index pointing at it).
+fn edit_base_config(layout: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut index = read_json(&layout.join("index.json"));
+    let mut manifest = read_json(&blob_file(layout, &index["manifests"][0]["digest"]));
+    let mut config = read_json(&blob_file(layout, &manifest["config"]["digest"]));
+    edit(&mut config);
+    let (digest, size) = put_json_blob(layout, &config);
+    manifest["config"]["digest"] = digest.into();
+    manifest["config"]["size"] = size.into();
+    let (digest, size) = put_json_blob(layout, &manifest);
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = size.into();
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("write index");
+}
+
+/// `pexinit image append` of `layers` to `layout`'s image `base`, killed after 60 s (a
+/// run waiting on a fifo must fail the test, not hang it).
+fn append_cmd(layout: &Path, layers: &[&Path], extra: &[&str]) -> Command {
+    let mut cmd = tool("timeout");
+    cmd.args(["-s", "KILL", "60", pexinit_bin()])
+        .args(["image", "append", "--layout"])
+        .arg(layout)
+        .args(["--ref", "base"]);
+    for layer in layers {
+        cmd.arg("--layer").arg(layer);
+    }
+    cmd.args(extra);
+    cmd
+}
+
+fn small_layer(sb: &Sandbox, name: &str, compression: &str) -> PathBuf {
+    let src = sb.mkdir(&format!("{name}-src"));
+    fs::write(src.join("file"), name).expect("write");
+    let out = sb.join(name);
+    let ran = run(pexinit()
+        .args(["layer", "--compression", compression, "-o"])
+        .arg(&out)
+        .arg(format!("{}:/{name}", src.display())));
+    assert!(ran.success(), "{}", ran.describe());
+    out
+}
+
+fn tags(layout: &Path) -> Vec<String> {
+    let mut tags: Vec<String> = read_json(&layout.join("index.json"))["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .map(str::to_string)
+        .collect();
+    tags.sort();
+    tags
+}
+
+#[test]
+fn concurrent_appends_to_one_layout_keep_every_tag() {
+    let sb = Sandbox::new();
+    let layer = small_layer(&sb, "app.tar.gz", "gzip");
+    for round in 0..4 {
+        let layout = tiny_layout(&sb.join(&format!("layout-{round}")));
+        let children: Vec<_> = (0..4)
+            .map(|i| {
+                append_cmd(&layout, &[&layer], &["--tag", &format!("t{i}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn append")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("wait");
+            assert!(out.status.success(), "{out:?}");
+        }
+        assert_eq!(
+            tags(&layout),
+            ["base", "t0", "t1", "t2", "t3"],
+            "round {round}"
+        );
+        must(
+            "umoci unpack",
+            tool("umoci")
+                .args(["unpack", "--image"])
+                .arg(format!("{}:t3", layout.display()))
+                .arg(sb.join(&format!("bundle-{round}"))),
+        );
+    }
+}
+
+/// A tar holding one member whose header claims `claimed` bytes, followed by `data`.
+fn lying_tar(claimed: u64, data: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path("big").expect("path");
+    header.set_mode(0o644);
+    header.set_size(claimed);
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+#[test]
+fn append_refuses_damaged_bases_bad_tags_and_lying_layers_leaving_the_layout_unchanged() {
+    let sb = Sandbox::new();
+    let good = small_layer(&sb, "good.tar.gz", "gzip");
+    // The first member claims 10^12 bytes; only a few follow.
+    let lying_first = sb.write("lying-first.tar", &lying_tar(1_000_000_000_000, b"x"));
+    // A whole first member, then one that claims more than the stream holds.
+    let mut second = fs::read(small_layer(&sb, "ok.tar", "none")).expect("read");
+    second.truncate(second.len() - 1024);
+    second.extend_from_slice(&lying_tar(5000, b"short"));
+    let lying_second = sb.write("lying-second.tar", &second);
+    let fifo = sb.join("fifo-layer");
+    must("mkfifo", tool("mkfifo").arg(&fifo));
+
+    type Breaker = Box<dyn Fn(&Path)>;
+    let set = |pointer: &'static str, value: Value| -> Breaker {
+        Box::new(move |l: &Path| {
+            let value = value.clone();
+            edit_base_config(l, move |c| *c.pointer_mut(pointer).expect(pointer) = value)
+        })
+    };
+    let intact: Breaker = Box::new(|_: &Path| {});
+    /// Name, damage, layers, extra flags, what the error names.
+    type Case<'a> = (&'a str, Breaker, Vec<&'a Path>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "diff_ids",
+            set("/rootfs/diff_ids", "x".into()),
+            vec![&good],
+            vec![],
+            "rootfs.diff_ids is not",
+        ),
+        (
+            "history",
+            Box::new(|l: &Path| edit_base_config(l, |c| c["history"] = 5.into())),
+            vec![&good],
+            vec![],
+            "history is not",
+        ),
+        (
+            "env",
+            Box::new(|l: &Path| edit_base_config(l, |c| c["config"]["Env"] = "x".into())),
+            vec![&good],
+            vec![],
+            "config.Env is not",
+        ),
+        (
+            "layout-version",
+            Box::new(|l: &Path| {
+                fs::write(l.join("oci-layout"), r#"{"imageLayoutVersion":"9.9.9"}"#).expect("write")
+            }),
+            vec![&good],
+            vec![],
+            "imageLayoutVersion \"9.9.9\"",
+        ),
+        (
+            "tag",
+            Box::new(|_: &Path| {}),
+            vec![&good],
+            vec!["--tag", "../x"],
+            "not a valid ref name",
+        ),
+        (
+            "lying-first",
+            Box::new(|_: &Path| {}),
+            vec![&good, &lying_first],
+            vec![],
+            "cut short",
+        ),
+        (
+            "lying-second",
+            Box::new(|_: &Path| {}),
+            vec![&good, &lying_second],
+            vec![],
+            "cut short",
+        ),
+        ("fifo-layer", intact, vec![&fifo], vec![], "is a fifo"),
+    ];
+    for (name, breaker, layers, extra, needle) in cases {
+        let layout = tiny_layout(&sb.join(&format!("layout-{name}")));
+        breaker(&layout);
+        let before = snapshot(&layout);
+        let ran = run(&mut append_cmd(&layout, &layers, &extra));
+        assert_one_line_error(&ran, 125, needle);
+        assert_eq!(snapshot(&layout), before, "{name} changed the layout");
+    }
+}
+
+#[test]
+fn append_reads_no_fifo_device_or_oversized_blob() {
+    let sb = Sandbox::new();
+    let good = small_layer(&sb, "good.tar.gz", "gzip");
+
+    type Breaker = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Breaker, &str)> = vec![
+        (
+            "index-fifo",
+            Box::new(|l: &Path| {
+                fs::remove_file(l.join("index.json")).expect("rm");
+                must("mkfifo", tool("mkfifo").arg(l.join("index.json")));
+            }),
+            "is a fifo",
+        ),
+        (
+            "index-zero",
+            Box::new(|l: &Path| {
+                fs::remove_file(l.join("index.json")).expect("rm");
+                std::os::unix::fs::symlink("/dev/zero", l.join("index.json")).expect("ln");
+            }),
+            "is a device",
+        ),
+        (
+            "oci-layout-zero",
+            Box::new(|l: &Path| {
+                fs::remove_file(l.join("oci-layout")).expect("rm");
+                std::os::unix::fs::symlink("/dev/zero", l.join("oci-layout")).expect("ln");
+            }),
+            "is a device",
+        ),
+        (
+            // 300 MiB (sparse) where the descriptor says a few hundred bytes: refused
+            // from its size, before a byte is read.
+            "config-oversized",
+            Box::new(|l: &Path| {
+                let index = read_json(&l.join("index.json"));
+                let manifest = read_json(&blob_file(l, &index["manifests"][0]["digest"]));
+                let config = blob_file(l, &manifest["config"]["digest"]);
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(config)
+                    .expect("open")
+                    .set_len(300 << 20)
+                    .expect("truncate");
+            }),
+            "but its descriptor says",
+        ),
+    ];
+    for (name, breaker, needle) in cases {
+        let layout = tiny_layout(&sb.join(&format!("layout-{name}")));
+        breaker(&layout);
+        let before = snapshot(&layout);
+        let ran = run(&mut append_cmd(&layout, &[&good], &[]));
+        assert_one_line_error(&ran, 125, needle);
+        assert_eq!(snapshot(&layout), before, "{name} changed the layout");
+    }
+}
+
+#[test]
+fn zstd_layer_with_a_leading_skippable_frame_is_a_zstd_layer() {
+    let sb = Sandbox::new();
+    let zst = small_layer(&sb, "app.tar.zst", "zstd");
+    let mut bytes = vec![0x5a, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, b'm', b'e', b't', b'a'];
+    bytes.extend_from_slice(&fs::read(&zst).expect("read"));
+    let skippable = sb.write("skippable.tar.zst", &bytes);
+    let layout = tiny_layout(&sb.join("layout"));
+    let mut cmd = append_cmd(&layout, &[&skippable], &["--tag", "app", "--json"]);
+    let ran = run(&mut cmd);
+    assert!(ran.success(), "{}", ran.describe());
+    let report = ran.json();
+    assert_eq!(
+        report["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    // The same diff_id as the plain zstd layer: the tar inside is the same.
+    let plain = run(&mut append_cmd(
+        &layout,
+        &[&zst],
+        &["--tag", "plain", "--json"],
+    ));
+    assert!(plain.success(), "{}", plain.describe());
+    assert_eq!(
+        report["layers"][0]["diff_id"],
+        plain.json()["layers"][0]["diff_id"]
+    );
+}
+
+#[test]
+fn append_on_a_full_disk_removes_the_blobs_it_wrote() {
+    let sb = Sandbox::new();
+    let small = small_layer(&sb, "small.tar.gz", "gzip");
+    let big_src = big_source(&sb, "big-src", 4 << 20);
+    let big = sb.join("big.tar.gz");
+    let ran = run(pexinit().args(["layer", "-o"]).arg(&big).arg(&big_src));
+    assert!(ran.success(), "{}", ran.describe());
+    let template = tiny_layout(&sb.join("template"));
+    let disk = sb.mkdir("disk");
+    // The listing of the layout (names, sizes, sha256) before and after the append,
+    // taken inside the namespace that sees the tmpfs.
+    let ran = run(&mut in_mount_namespace(
+        "mount -t tmpfs -o size=1m tmpfs \"$1\" && cp -a \"$2\" \"$1/layout\" || exit 99
+         list() { (cd \"$1/layout\" && find . -type f -exec sha256sum {} + | sort); }
+         before=$(list \"$1\")
+         \"$3\" image append --layout \"$1/layout\" --ref base --tag app --layer \"$4\" --layer \"$5\"
+         rc=$?
+         [ \"$before\" = \"$(list \"$1\")\" ] && echo unchanged
+         exit $rc",
+        &[&disk, &template, &pexinit_bin(), &small, &big],
+    ));
+    assert_one_line_error(&ran, 125, "No space left on device");
+    assert_eq!(ran.stdout, "unchanged\n", "{}", ran.describe());
+}
+
+// ---------------------------------------------------------------------------------------
+// completions on a full or closed stdout; out-of-range ids
+
+#[test]
+fn completions_on_a_full_disk_exit_125_and_on_a_closed_pipe_exit_0_silently() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let full = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let ran = run(pexinit().args(["completions", shell]).stdout(full));
+        assert_one_line_error(&ran, 125, "No space left on device");
+
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let ran = run(pexinit().args(["completions", shell]).stdout(writer));
+        assert_eq!(ran.code, Some(0), "{shell}: {}", ran.describe());
+        assert_eq!(ran.stderr, "", "{shell}");
+    }
+}
+
+#[test]
+fn ids_out_of_uid_t_range_are_refused() {
+    let sb = Sandbox::new();
+    let src = sb.mkdir("src");
+    sb.write("src/file", b"x");
+    let seed = sb.mkdir("seed");
+    let before = snapshot(sb.path());
+    let out = sb.join("out.tar.gz");
+    for owner in [
+        "4294967296",
+        "1:99999999999",
+        "4294967295",
+        "0:4294967295",
+        "+1",
+    ] {
+        let ran = run(pexinit()
+            .args(["layer", "--owner", owner, "-o"])
+            .arg(&out)
+            .arg(&src));
+        assert_one_line_error(&ran, 125, &format!("--owner {owner}: "));
+    }
+    for chown in ["4294967295:4294967295", "4294967296:0", "0:99999999999"] {
+        let ran = run(pexinit()
+            .args(["prime", "--chown", chown, "--from"])
+            .arg(&seed)
+            .arg("--into")
+            .arg(sb.join("primed")));
+        assert_one_line_error(&ran, 125, &format!("--chown {chown}: "));
+    }
+    let ran = run(pexinit()
+        .args(["seed", "--runtime-user", "4294967295", "--pex-root"])
+        .arg(sb.join("root"))
+        .arg(sb.join("app.pex")));
+    assert_one_line_error(&ran, 125, "--runtime-user 4294967295: ");
+    assert_eq!(snapshot(sb.path()), before);
+    // The largest id is still accepted, and stored as GNU tar reads it.
+    let ran = run(pexinit()
+        .args([
+            "layer",
+            "--compression",
+            "none",
+            "--owner",
+            "4294967294:7",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(format!("{}:/x", src.display())));
+    assert!(ran.success(), "{}", ran.describe());
+    let listing = must(
+        "tar",
+        tool("tar").args(["--numeric-owner", "-tvf"]).arg(&out),
+    );
+    assert!(
+        listing.stdout.contains("4294967294/7"),
+        "{}",
+        listing.describe()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// config files: bounded, regular, and parsed in linear time
+
+/// `pexinit env --config CONFIG` with HOME, TMPDIR and cwd in the sandbox, killed after
+/// 60 s (a read of a fifo must fail the test, not hang it).
+fn env_with_config(sb: &Sandbox, config: &Path) -> Command {
+    let home = sb.mkdir("home");
+    let mut cmd = tool("timeout");
+    cmd.args(["-s", "KILL", "60", pexinit_bin(), "env", "--config"])
+        .arg(config)
+        .env("HOME", home)
+        .env("TMPDIR", sb.mkdir("tmp"))
+        .env("PEX_ROOT", sb.mkdir("home/pex-root"))
+        .current_dir(sb.path());
+    cmd
+}
+
+#[test]
+fn bad_config_files_exit_125_fast_with_one_line_naming_the_problem() {
+    let sb = Sandbox::new();
+    let fifo = sb.join("fifo.yaml");
+    must("mkfifo", tool("mkfifo").arg(&fifo));
+    let zero = sb.symlink("/dev/zero", "zero.yaml");
+    let binary = sb.write("binary.yaml", &[0xff, 0xfe, 0, 1, 2]);
+    let duplicate = sb.write(
+        "dup.yaml",
+        b"python: /usr/bin/python3.11\nlog: warn\npython: /x\n",
+    );
+    let deep = sb.write(
+        "deep.yaml",
+        format!(
+            "log: warn\nvenv: {}{}\n",
+            "[".repeat(20_000),
+            "]".repeat(20_000)
+        )
+        .as_bytes(),
+    );
+    let mut aliases = b"env:\n  A: &big xxxxxxxx\nvenv:\n".to_vec();
+    for _ in 0..2000 {
+        aliases.extend_from_slice(b"  - *big\n");
+    }
+    let aliases = sb.write("aliases.yaml", &aliases);
+    let large = sb.write("large.yaml", &[b'#'; 70_000]);
+    env_with_config(&sb, &large);
+    let cases: [(&Path, &str); 7] = [
+        (&fifo, "is a fifo, not a regular file"),
+        (&zero, "is a device, not a regular file"),
+        (&binary, "not UTF-8 text"),
+        (&duplicate, "duplicate field `python` at line 3"),
+        (&deep, "line 2: [ ] or { } nested more than 32 deep"),
+        (&aliases, "more than 64 aliases"),
+        (&large, "over the limit of 65536 bytes"),
+    ];
+    let before = snapshot(sb.path());
+    for (config, needle) in cases {
+        let started = Instant::now();
+        let ran = run(&mut env_with_config(&sb, config));
+        assert_one_line_error(&ran, 125, needle);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}: {:?}",
+            config.display(),
+            started.elapsed()
+        );
+        assert_eq!(snapshot(sb.path()), before, "{}", config.display());
+    }
+    // /dev/null stays an empty config.
+    let ran = run(&mut env_with_config(&sb, Path::new("/dev/null")));
+    assert!(ran.success(), "{}", ran.describe());
+}
+
+// ---------------------------------------------------------------------------------------
+// PROGRAM that is no program; errors that stay one line
+
+#[test]
+fn empty_fifo_and_device_programs_fail_at_once_with_their_status() {
+    let sb = Sandbox::new();
+    let fifo = sb.join("fifo");
+    must("mkfifo", tool("mkfifo").arg(&fifo));
+    let home = sb.mkdir("home");
+    let before = snapshot(sb.path());
+    let cases: [(&str, &[&str], i32, &str); 5] = [
+        // (command, arguments, status, the error)
+        ("run", &["--", ""], 127, "PROGRAM is an empty string"),
+        (
+            "env",
+            &["--", "./fifo"],
+            126,
+            "./fifo is a fifo, not a program",
+        ),
+        (
+            "run",
+            &["--", "./fifo"],
+            126,
+            "./fifo is a fifo, not a program",
+        ),
+        (
+            "doctor",
+            &["./fifo"],
+            126,
+            "./fifo is a fifo, not a program",
+        ),
+        (
+            "env",
+            &["--", "/dev/null"],
+            126,
+            "/dev/null is a device, not a program",
+        ),
+    ];
+    for (command, args, code, needle) in cases {
+        let started = Instant::now();
+        let ran = run(tool("timeout")
+            .args(["-s", "KILL", "30", pexinit_bin(), command])
+            .args(args)
+            .env("HOME", &home)
+            .env("PEX_ROOT", &home)
+            .current_dir(sb.path()));
+        if command == "doctor" {
+            // doctor reports the problem and exits 1 (unhealthy).
+            assert_eq!(ran.code, Some(1), "{}", ran.describe());
+            ran.assert_stdout_has(&format!("problem: {needle}"));
+        } else {
+            assert_one_line_error(&ran, code, needle);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{command} {args:?}"
+        );
+        assert_eq!(snapshot(sb.path()), before, "{command} {args:?}");
+    }
+}
+
+#[test]
+fn a_newline_in_a_path_stays_inside_the_one_error_line() {
+    let sb = Sandbox::new();
+    let before = snapshot(sb.path());
+    let ran = run(pexinit()
+        .args(["prime", "--from"])
+        .arg(sb.join("no\nseed"))
+        .arg("--into")
+        .arg(sb.join("p\nr")));
+    assert_one_line_error(&ran, 125, "no\\nseed");
+    let ran = run(pexinit()
+        .args(["layer", "-o"])
+        .arg(sb.join("out.tar"))
+        .arg(sb.join("missing\nsource")));
+    assert_one_line_error(&ran, 125, "missing\\nsource");
+    assert_eq!(snapshot(sb.path()), before);
+}
+
+// ---------------------------------------------------------------------------------------
+// the suite from a checkout only its owner can enter
+
+#[test]
+fn programs_and_files_run_as_another_uid_are_reachable_from_a_private_checkout() {
+    // A checkout in a directory only root may enter, as /root/pexinit is.
+    let private = tempfile::Builder::new()
+        .prefix("pexinit-private-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    fs::set_permissions(private.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let bin = private.path().join("target/debug/pexinit");
+    fs::create_dir_all(bin.parent().expect("parent")).expect("mkdir");
+    fs::copy(pexinit_bin(), &bin).expect("copy pexinit");
+    let script = private.path().join("target/tool.sh");
+    fs::write(&script, "#!/bin/sh\necho tool\n").expect("write");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let home = Sandbox::new();
+
+    let mut cmd = clean_command(&bin);
+    cmd.args(["run", "--"])
+        .arg(&script)
+        .env("HOME", home.path());
+    let ran = run(&mut as_user(65534, 65534, &cmd));
+    assert!(ran.success(), "{}", ran.describe());
+    assert_eq!(ran.stdout, "tool\n");
+    // The copies are outside the private directory, and readable by others.
+    let copy = reachable(&bin);
+    assert!(!copy.starts_with(private.path()), "{}", copy.display());
+    assert_eq!(fs::read(&copy).expect("copy"), fs::read(&bin).expect("bin"));
+    assert_eq!(
+        reachable(home.path()),
+        home.path(),
+        "a reachable path is kept"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// paths that are not UTF-8
+
+/// `/tmp/...` sandbox path plus a name whose last byte is 0xff.
+fn non_utf8(dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let mut bytes = dir.as_os_str().as_encoded_bytes().to_vec();
+    bytes.push(b'/');
+    bytes.extend_from_slice(name.as_bytes());
+    bytes.push(0xff);
+    PathBuf::from(std::ffi::OsString::from_vec(bytes))
+}
+
+fn hex_of(path: &Path) -> String {
+    pexinit::oci::compress::hex(path.as_os_str().as_encoded_bytes())
+}
+
+#[test]
+fn non_utf8_paths_are_exported_byte_for_byte_and_encoded_losslessly_in_json() {
+    let sb = Sandbox::new();
+    let home = non_utf8(sb.path(), "h");
+    fs::create_dir(&home).expect("mkdir home");
+    let cwd = non_utf8(sb.path(), "cwd");
+    fs::create_dir(&cwd).expect("mkdir cwd");
+
+    // run: HOME and PEX_ROOT reach the program as the same bytes.
+    let out = pexinit()
+        .args([
+            "run",
+            "--",
+            "/bin/sh",
+            "-c",
+            "printf '%s|%s' \"$HOME\" \"$PEX_ROOT\"",
+        ])
+        .env("HOME", &home)
+        .current_dir(&cwd)
+        .output()
+        .expect("pexinit run");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut expected = home.as_os_str().as_encoded_bytes().to_vec();
+    expected.push(b'|');
+    expected.extend_from_slice(home.join(".cache/pex").as_os_str().as_encoded_bytes());
+    assert_eq!(out.stdout, expected);
+
+    // env --json and doctor --json: such values are {"bytes_hex": ...}.
+    for command in ["env", "doctor"] {
+        let ran = run(pexinit()
+            .args([command, "--json"])
+            .env("HOME", &home)
+            .current_dir(&cwd));
+        assert!(ran.code == Some(0), "{command}: {}", ran.describe());
+        let json = ran.json();
+        let decision = |name: &str| {
+            json["decisions"]
+                .as_array()
+                .expect("decisions")
+                .iter()
+                .find(|d| d["variable"] == name)
+                .cloned()
+                .expect("decision")
+        };
+        assert_eq!(
+            decision("HOME")["value"]["bytes_hex"],
+            hex_of(&home),
+            "{command}"
+        );
+        assert_eq!(
+            decision("PWD")["value"]["bytes_hex"],
+            hex_of(&cwd),
+            "{command}"
+        );
+        assert_eq!(
+            decision("PEX_ROOT")["value"]["bytes_hex"],
+            hex_of(&home.join(".cache/pex")),
+            "{command}"
+        );
+        assert_eq!(json["cwd"]["bytes_hex"], hex_of(&cwd), "{command}");
+        if command == "env" {
+            assert_eq!(json["env"]["HOME"]["bytes_hex"], hex_of(&home));
+        }
+    }
+
+    // layer --json with a non-UTF-8 output name.
+    let out_file = non_utf8(sb.path(), "layer.tar");
+    let src = sb.mkdir("src");
+    let ran = run(pexinit()
+        .args(["layer", "--json", "-o"])
+        .arg(&out_file)
+        .arg(&src));
+    assert!(ran.success(), "{}", ran.describe());
+    assert_eq!(
+        ran.json()["layers"][0]["path"]["bytes_hex"],
+        hex_of(&out_file)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// prime into a directory it cannot write
+
+#[test]
+fn prime_into_a_read_only_or_foreign_directory_names_the_cause() {
+    let sb = Sandbox::new();
+    let seed = sb.join("seed");
+    let ran = run(pexinit()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["seed", "--python", PYTHON, "--pex-root"])
+        .arg(&seed)
+        .arg(cowsay(PEX_NEWEST, Kind::Zipapp)));
+    assert!(ran.success(), "{}", ran.describe());
+    let ro = sb.mkdir("ro");
+    let foreign = sb.mkdir("foreign");
+    let before = snapshot(sb.path());
+
+    let ran = run(&mut in_mount_namespace(
+        "mount -t tmpfs -o ro tmpfs \"$1\" && exec \"$2\" prime --from \"$3\" --into \"$1/p\"",
+        &[&ro, &pexinit_bin(), &seed],
+    ));
+    assert_one_line_error(&ran, 125, "Read-only file system");
+
+    let mut prime = pexinit();
+    prime
+        .args(["prime", "--from"])
+        .arg(&seed)
+        .arg("--into")
+        .arg(foreign.join("p"));
+    let ran = run(&mut as_user(65534, 65534, &prime));
+    assert_one_line_error(&ran, 125, "Permission denied");
+    assert_eq!(snapshot(sb.path()), before);
+}
