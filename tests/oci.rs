@@ -905,3 +905,232 @@ fn zstd_layer_runs_in_podman() {
     );
     assert_eq!(ran.stdout, "hello from zstd\n");
 }
+
+fn index_json(layout: &Path) -> Value {
+    serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index")).expect("json")
+}
+
+/// `umoci unpack` (which checks every digest, size and diff_id) of `layout:tag`.
+fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
+    must(
+        "umoci unpack",
+        tool("umoci")
+            .args(["unpack", "--image", &format!("{}:{tag}", layout.display())])
+            .arg(bundle),
+    );
+}
+
+#[test]
+fn appended_manifest_has_its_media_type_and_annotations() {
+    let sb = Sandbox::new();
+    let content = sb.mkdir("content");
+    sb.write("content/hello", b"hello\n");
+    let gz = sb.join("content.tar.gz");
+    layer(&os(&[&"-o", &gz, &src_dest(&content, "/srv")]));
+    let layout = copy_base(&sb.join("layout"));
+    let base_manifest: Value = serde_json::from_slice(&blob(
+        &layout,
+        &index_json(&layout)["manifests"][0]["digest"],
+    ))
+    .expect("base manifest");
+    assert!(
+        base_manifest.get("mediaType").is_none(),
+        "umoci's base already has a mediaType: this test would prove nothing"
+    );
+
+    // A pair without a key is refused, the layout untouched.
+    let before = snapshot(&layout);
+    let ran = append(&layout, &[&gz], &["--annotation", "=x"]);
+    assert_one_line_error(&ran, "--annotation");
+    assert_eq!(snapshot(&layout), before);
+
+    let ran = append(
+        &layout,
+        &[&gz],
+        &[
+            "--annotation",
+            "org.opencontainers.image.source=https://example.com/app",
+            "--annotation",
+            "x.revision=1",
+            "--annotation",
+            "x.revision=2",
+        ],
+    );
+    assert!(ran.success(), "{}", ran.describe());
+    let report = ran.json();
+    let text = String::from_utf8(blob(&layout, &report["manifest"]["digest"])).expect("utf-8");
+    assert!(
+        text.starts_with(
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":"#
+        ),
+        "{text}"
+    );
+    let manifest: Value = serde_json::from_str(&text).expect("manifest");
+    assert_eq!(
+        manifest["annotations"],
+        serde_json::json!({"org.opencontainers.image.source": "https://example.com/app", "x.revision": "2"})
+    );
+    // skopeo reads the manifest (and its annotations) back; umoci verifies the image.
+    let raw = must(
+        "skopeo inspect --raw",
+        tool("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:app", layout.display())),
+    );
+    let raw: Value = serde_json::from_str(&raw.stdout).expect("skopeo json");
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(raw["annotations"]["x.revision"], "2");
+    let bundle = sb.join("bundle");
+    umoci_unpack(&layout, "app", &bundle);
+    assert_eq!(
+        fs::read(bundle.join("rootfs/srv/hello")).expect("hello"),
+        b"hello\n"
+    );
+}
+
+/// Writes `bytes` as a blob of `layout`; its digest and size.
+fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
+    let digest = sha256_bytes(bytes);
+    fs::write(layout.join("blobs/sha256").join(&digest[7..]), bytes).expect("blob");
+    (digest, bytes.len())
+}
+
+fn sha256_bytes(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        pexinit::oci::compress::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    )
+}
+
+#[test]
+fn platform_append_changes_only_that_platforms_entry() {
+    let sb = Sandbox::new();
+    let content = sb.mkdir("content");
+    sb.write("content/hello", b"hello amd64\n");
+    let gz = sb.join("content.tar.gz");
+    layer(&os(&[&"-o", &gz, &src_dest(&content, "/srv")]));
+
+    // The base (amd64) and an arm64 twin made by umoci, in one multi-platform index.
+    let layout = copy_base(&sb.join("layout"));
+    must(
+        "umoci config --architecture arm64",
+        tool("umoci").args([
+            "config",
+            "--image",
+            &format!("{}:base", layout.display()),
+            "--architecture",
+            "arm64",
+            "--tag",
+            "arm",
+        ]),
+    );
+    let top = index_json(&layout);
+    let entry = |name: &str| -> Value {
+        top["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+            .expect("entry")
+            .clone()
+    };
+    let platform_entry = |name: &str, arch: &str| -> String {
+        let e = entry(name);
+        format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":{},"size":{},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
+            e["digest"], e["size"]
+        )
+    };
+    let arm_entry = platform_entry("arm", "arm64");
+    let nested = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{},{arm_entry}]}}"#,
+        platform_entry("base", "amd64")
+    );
+    let (nested_digest, nested_size) = put_blob(&layout, nested.as_bytes());
+    fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{nested_digest}","size":{nested_size},"annotations":{{"org.opencontainers.image.ref.name":"multi"}}}}]}}"#
+        ),
+    )
+    .expect("index.json");
+    let multi = |extra: &[&str]| {
+        run(pexinit()
+            .env("SOURCE_DATE_EPOCH", SDE)
+            .args(["image", "append", "--json", "--layout"])
+            .arg(&layout)
+            .args(["--ref", "multi", "--layer"])
+            .arg(&gz)
+            .args(extra))
+    };
+
+    // Without --platform, or with one the index lacks: refused, nothing written.
+    let before = snapshot(&layout);
+    assert_one_line_error(&multi(&[]), "--platform");
+    assert_one_line_error(&multi(&["--platform", "linux/s390x"]), "linux/s390x");
+    assert_one_line_error(&multi(&["--platform", "linux"]), "OS/ARCH");
+    assert_eq!(snapshot(&layout), before);
+
+    let ran = multi(&["--platform", "linux/amd64"]);
+    assert!(ran.success(), "{}", ran.describe());
+    let report = ran.json();
+    let top = index_json(&layout);
+    assert_eq!(top["manifests"].as_array().expect("manifests").len(), 1);
+    let new_nested_text =
+        String::from_utf8(blob(&layout, &top["manifests"][0]["digest"])).expect("utf-8");
+    assert_ne!(top["manifests"][0]["digest"], nested_digest.as_str());
+    assert_eq!(
+        top["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    // The arm64 entry is byte for byte what it was; only the amd64 one moved.
+    assert!(
+        new_nested_text.ends_with(&format!(",{arm_entry}]}}")),
+        "the arm64 entry changed:\n{new_nested_text}"
+    );
+    let new_nested: Value = serde_json::from_str(&new_nested_text).expect("nested json");
+    assert_eq!(
+        new_nested["manifests"][0]["digest"],
+        report["manifest"]["digest"]
+    );
+    assert_eq!(
+        new_nested["manifests"][0]["platform"],
+        serde_json::json!({"architecture": "amd64", "os": "linux"})
+    );
+    let old_nested: Value = serde_json::from_str(&nested).expect("old nested");
+    let mut expected = old_nested.clone();
+    expected["manifests"][0]["digest"] = report["manifest"]["digest"].clone();
+    expected["manifests"][0]["size"] = report["manifest"]["size"].clone();
+    assert_eq!(
+        new_nested, expected,
+        "the index changed beyond the amd64 entry"
+    );
+
+    // The new amd64 image is whole: umoci unpacks it (through a ref of its own).
+    let mut top = top;
+    let checked = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": report["manifest"]["digest"],
+        "size": report["manifest"]["size"],
+        "annotations": {"org.opencontainers.image.ref.name": "amd64"}
+    });
+    top["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .push(checked);
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&top).expect("json"),
+    )
+    .expect("index.json");
+    let bundle = sb.join("bundle");
+    umoci_unpack(&layout, "amd64", &bundle);
+    assert_eq!(
+        fs::read(bundle.join("rootfs/srv/hello")).expect("hello"),
+        b"hello amd64\n"
+    );
+    assert!(bundle.join("rootfs/usr/bin/python3.11").is_file());
+}

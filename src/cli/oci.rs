@@ -112,6 +112,16 @@ pub struct ImageAppendArgs {
     #[arg(long, value_name = "K=V")]
     pub label: Vec<String>,
 
+    /// Manifest annotation to set (repeatable), e.g.
+    /// org.opencontainers.image.source=https://example.com/app.
+    #[arg(long, value_name = "K=V")]
+    pub annotation: Vec<String>,
+
+    /// When --ref names a multi-platform index: the platform whose image gets the layers
+    /// (the index is rewritten, its other entries unchanged).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+
     /// Print the new manifest's descriptor as JSON.
     #[arg(long)]
     pub json: bool,

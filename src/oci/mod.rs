@@ -13,7 +13,9 @@ pub mod config;
 pub mod inspect;
 pub mod layer;
 pub mod layout;
+pub mod manifest;
 pub mod media;
+pub mod platform;
 pub mod progress;
 pub mod source;
 pub mod split;
@@ -67,6 +69,10 @@ pub struct AppendRequest {
     pub workdir: Option<String>,
     /// `K=V` pairs.
     pub label: Vec<String>,
+    /// `K=V` pairs set in the manifest's annotations.
+    pub annotation: Vec<String>,
+    /// `OS/ARCH[/VARIANT]`: the image to append to inside a multi-platform index.
+    pub platform: Option<String>,
     /// `created` of the config and history; None: the base's is kept.
     pub source_date_epoch: Option<i64>,
 }
