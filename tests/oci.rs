@@ -1134,3 +1134,237 @@ fn platform_append_changes_only_that_platforms_entry() {
     );
     assert!(bundle.join("rootfs/usr/bin/python3.11").is_file());
 }
+
+/// The wheel directories (`installed_wheels/[<n>/]<hash>/<name>.whl`) of a seed.
+fn wheel_dirs(seed: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![seed.join("installed_wheels")];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type().expect("type").is_dir();
+            if is_dir && name.ends_with(".whl") && !name.starts_with('.') {
+                found.push(path);
+            } else if is_dir {
+                stack.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A copy of the distribution `wheel` of a seed as another distribution (`hash`,
+/// `name`), with its lock beside it and `extra` bytes in a file of its own: what a
+/// seed holds after a requirement is added or bumped.
+fn add_distribution(wheel: &Path, hash: &str, name: &str, extra: &[u8]) {
+    let versions = wheel.parent().and_then(Path::parent).expect("version dir");
+    let unit = versions.join(hash);
+    fs::create_dir(&unit).expect("mkdir unit");
+    must(
+        "cp -a wheel",
+        tool("cp").arg("-a").arg(wheel).arg(unit.join(name)),
+    );
+    fs::write(unit.join(name).join("extra.bin"), extra).expect("extra");
+    fs::write(versions.join(format!(".{hash}.atomic_directory.lck")), b"").expect("lock");
+}
+
+#[test]
+fn distribution_layers_change_only_with_their_distribution() {
+    let sb = Sandbox::new();
+    let seed = sb.join("seed");
+    seed_at(&seed, &cowsay(PEX_NEWEST, Kind::Zipapp));
+    let wheels = wheel_dirs(&seed);
+    let cowsay_wheel = wheels
+        .iter()
+        .find(|w| {
+            w.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("cowsay-"))
+        })
+        .expect("the cowsay wheel")
+        .clone();
+    let cowsay_name = cowsay_wheel
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+
+    // (group, [(file name, digest)], app)
+    type Layers = (Value, Vec<(String, Value)>, Value);
+    let split = |src: &Path, tag: &str, extra: &[&str]| -> Layers {
+        let deps = sb.join(&format!("deps-{tag}.tar.gz"));
+        let app = sb.join(&format!("app-{tag}.tar.gz"));
+        let dists = sb.join(&format!("dists-{tag}"));
+        let mut args = os(&[&"-o", &deps, &"--split", &app, &"--distributions", &dists]);
+        args.extend(extra.iter().map(OsString::from));
+        args.push(src_dest(src, "/opt/pex-root"));
+        let mut layers = layer(&args);
+        let app_layer = layers.pop().expect("app layer");
+        let group = layers.remove(0);
+        let dists = layers
+            .into_iter()
+            .map(|l| {
+                let path = PathBuf::from(l["path"].as_str().expect("path"));
+                assert_eq!(path.parent(), Some(dists.as_path()));
+                let name = path
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned();
+                (name, l["digest"].clone())
+            })
+            .collect();
+        (group, dists, app_layer)
+    };
+    let plain = layer(&os(&[
+        &"-o",
+        &sb.join("plain-deps.tar.gz"),
+        &"--split",
+        &sb.join("plain-app.tar.gz"),
+        &src_dest(&seed, "/opt/pex-root"),
+    ]));
+
+    // Above the threshold nothing moves: the group is the plain dependency layer.
+    let (group, dists, app) = split(&seed, "high", &["--min-distribution-size", "1G"]);
+    assert!(dists.is_empty(), "{dists:?}");
+    assert_eq!(group["digest"], plain[0]["digest"]);
+    assert_eq!(app["digest"], plain[1]["digest"]);
+
+    // A seed with a second, larger distribution beside cowsay; each gets its layer.
+    let two = sb.join("two");
+    must("cp -a", tool("cp").arg("-a").arg(&seed).arg(&two));
+    let two_cowsay = two.join(cowsay_wheel.strip_prefix(&seed).expect("inside"));
+    let big = vec![7u8; 300 << 10];
+    add_distribution(
+        &two_cowsay,
+        &"e".repeat(64),
+        "extra-1.0-py3-none-any.whl",
+        &big,
+    );
+    let (group, dists, app) = split(&two, "two", &["--min-distribution-size", "1K"]);
+    let names: Vec<&str> = dists.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            format!("{cowsay_name}.tar.gz"),
+            "extra-1.0-py3-none-any.whl.tar.gz".into()
+        ]
+    );
+    assert_ne!(group["digest"], plain[0]["digest"]);
+    assert_eq!(app["digest"], plain[1]["digest"], "the app layer changed");
+    // What the group lost is exactly what the distribution layers hold.
+    let wheels_of = |layer: &Path| -> BTreeSet<String> {
+        headers(layer)
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| p.contains(".whl/"))
+            .collect()
+    };
+    let group_wheels = wheels_of(&sb.join("deps-two.tar.gz"));
+    assert!(
+        !group_wheels
+            .iter()
+            .any(|p| p.contains("cowsay-") || p.contains("extra-")),
+        "{group_wheels:?}"
+    );
+    let extra_names = names_below(
+        &sb.join("dists-two/extra-1.0-py3-none-any.whl.tar.gz"),
+        "opt/pex-root/",
+    );
+    assert_eq!(
+        extra_names,
+        BTreeSet::from(["installed_wheels".to_string()])
+    );
+
+    // The same again gives the same bytes.
+    let (group_again, dists_again, app_again) =
+        split(&two, "two-again", &["--min-distribution-size", "1K"]);
+    assert_eq!(group_again["digest"], group["digest"]);
+    assert_eq!(dists_again, dists);
+    assert_eq!(app_again["digest"], app["digest"]);
+
+    // extra bumped to 1.1 (new hash, new content): only its layer changes.
+    let bumped = sb.join("bumped");
+    must("cp -a", tool("cp").arg("-a").arg(&two).arg(&bumped));
+    let versions = bumped
+        .join(two_cowsay.strip_prefix(&two).expect("inside"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("versions")
+        .to_path_buf();
+    fs::remove_dir_all(versions.join("e".repeat(64))).expect("rm old extra");
+    fs::remove_file(versions.join(format!(".{}.atomic_directory.lck", "e".repeat(64))))
+        .expect("rm old lock");
+    let mut big2 = big.clone();
+    big2[0] = 8;
+    add_distribution(
+        &bumped.join(cowsay_wheel.strip_prefix(&seed).expect("inside")),
+        &"f".repeat(64),
+        "extra-1.1-py3-none-any.whl",
+        &big2,
+    );
+    let (group2, dists2, app2) = split(&bumped, "bumped", &["--min-distribution-size", "1K"]);
+    assert_eq!(group2["digest"], group["digest"], "the group layer changed");
+    assert_eq!(app2["digest"], app["digest"]);
+    assert_eq!(dists2[0], dists[0], "cowsay's layer changed");
+    assert_eq!(dists2[1].0, "extra-1.1-py3-none-any.whl.tar.gz");
+    assert_ne!(dists2[1].1, dists[1].1);
+
+    // The cap: one layer only, for the larger; cowsay joins the group.
+    let (group3, dists3, _) = split(
+        &two,
+        "cap",
+        &[
+            "--min-distribution-size",
+            "1K",
+            "--max-distribution-layers",
+            "1",
+        ],
+    );
+    assert_eq!(dists3.len(), 1);
+    assert_eq!(dists3[0], dists[1]);
+    assert!(
+        wheels_of(&sb.join("deps-cap.tar.gz"))
+            .iter()
+            .any(|p| p.contains(&cowsay_name))
+    );
+    assert_ne!(group3["digest"], group["digest"]);
+
+    // A directory that holds anything is refused, nothing written.
+    let ran = run(pexinit()
+        .args(["layer", "-o"])
+        .arg(sb.join("deps-x.tar.gz"))
+        .arg("--split")
+        .arg(sb.join("app-x.tar.gz"))
+        .arg("--distributions")
+        .arg(sb.join("dists-two"))
+        .arg(src_dest(&two, "/opt/pex-root")));
+    assert_one_line_error(&ran, "--distributions");
+    assert!(!sb.join("deps-x.tar.gz").exists());
+    let ran = run(pexinit()
+        .args(["layer", "-o"])
+        .arg(sb.join("deps-y.tar.gz"))
+        .args(["--distributions"])
+        .arg(sb.join("dists-y"))
+        .arg(src_dest(&two, "/opt/pex-root")));
+    assert_one_line_error(&ran, "--split");
+
+    // The layers make a whole image: umoci verifies and unpacks it.
+    let layout = copy_base(&sb.join("layout"));
+    let mut files = vec![sb.join("deps-two.tar.gz")];
+    files.extend(dists.iter().map(|(n, _)| sb.join("dists-two").join(n)));
+    files.push(sb.join("app-two.tar.gz"));
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let ran = append(&layout, &refs, &[]);
+    assert!(ran.success(), "{}", ran.describe());
+    let bundle = sb.join("bundle");
+    umoci_unpack(&layout, "app", &bundle);
+    let image_root = bundle.join("rootfs/opt/pex-root");
+    assert_eq!(
+        wheel_dirs(&image_root).len(),
+        wheel_dirs(&two).len(),
+        "distributions missing from the image"
+    );
+    assert!(image_root.join(".pexinit-seed.json").is_file());
+}

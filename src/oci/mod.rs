@@ -10,6 +10,7 @@ pub mod append;
 pub mod archive;
 pub mod compress;
 pub mod config;
+pub mod distributions;
 pub mod inspect;
 pub mod layer;
 pub mod layout;
@@ -44,6 +45,8 @@ pub struct LayerRequest {
     pub threads: Option<usize>,
     /// Split one seed into two layers: the application's goes to this file.
     pub split: Option<PathBuf>,
+    /// With `split`: one layer per large distribution, in a directory of its own.
+    pub distributions: Option<distributions::DistributionLayers>,
     /// `SRC[:DEST]` as given.
     pub sources: Vec<String>,
 }
