@@ -124,10 +124,17 @@ impl Drop for Registry {
     }
 }
 
-/// An app of `cowsay` plus its own module printing `word`: two of them differ only in
-/// the application's code.
-fn regapp(word: &str) -> PathBuf {
-    let name = format!("regapp-{word}");
+/// An app of `requirements` plus its own module printing `word` with cowsay: two of
+/// them differ only in the application's code, or only in one requirement.
+fn regapp(word: &str, requirements: &[&str]) -> PathBuf {
+    let mut name = format!("regapp-{word}");
+    if requirements != ["cowsay"] {
+        for r in requirements {
+            name.push('-');
+            name.extend(r.chars().filter(char::is_ascii_alphanumeric));
+        }
+    }
+    let requirements: Vec<OsString> = requirements.iter().map(OsString::from).collect();
     pex_fixture(PEX_NEWEST, Kind::Zipapp, &name, || {
         let src = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fixtures/{name}-src"));
         fs::create_dir_all(src.join("regapp")).expect("src dir");
@@ -137,13 +144,14 @@ fn regapp(word: &str) -> PathBuf {
             format!("import cowsay\n\n\ndef main():\n    cowsay.cow({word:?})\n"),
         )
         .expect("write");
-        vec![
-            "cowsay".into(),
+        let mut args = requirements;
+        args.extend([
             "-D".into(),
             src.into_os_string(),
             "-e".into(),
             OsString::from("regapp.main:main"),
-        ]
+        ]);
+        args
     })
 }
 
@@ -154,8 +162,8 @@ fn src_dest(src: &Path, dest: &str) -> OsString {
     arg
 }
 
-/// `pexinit layer --json ARGS`: the digests of the layers it wrote, in order.
-fn layer(args: &[OsString]) -> Vec<String> {
+/// `pexinit layer --json ARGS`: the layers it wrote, in order, as (file, digest).
+fn layer(args: &[OsString]) -> Vec<(PathBuf, String)> {
     let ran = run(pexinit()
         .env("SOURCE_DATE_EPOCH", SDE)
         .arg("layer")
@@ -166,15 +174,27 @@ fn layer(args: &[OsString]) -> Vec<String> {
         .as_array()
         .expect("layers")
         .iter()
-        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .map(|l| {
+            (
+                PathBuf::from(l["path"].as_str().expect("path")),
+                l["digest"].as_str().expect("digest").to_string(),
+            )
+        })
         .collect()
 }
 
 /// One build as the README describes it, for `app`: the app copied to one fixed build
 /// path, seeded at the path the image has (`root`), pexinit, app.pex, dependencies and
 /// code as layers, appended to a copy of the base. (layout, [pexinit, app.pex, deps,
-/// code] digests, config digest)
-fn build(sb: &Sandbox, name: &str, app: &Path, root: &Path) -> (PathBuf, Vec<String>, String) {
+/// code] digests (with `split_extra`, such as `--distributions DIR`, the layers it adds
+/// come before code), config digest)
+fn build(
+    sb: &Sandbox,
+    name: &str,
+    app: &Path,
+    root: &Path,
+    split_extra: &[&str],
+) -> (PathBuf, Vec<String>, String) {
     let _ = fs::remove_dir_all(root);
     let build_dir = sb.join("build");
     fs::create_dir_all(&build_dir).expect("build dir");
@@ -198,21 +218,27 @@ fn build(sb: &Sandbox, name: &str, app: &Path, root: &Path) -> (PathBuf, Vec<Str
         out.join("app-pex.tar.gz").into(),
         src_dest(&app_pex, "/app/app.pex"),
     ]));
-    digests.extend(layer(&[
+    let mut split: Vec<OsString> = vec![
         "-o".into(),
         out.join("deps.tar.gz").into(),
         "--split".into(),
         out.join("code.tar.gz").into(),
-        src_dest(root, &root.display().to_string()),
-    ]));
+    ];
+    split.extend(
+        split_extra
+            .iter()
+            .map(|a| OsString::from(a.replace("{out}", &out.display().to_string()))),
+    );
+    split.push(src_dest(root, &root.display().to_string()));
+    digests.extend(layer(&split));
     let layout = copy_base(&sb.join(&format!("layout-{name}")));
     let mut cmd = pexinit();
     cmd.env("SOURCE_DATE_EPOCH", SDE)
         .args(["image", "append", "--json", "--layout"])
         .arg(&layout)
         .args(["--ref", "base", "--tag", "app"]);
-    for file in ["pexinit", "app-pex", "deps", "code"] {
-        cmd.arg("--layer").arg(out.join(format!("{file}.tar.gz")));
+    for (file, _) in &digests {
+        cmd.arg("--layer").arg(file);
     }
     let ran = run(cmd.args([
         "--entrypoint",
@@ -227,7 +253,11 @@ fn build(sb: &Sandbox, name: &str, app: &Path, root: &Path) -> (PathBuf, Vec<Str
         .as_str()
         .expect("config digest")
         .to_string();
-    (layout, digests, config)
+    (
+        layout,
+        digests.into_iter().map(|(_, d)| d).collect(),
+        config,
+    )
 }
 
 #[test]
@@ -238,7 +268,8 @@ fn a_code_change_uploads_only_the_changed_layers_and_the_config() {
     let _cleanup = RemoveOnDrop(top.clone());
     let root = top.join("pex-root");
 
-    let (first, first_layers, first_config) = build(&sb, "one", &regapp("moo"), &root);
+    let (first, first_layers, first_config) =
+        build(&sb, "one", &regapp("moo", &["cowsay"]), &root, &[]);
     let uploaded = registry.push(&first, "app", "app");
     // Everything is new to the registry: the base layer, the four layers, the config.
     for digest in first_layers.iter().chain([&first_config]) {
@@ -249,7 +280,8 @@ fn a_code_change_uploads_only_the_changed_layers_and_the_config() {
     }
     assert_eq!(uploaded.len(), first_layers.len() + 2, "{uploaded:?}");
 
-    let (second, second_layers, second_config) = build(&sb, "two", &regapp("baa"), &root);
+    let (second, second_layers, second_config) =
+        build(&sb, "two", &regapp("baa", &["cowsay"]), &root, &[]);
     let changed: BTreeSet<String> = second_layers
         .iter()
         .zip(&first_layers)
@@ -299,5 +331,59 @@ fn a_code_change_uploads_only_the_changed_layers_and_the_config() {
             .join(root.strip_prefix("/").expect("absolute"))
             .join(".pexinit-seed.json")
             .is_file()
+    );
+}
+
+#[test]
+fn a_requirement_bump_uploads_only_that_distributions_layer() {
+    let sb = Sandbox::new();
+    let registry = Registry::start(&sb.mkdir("registry"));
+    let top = PathBuf::from(format!("/opt/pexinit-registry-bump-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(top.clone());
+    let root = top.join("pex-root");
+    let split = [
+        "--distributions",
+        "{out}/dists",
+        "--min-distribution-size",
+        "1",
+    ];
+
+    let old = regapp("moo", &["cowsay==6.0", "six==1.16.0"]);
+    let new = regapp("moo", &["cowsay==6.1", "six==1.16.0"]);
+    let (first, first_layers, _) = build(&sb, "old", &old, &root, &split);
+    // [pexinit, app.pex, group, cowsay, six, code]
+    assert_eq!(first_layers.len(), 6, "{first_layers:?}");
+    registry.push(&first, "app", "app");
+
+    let (second, second_layers, second_config) = build(&sb, "new", &new, &root, &split);
+    assert_eq!(second_layers.len(), 6, "{second_layers:?}");
+    let dists = fs::read_dir(sb.join("layers-new/dists"))
+        .expect("dists")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect::<BTreeSet<_>>();
+    assert!(
+        dists.iter().any(|n| n.starts_with("cowsay-6.1-"))
+            && dists.iter().any(|n| n.starts_with("six-1.16.0-")),
+        "{dists:?}"
+    );
+    // pexinit, the group and six are the same layers; cowsay, app.pex and the code moved.
+    for i in [0, 2, 4] {
+        assert_eq!(
+            first_layers[i], second_layers[i],
+            "layer {i} changed: {first_layers:?} -> {second_layers:?}"
+        );
+    }
+    let uploaded = registry.push(&second, "app", "app");
+    let expected: BTreeSet<String> = [
+        second_layers[1].clone(),
+        second_layers[3].clone(),
+        second_layers[5].clone(),
+        second_config,
+    ]
+    .into();
+    assert_eq!(
+        uploaded, expected,
+        "the bump uploaded other blobs than cowsay's layer, app.pex, the code and the config"
     );
 }
