@@ -943,11 +943,17 @@ fn appended_manifest_has_its_media_type_and_annotations() {
     let ran = append(&layout, &[&gz], &["--annotation", "=x"]);
     assert_one_line_error(&ran, "--annotation");
     assert_eq!(snapshot(&layout), before);
+    // A single image of another platform than --platform's is refused too.
+    let ran = append(&layout, &[&gz], &["--platform", "linux/arm64"]);
+    assert_one_line_error(&ran, "not of that platform");
+    assert_eq!(snapshot(&layout), before);
 
     let ran = append(
         &layout,
         &[&gz],
         &[
+            "--platform",
+            "linux/amd64",
             "--annotation",
             "org.opencontainers.image.source=https://example.com/app",
             "--annotation",
@@ -1342,6 +1348,16 @@ fn distribution_layers_change_only_with_their_distribution() {
         .arg(src_dest(&two, "/opt/pex-root")));
     assert_one_line_error(&ran, "--distributions");
     assert!(!sb.join("deps-x.tar.gz").exists());
+    let ran = run(pexinit()
+        .args(["layer", "-o"])
+        .arg(sb.join("deps-x.tar.gz"))
+        .arg("--split")
+        .arg(sb.join("app-x.tar.gz"))
+        .arg("--distributions")
+        .arg(two.join("dists"))
+        .arg(src_dest(&two, "/opt/pex-root")));
+    assert_one_line_error(&ran, "inside the source");
+    assert!(!two.join("dists").exists() && !sb.join("deps-x.tar.gz").exists());
     let ran = run(pexinit()
         .args(["layer", "-o"])
         .arg(sb.join("deps-y.tar.gz"))

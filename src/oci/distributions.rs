@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::oci::source::Source;
 use crate::oci::walk::{Entry, Kind};
 
 /// Default `--min-distribution-size`: 5 MiB.
@@ -199,8 +200,32 @@ pub fn outputs(dir: &Path, dists: &[Distribution], ext: &str) -> Vec<PathBuf> {
 }
 
 /// DIR must be an empty directory, or not exist yet (its parent must): layers left
-/// from an earlier build would be appended with the new ones by a `DIR/*` glob.
-pub fn check_dir(dir: &Path) -> Result<()> {
+/// from an earlier build would be appended with the new ones by a `DIR/*` glob. Nor
+/// may it lie inside a source: the next run would store these layers in the new ones.
+pub fn check_dir(dir: &Path, sources: &[Source]) -> Result<()> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = std::fs::canonicalize(parent).map_err(|e| {
+        Error::Usage(format!(
+            "--distributions {}: its parent directory cannot be used ({e}); create it first",
+            dir.display()
+        ))
+    })?;
+    if dir.file_name().is_none() {
+        return Err(Error::Usage(format!(
+            "--distributions {}: name a directory",
+            dir.display()
+        )));
+    }
+    if let Some(source) = sources.iter().find(|s| parent.starts_with(&s.path)) {
+        return Err(Error::Usage(format!(
+            "--distributions {} is inside the source {}: the layers would contain themselves; write them elsewhere",
+            dir.display(),
+            source.given.display()
+        )));
+    }
     match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => {
             let mut list = std::fs::read_dir(dir)

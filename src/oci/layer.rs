@@ -78,8 +78,7 @@ pub fn plan(args: &LayerRequest) -> Result<Plan> {
         ));
     }
     if let Some(d) = &args.distributions {
-        check_output(&d.dir, &sources)?;
-        distributions::check_dir(&d.dir)?;
+        distributions::check_dir(&d.dir, &sources)?;
     }
     let entries = walk::collect(&sources, rules)?;
     let layers = match &args.split {
