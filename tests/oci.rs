@@ -1088,6 +1088,7 @@ fn platform_append_changes_only_that_platforms_entry() {
     let new_nested_text =
         String::from_utf8(blob(&layout, &top["manifests"][0]["digest"])).expect("utf-8");
     assert_ne!(top["manifests"][0]["digest"], nested_digest.as_str());
+    assert_eq!(top["manifests"][0]["digest"], report["index"]["digest"]);
     assert_eq!(
         top["manifests"][0]["mediaType"],
         "application/vnd.oci.image.index.v1+json"

@@ -65,6 +65,9 @@ pub struct Report {
     #[serde(rename = "ref")]
     pub reference: Option<String>,
     pub manifest: Blob,
+    /// With --platform: the rewritten multi-platform index holding the new manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<Blob>,
     pub config: Blob,
     pub layers: Vec<NewLayer>,
 }
@@ -220,6 +223,7 @@ pub fn apply(plan: &Plan) -> Result<Report> {
     Ok(Report {
         reference: plan.tag.clone(),
         manifest: plan.manifest.clone(),
+        index: plan.nested.clone(),
         config: plan.config.clone(),
         layers: plan.layers.clone(),
     })
