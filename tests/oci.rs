@@ -905,3 +905,483 @@ fn zstd_layer_runs_in_podman() {
     );
     assert_eq!(ran.stdout, "hello from zstd\n");
 }
+
+fn index_json(layout: &Path) -> Value {
+    serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index")).expect("json")
+}
+
+/// `umoci unpack` (which checks every digest, size and diff_id) of `layout:tag`.
+fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
+    must(
+        "umoci unpack",
+        tool("umoci")
+            .args(["unpack", "--image", &format!("{}:{tag}", layout.display())])
+            .arg(bundle),
+    );
+}
+
+#[test]
+fn appended_manifest_has_its_media_type_and_annotations() {
+    let sb = Sandbox::new();
+    let content = sb.mkdir("content");
+    sb.write("content/hello", b"hello\n");
+    let gz = sb.join("content.tar.gz");
+    layer(&os(&[&"-o", &gz, &src_dest(&content, "/srv")]));
+    let layout = copy_base(&sb.join("layout"));
+    let base_manifest: Value = serde_json::from_slice(&blob(
+        &layout,
+        &index_json(&layout)["manifests"][0]["digest"],
+    ))
+    .expect("base manifest");
+    assert!(
+        base_manifest.get("mediaType").is_none(),
+        "umoci's base already has a mediaType: this test would prove nothing"
+    );
+
+    // A pair without a key is refused, the layout untouched.
+    let before = snapshot(&layout);
+    let ran = append(&layout, &[&gz], &["--annotation", "=x"]);
+    assert_one_line_error(&ran, "--annotation");
+    assert_eq!(snapshot(&layout), before);
+    // A single image of another platform than --platform's is refused too.
+    let ran = append(&layout, &[&gz], &["--platform", "linux/arm64"]);
+    assert_one_line_error(&ran, "not of that platform");
+    assert_eq!(snapshot(&layout), before);
+
+    let ran = append(
+        &layout,
+        &[&gz],
+        &[
+            "--platform",
+            "linux/amd64",
+            "--annotation",
+            "org.opencontainers.image.source=https://example.com/app",
+            "--annotation",
+            "x.revision=1",
+            "--annotation",
+            "x.revision=2",
+        ],
+    );
+    assert!(ran.success(), "{}", ran.describe());
+    let report = ran.json();
+    let text = String::from_utf8(blob(&layout, &report["manifest"]["digest"])).expect("utf-8");
+    assert!(
+        text.starts_with(
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":"#
+        ),
+        "{text}"
+    );
+    let manifest: Value = serde_json::from_str(&text).expect("manifest");
+    assert_eq!(
+        manifest["annotations"],
+        serde_json::json!({"org.opencontainers.image.source": "https://example.com/app", "x.revision": "2"})
+    );
+    // skopeo reads the manifest (and its annotations) back; umoci verifies the image.
+    let raw = must(
+        "skopeo inspect --raw",
+        tool("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:app", layout.display())),
+    );
+    let raw: Value = serde_json::from_str(&raw.stdout).expect("skopeo json");
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(raw["annotations"]["x.revision"], "2");
+    let bundle = sb.join("bundle");
+    umoci_unpack(&layout, "app", &bundle);
+    assert_eq!(
+        fs::read(bundle.join("rootfs/srv/hello")).expect("hello"),
+        b"hello\n"
+    );
+}
+
+/// Writes `bytes` as a blob of `layout`; its digest and size.
+fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
+    let digest = sha256_bytes(bytes);
+    fs::write(layout.join("blobs/sha256").join(&digest[7..]), bytes).expect("blob");
+    (digest, bytes.len())
+}
+
+fn sha256_bytes(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        pexinit::oci::compress::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    )
+}
+
+#[test]
+fn platform_append_changes_only_that_platforms_entry() {
+    let sb = Sandbox::new();
+    let content = sb.mkdir("content");
+    sb.write("content/hello", b"hello amd64\n");
+    let gz = sb.join("content.tar.gz");
+    layer(&os(&[&"-o", &gz, &src_dest(&content, "/srv")]));
+
+    // The base (amd64) and an arm64 twin made by umoci, in one multi-platform index.
+    let layout = copy_base(&sb.join("layout"));
+    must(
+        "umoci config --architecture arm64",
+        tool("umoci").args([
+            "config",
+            "--image",
+            &format!("{}:base", layout.display()),
+            "--architecture",
+            "arm64",
+            "--tag",
+            "arm",
+        ]),
+    );
+    let top = index_json(&layout);
+    let entry = |name: &str| -> Value {
+        top["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+            .expect("entry")
+            .clone()
+    };
+    let platform_entry = |name: &str, arch: &str| -> String {
+        let e = entry(name);
+        format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":{},"size":{},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
+            e["digest"], e["size"]
+        )
+    };
+    let arm_entry = platform_entry("arm", "arm64");
+    let nested = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{},{arm_entry}]}}"#,
+        platform_entry("base", "amd64")
+    );
+    let (nested_digest, nested_size) = put_blob(&layout, nested.as_bytes());
+    fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{nested_digest}","size":{nested_size},"annotations":{{"org.opencontainers.image.ref.name":"multi"}}}}]}}"#
+        ),
+    )
+    .expect("index.json");
+    let multi = |extra: &[&str]| {
+        run(pexinit()
+            .env("SOURCE_DATE_EPOCH", SDE)
+            .args(["image", "append", "--json", "--layout"])
+            .arg(&layout)
+            .args(["--ref", "multi", "--layer"])
+            .arg(&gz)
+            .args(extra))
+    };
+
+    // Without --platform, or with one the index lacks: refused, nothing written.
+    let before = snapshot(&layout);
+    assert_one_line_error(&multi(&[]), "--platform");
+    assert_one_line_error(&multi(&["--platform", "linux/s390x"]), "linux/s390x");
+    assert_one_line_error(&multi(&["--platform", "linux"]), "OS/ARCH");
+    assert_eq!(snapshot(&layout), before);
+
+    let ran = multi(&["--platform", "linux/amd64"]);
+    assert!(ran.success(), "{}", ran.describe());
+    let report = ran.json();
+    let top = index_json(&layout);
+    assert_eq!(top["manifests"].as_array().expect("manifests").len(), 1);
+    let new_nested_text =
+        String::from_utf8(blob(&layout, &top["manifests"][0]["digest"])).expect("utf-8");
+    assert_ne!(top["manifests"][0]["digest"], nested_digest.as_str());
+    assert_eq!(top["manifests"][0]["digest"], report["index"]["digest"]);
+    assert_eq!(
+        top["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    // The arm64 entry is byte for byte what it was; only the amd64 one moved.
+    assert!(
+        new_nested_text.ends_with(&format!(",{arm_entry}]}}")),
+        "the arm64 entry changed:\n{new_nested_text}"
+    );
+    let new_nested: Value = serde_json::from_str(&new_nested_text).expect("nested json");
+    assert_eq!(
+        new_nested["manifests"][0]["digest"],
+        report["manifest"]["digest"]
+    );
+    assert_eq!(
+        new_nested["manifests"][0]["platform"],
+        serde_json::json!({"architecture": "amd64", "os": "linux"})
+    );
+    let old_nested: Value = serde_json::from_str(&nested).expect("old nested");
+    let mut expected = old_nested.clone();
+    expected["manifests"][0]["digest"] = report["manifest"]["digest"].clone();
+    expected["manifests"][0]["size"] = report["manifest"]["size"].clone();
+    assert_eq!(
+        new_nested, expected,
+        "the index changed beyond the amd64 entry"
+    );
+
+    // The new amd64 image is whole: umoci unpacks it (through a ref of its own).
+    let mut top = top;
+    let checked = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": report["manifest"]["digest"],
+        "size": report["manifest"]["size"],
+        "annotations": {"org.opencontainers.image.ref.name": "amd64"}
+    });
+    top["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .push(checked);
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&top).expect("json"),
+    )
+    .expect("index.json");
+    let bundle = sb.join("bundle");
+    umoci_unpack(&layout, "amd64", &bundle);
+    assert_eq!(
+        fs::read(bundle.join("rootfs/srv/hello")).expect("hello"),
+        b"hello amd64\n"
+    );
+    assert!(bundle.join("rootfs/usr/bin/python3.11").is_file());
+}
+
+/// The wheel directories (`installed_wheels/[<n>/]<hash>/<name>.whl`) of a seed.
+fn wheel_dirs(seed: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![seed.join("installed_wheels")];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type().expect("type").is_dir();
+            if is_dir && name.ends_with(".whl") && !name.starts_with('.') {
+                found.push(path);
+            } else if is_dir {
+                stack.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A copy of the distribution `wheel` of a seed as another distribution (`hash`,
+/// `name`), with its lock beside it and `extra` bytes in a file of its own: what a
+/// seed holds after a requirement is added or bumped.
+fn add_distribution(wheel: &Path, hash: &str, name: &str, extra: &[u8]) {
+    let versions = wheel.parent().and_then(Path::parent).expect("version dir");
+    let unit = versions.join(hash);
+    fs::create_dir(&unit).expect("mkdir unit");
+    must(
+        "cp -a wheel",
+        tool("cp").arg("-a").arg(wheel).arg(unit.join(name)),
+    );
+    fs::write(unit.join(name).join("extra.bin"), extra).expect("extra");
+    fs::write(versions.join(format!(".{hash}.atomic_directory.lck")), b"").expect("lock");
+}
+
+#[test]
+fn distribution_layers_change_only_with_their_distribution() {
+    let sb = Sandbox::new();
+    let seed = sb.join("seed");
+    seed_at(&seed, &cowsay(PEX_NEWEST, Kind::Zipapp));
+    let wheels = wheel_dirs(&seed);
+    let cowsay_wheel = wheels
+        .iter()
+        .find(|w| {
+            w.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("cowsay-"))
+        })
+        .expect("the cowsay wheel")
+        .clone();
+    let cowsay_name = cowsay_wheel
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+
+    // (group, [(file name, digest)], app)
+    type Layers = (Value, Vec<(String, Value)>, Value);
+    let split = |src: &Path, tag: &str, extra: &[&str]| -> Layers {
+        let deps = sb.join(&format!("deps-{tag}.tar.gz"));
+        let app = sb.join(&format!("app-{tag}.tar.gz"));
+        let dists = sb.join(&format!("dists-{tag}"));
+        let mut args = os(&[&"-o", &deps, &"--split", &app, &"--distributions", &dists]);
+        args.extend(extra.iter().map(OsString::from));
+        args.push(src_dest(src, "/opt/pex-root"));
+        let mut layers = layer(&args);
+        let app_layer = layers.pop().expect("app layer");
+        let group = layers.remove(0);
+        let dists = layers
+            .into_iter()
+            .map(|l| {
+                let path = PathBuf::from(l["path"].as_str().expect("path"));
+                assert_eq!(path.parent(), Some(dists.as_path()));
+                let name = path
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned();
+                (name, l["digest"].clone())
+            })
+            .collect();
+        (group, dists, app_layer)
+    };
+    let plain = layer(&os(&[
+        &"-o",
+        &sb.join("plain-deps.tar.gz"),
+        &"--split",
+        &sb.join("plain-app.tar.gz"),
+        &src_dest(&seed, "/opt/pex-root"),
+    ]));
+
+    // Above the threshold nothing moves: the group is the plain dependency layer.
+    let (group, dists, app) = split(&seed, "high", &["--min-distribution-size", "1G"]);
+    assert!(dists.is_empty(), "{dists:?}");
+    assert_eq!(group["digest"], plain[0]["digest"]);
+    assert_eq!(app["digest"], plain[1]["digest"]);
+
+    // A seed with a second, larger distribution beside cowsay; each gets its layer.
+    let two = sb.join("two");
+    must("cp -a", tool("cp").arg("-a").arg(&seed).arg(&two));
+    let two_cowsay = two.join(cowsay_wheel.strip_prefix(&seed).expect("inside"));
+    let big = vec![7u8; 300 << 10];
+    add_distribution(
+        &two_cowsay,
+        &"e".repeat(64),
+        "extra-1.0-py3-none-any.whl",
+        &big,
+    );
+    let (group, dists, app) = split(&two, "two", &["--min-distribution-size", "1K"]);
+    let names: Vec<&str> = dists.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            format!("{cowsay_name}.tar.gz"),
+            "extra-1.0-py3-none-any.whl.tar.gz".into()
+        ]
+    );
+    assert_ne!(group["digest"], plain[0]["digest"]);
+    assert_eq!(app["digest"], plain[1]["digest"], "the app layer changed");
+    // What the group lost is exactly what the distribution layers hold.
+    let wheels_of = |layer: &Path| -> BTreeSet<String> {
+        headers(layer)
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| p.contains(".whl/"))
+            .collect()
+    };
+    let group_wheels = wheels_of(&sb.join("deps-two.tar.gz"));
+    assert!(
+        !group_wheels
+            .iter()
+            .any(|p| p.contains("cowsay-") || p.contains("extra-")),
+        "{group_wheels:?}"
+    );
+    let extra_names = names_below(
+        &sb.join("dists-two/extra-1.0-py3-none-any.whl.tar.gz"),
+        "opt/pex-root/",
+    );
+    assert_eq!(
+        extra_names,
+        BTreeSet::from(["installed_wheels".to_string()])
+    );
+
+    // The same again gives the same bytes.
+    let (group_again, dists_again, app_again) =
+        split(&two, "two-again", &["--min-distribution-size", "1K"]);
+    assert_eq!(group_again["digest"], group["digest"]);
+    assert_eq!(dists_again, dists);
+    assert_eq!(app_again["digest"], app["digest"]);
+
+    // extra bumped to 1.1 (new hash, new content): only its layer changes.
+    let bumped = sb.join("bumped");
+    must("cp -a", tool("cp").arg("-a").arg(&two).arg(&bumped));
+    let versions = bumped
+        .join(two_cowsay.strip_prefix(&two).expect("inside"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("versions")
+        .to_path_buf();
+    fs::remove_dir_all(versions.join("e".repeat(64))).expect("rm old extra");
+    fs::remove_file(versions.join(format!(".{}.atomic_directory.lck", "e".repeat(64))))
+        .expect("rm old lock");
+    let mut big2 = big.clone();
+    big2[0] = 8;
+    add_distribution(
+        &bumped.join(cowsay_wheel.strip_prefix(&seed).expect("inside")),
+        &"f".repeat(64),
+        "extra-1.1-py3-none-any.whl",
+        &big2,
+    );
+    let (group2, dists2, app2) = split(&bumped, "bumped", &["--min-distribution-size", "1K"]);
+    assert_eq!(group2["digest"], group["digest"], "the group layer changed");
+    assert_eq!(app2["digest"], app["digest"]);
+    assert_eq!(dists2[0], dists[0], "cowsay's layer changed");
+    assert_eq!(dists2[1].0, "extra-1.1-py3-none-any.whl.tar.gz");
+    assert_ne!(dists2[1].1, dists[1].1);
+
+    // The cap: one layer only, for the larger; cowsay joins the group.
+    let (group3, dists3, _) = split(
+        &two,
+        "cap",
+        &[
+            "--min-distribution-size",
+            "1K",
+            "--max-distribution-layers",
+            "1",
+        ],
+    );
+    assert_eq!(dists3.len(), 1);
+    assert_eq!(dists3[0], dists[1]);
+    assert!(
+        wheels_of(&sb.join("deps-cap.tar.gz"))
+            .iter()
+            .any(|p| p.contains(&cowsay_name))
+    );
+    assert_ne!(group3["digest"], group["digest"]);
+
+    // A directory that holds anything is refused, nothing written.
+    let ran = run(pexinit()
+        .args(["layer", "-o"])
+        .arg(sb.join("deps-x.tar.gz"))
+        .arg("--split")
+        .arg(sb.join("app-x.tar.gz"))
+        .arg("--distributions")
+        .arg(sb.join("dists-two"))
+        .arg(src_dest(&two, "/opt/pex-root")));
+    assert_one_line_error(&ran, "--distributions");
+    assert!(!sb.join("deps-x.tar.gz").exists());
+    let ran = run(pexinit()
+        .args(["layer", "-o"])
+        .arg(sb.join("deps-x.tar.gz"))
+        .arg("--split")
+        .arg(sb.join("app-x.tar.gz"))
+        .arg("--distributions")
+        .arg(two.join("dists"))
+        .arg(src_dest(&two, "/opt/pex-root")));
+    assert_one_line_error(&ran, "inside the source");
+    assert!(!two.join("dists").exists() && !sb.join("deps-x.tar.gz").exists());
+    let ran = run(pexinit()
+        .args(["layer", "-o"])
+        .arg(sb.join("deps-y.tar.gz"))
+        .args(["--distributions"])
+        .arg(sb.join("dists-y"))
+        .arg(src_dest(&two, "/opt/pex-root")));
+    assert_one_line_error(&ran, "--split");
+
+    // The layers make a whole image: umoci verifies and unpacks it.
+    let layout = copy_base(&sb.join("layout"));
+    let mut files = vec![sb.join("deps-two.tar.gz")];
+    files.extend(dists.iter().map(|(n, _)| sb.join("dists-two").join(n)));
+    files.push(sb.join("app-two.tar.gz"));
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let ran = append(&layout, &refs, &[]);
+    assert!(ran.success(), "{}", ran.describe());
+    let bundle = sb.join("bundle");
+    umoci_unpack(&layout, "app", &bundle);
+    let image_root = bundle.join("rootfs/opt/pex-root");
+    assert_eq!(
+        wheel_dirs(&image_root).len(),
+        wheel_dirs(&two).len(),
+        "distributions missing from the image"
+    );
+    assert!(image_root.join(".pexinit-seed.json").is_file());
+}

@@ -50,6 +50,21 @@ pub struct LayerArgs {
     #[arg(long, value_name = "APP_FILE")]
     pub split: Option<PathBuf>,
 
+    /// With --split: write each large distribution of installed_wheels as a layer of its
+    /// own, DIR/<wheel name>.tar.gz (DIR empty or new); the small ones stay in --output.
+    #[arg(long, value_name = "DIR", requires = "split")]
+    pub distributions: Option<PathBuf>,
+
+    /// With --distributions: the size (sum of file sizes; K, M, G are powers of 1024) from
+    /// which a distribution gets its own layer [default: 5M].
+    #[arg(long, value_name = "SIZE", requires = "distributions")]
+    pub min_distribution_size: Option<String>,
+
+    /// With --distributions: at most N distribution layers; beyond it the smallest join
+    /// --output [default: 40].
+    #[arg(long, value_name = "N", requires = "distributions")]
+    pub max_distribution_layers: Option<usize>,
+
     /// Print the descriptor and diff_id as JSON.
     #[arg(long)]
     pub json: bool,
@@ -112,6 +127,16 @@ pub struct ImageAppendArgs {
     /// Label to set (repeatable).
     #[arg(long, value_name = "K=V")]
     pub label: Vec<String>,
+
+    /// Manifest annotation to set (repeatable), e.g.
+    /// org.opencontainers.image.source=https://example.com/app.
+    #[arg(long, value_name = "K=V")]
+    pub annotation: Vec<String>,
+
+    /// When --ref names a multi-platform index: the platform whose image gets the layers
+    /// (the index is rewritten, its other entries unchanged).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
 
     /// Print the new manifest's descriptor as JSON.
     #[arg(long)]

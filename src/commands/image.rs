@@ -18,6 +18,8 @@ pub fn append(args: &ImageAppendArgs, verbose: u8) -> Result<u8> {
         user: args.user.clone(),
         workdir: args.workdir.clone(),
         label: args.label.clone(),
+        annotation: args.annotation.clone(),
+        platform: args.platform.clone(),
         source_date_epoch: source_date_epoch()?,
     })?;
     let report = append::apply(&plan)?;

@@ -6,6 +6,7 @@ use crate::cli::LayerArgs;
 use crate::epoch::{DEFAULT_SOURCE_DATE_EPOCH, source_date_epoch};
 use crate::error::Result;
 use crate::identity::numeric_owner;
+use crate::oci::distributions::{self, DistributionLayers};
 use crate::oci::{LayerRequest, Owner, layer};
 
 pub fn layer(args: &LayerArgs, verbose: u8) -> Result<u8> {
@@ -26,6 +27,19 @@ pub fn layer(args: &LayerArgs, verbose: u8) -> Result<u8> {
         Some(mtime) => mtime,
         None => source_date_epoch()?.unwrap_or(DEFAULT_SOURCE_DATE_EPOCH.unsigned_abs()),
     };
+    let distributions = match &args.distributions {
+        None => None,
+        Some(dir) => Some(DistributionLayers {
+            dir: dir.clone(),
+            min_size: match &args.min_distribution_size {
+                Some(text) => distributions::parse_size(text)?,
+                None => distributions::DEFAULT_MIN_SIZE,
+            },
+            max_layers: args
+                .max_distribution_layers
+                .unwrap_or(distributions::DEFAULT_MAX_LAYERS),
+        }),
+    };
     let plan = layer::plan(&LayerRequest {
         output: args.output.clone(),
         compression: args.compression,
@@ -35,6 +49,7 @@ pub fn layer(args: &LayerArgs, verbose: u8) -> Result<u8> {
         allow_setuid: args.allow_setuid,
         threads: args.threads,
         split: args.split.clone(),
+        distributions,
         sources: args.sources.clone(),
     })?;
     let written = layer::write(&plan)?;

@@ -21,7 +21,9 @@ use crate::oci::compress::hex;
 use crate::oci::config::{check_base, edit_config};
 use crate::oci::inspect::{NewLayer, inspect_layer};
 use crate::oci::layout::Layout;
+use crate::oci::manifest as manifest_edit;
 use crate::oci::media;
+use crate::oci::platform::{self, Nested, Platform};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -31,6 +33,8 @@ pub struct Plan {
     layers: Vec<NewLayer>,
     config: Blob,
     manifest: Blob,
+    /// The multi-platform index the new manifest was put in (written after it).
+    nested: Option<Blob>,
     index: Vec<u8>,
     tag: Option<String>,
 }
@@ -61,6 +65,9 @@ pub struct Report {
     #[serde(rename = "ref")]
     pub reference: Option<String>,
     pub manifest: Blob,
+    /// With --platform: the rewritten multi-platform index holding the new manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<Blob>,
     pub config: Blob,
     pub layers: Vec<NewLayer>,
 }
@@ -70,23 +77,32 @@ pub fn plan(args: &AppendRequest) -> Result<Plan> {
     let mut index = layout.read_index()?;
     let position = pick_image(&index, args.reference.as_deref(), &args.layout)?;
     let base_descriptor = index["manifests"][position].clone();
-    let (manifest_digest, mut manifest) = read_json_blob(
+    let platform = args.platform.as_deref().map(Platform::parse).transpose()?;
+    let (mut manifest_digest, mut manifest) = read_json_blob(
         &layout,
         "manifest",
         &base_descriptor,
         "index.json descriptor",
     )?;
-    let manifest_type = manifest
-        .get("mediaType")
-        .or_else(|| base_descriptor.get("mediaType"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let mut image_descriptor = base_descriptor.clone();
+    let mut nested = None;
+    let outer_type = media_type_of(&manifest, &base_descriptor);
+    if platform::is_index(&manifest, &outer_type) {
+        let chosen = Nested::choose(manifest, outer_type, &manifest_digest, platform.as_ref())?;
+        image_descriptor = chosen.entry();
+        (manifest_digest, manifest) =
+            read_json_blob(&layout, "manifest", &image_descriptor, "image index entry")?;
+        if platform::is_index(&manifest, &media_type_of(&manifest, &image_descriptor)) {
+            return Err(Error::Usage(format!(
+                "{manifest_digest} is an index inside an index; pexinit appends to one level of index only"
+            )));
+        }
+        nested = Some(chosen);
+    }
+    let mut manifest_type = media_type_of(&manifest, &image_descriptor);
     let docker = manifest_type == media::docker_manifest();
-    if manifest_type == media::oci_index() || manifest_type == media::docker_manifest_list() {
-        return Err(Error::Usage(format!(
-            "{manifest_digest} is a multi-platform index; append to one platform's image (e.g. skopeo copy --override-arch amd64 into a new layout)"
-        )));
+    if manifest_type.is_empty() {
+        manifest_type = media::oci_manifest();
     }
     if !manifest.get("layers").is_some_and(Value::is_array)
         || !manifest.get("config").is_some_and(Value::is_object)
@@ -102,6 +118,9 @@ pub fn plan(args: &AppendRequest) -> Result<Plan> {
         read_json_blob(&layout, "config", &config_descriptor, "manifest config")?;
     let base_layers = manifest["layers"].as_array().map_or(0, Vec::len);
     check_base(&config, &config_digest, base_layers)?;
+    if nested.is_none() {
+        platform::check_config(&config, platform.as_ref(), &manifest_digest)?;
+    }
     for layer in manifest["layers"].as_array().into_iter().flatten() {
         let digest = string_field(layer, "digest", "manifest layer")?;
         layout.check_blob("layer", &digest, size_field(layer))?;
@@ -127,7 +146,19 @@ pub fn plan(args: &AppendRequest) -> Result<Plan> {
             }));
         }
     }
+    manifest_edit::ensure_media_type(&mut manifest, &manifest_type);
+    manifest_edit::annotate(&mut manifest, &args.annotation)?;
     let manifest_blob = Blob::new(manifest_type.clone(), compact(&manifest)?);
+    let nested = nested.map(|n| {
+        let media_type = n.media_type.clone();
+        let index = n.replaced(
+            &manifest_blob.digest,
+            manifest_blob.size,
+            &manifest_blob.media_type,
+        );
+        compact(&index).map(|bytes| Blob::new(media_type, bytes))
+    });
+    let nested = nested.transpose()?;
 
     let tag = args
         .tag
@@ -140,10 +171,11 @@ pub fn plan(args: &AppendRequest) -> Result<Plan> {
                 .map(str::to_string)
         });
     let mut descriptor = base_descriptor.clone();
-    descriptor["digest"] = json!(manifest_blob.digest);
-    descriptor["size"] = json!(manifest_blob.size);
-    if !manifest_type.is_empty() {
-        descriptor["mediaType"] = json!(manifest_type);
+    let top = nested.as_ref().unwrap_or(&manifest_blob);
+    descriptor["digest"] = json!(top.digest);
+    descriptor["size"] = json!(top.size);
+    if !top.media_type.is_empty() {
+        descriptor["mediaType"] = json!(top.media_type);
     }
     if let Some(tag) = &tag {
         check_ref(tag)?;
@@ -165,6 +197,7 @@ pub fn plan(args: &AppendRequest) -> Result<Plan> {
         layers,
         config: config_blob,
         manifest: manifest_blob,
+        nested,
         index: compact(&index)?,
         tag,
     })
@@ -183,6 +216,7 @@ pub fn apply(plan: &Plan) -> Result<Report> {
     Ok(Report {
         reference: plan.tag.clone(),
         manifest: plan.manifest.clone(),
+        index: plan.nested.clone(),
         config: plan.config.clone(),
         layers: plan.layers.clone(),
     })
@@ -194,7 +228,10 @@ fn write_all(plan: &Plan, written: &mut Vec<String>) -> Result<()> {
             written.push(layer.digest.clone());
         }
     }
-    for blob in [&plan.config, &plan.manifest] {
+    for blob in [&plan.config, &plan.manifest]
+        .into_iter()
+        .chain(plan.nested.as_ref())
+    {
         if plan.layout.put_blob(&blob.digest, &blob.bytes)? {
             written.push(blob.digest.clone());
         }
@@ -346,6 +383,16 @@ fn read_json_blob(
         ))
     })?;
     Ok((digest, value))
+}
+
+/// A manifest's media type: its own field, else its descriptor's; empty when neither has one.
+fn media_type_of(manifest: &Value, descriptor: &Value) -> String {
+    manifest
+        .get("mediaType")
+        .or_else(|| descriptor.get("mediaType"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn size_field(value: &Value) -> Option<u64> {

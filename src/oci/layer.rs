@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::fs::atomic::Pending;
 use crate::oci::archive::{self, Owner};
 use crate::oci::compress::{self, Digests};
+use crate::oci::distributions;
 use crate::oci::media::LayerFormat;
 use crate::oci::progress::Progress;
 use crate::oci::source::{self, Source};
@@ -46,6 +47,8 @@ pub struct Plan {
     pub compression: Compression,
     pub level: i32,
     pub threads: usize,
+    /// Created (if missing) before the layers are written: `--distributions DIR`.
+    pub distributions_dir: Option<PathBuf>,
 }
 
 /// What a written layer is: its descriptor and diff_id.
@@ -90,6 +93,9 @@ pub fn plan(args: &LayerRequest) -> Result<Plan> {
                 .into(),
         ));
     }
+    if let Some(d) = &args.distributions {
+        distributions::check_dir(&d.dir, &sources)?;
+    }
     let entries = walk::collect(&sources, rules)?;
     let layers = match &args.split {
         None => vec![LayerPlan {
@@ -110,18 +116,43 @@ pub fn plan(args: &LayerRequest) -> Result<Plan> {
                 )));
             }
             let (deps, app) = split::split(entries, &seed.dest);
-            vec![
-                LayerPlan {
+            let mut layers = Vec::new();
+            match &args.distributions {
+                None => layers.push(LayerPlan {
                     output: args.output.clone(),
                     target: targets[0],
                     entries: walk::finish(deps),
-                },
-                LayerPlan {
-                    output: app_output.clone(),
-                    target: targets[1],
-                    entries: walk::finish(app),
-                },
-            ]
+                }),
+                Some(d) => {
+                    let (group, dists) =
+                        distributions::divide(deps, seed.dest.len(), d.min_size, d.max_layers);
+                    layers.push(LayerPlan {
+                        output: args.output.clone(),
+                        target: targets[0],
+                        entries: walk::finish(group),
+                    });
+                    let ext = match args.compression {
+                        Compression::Gzip => ".tar.gz",
+                        Compression::Zstd => ".tar.zst",
+                        Compression::None => ".tar",
+                    };
+                    let outputs = distributions::outputs(&d.dir, &dists, ext);
+                    for (dist, output) in dists.into_iter().zip(outputs) {
+                        // A new file in a directory checked empty: written and renamed.
+                        layers.push(LayerPlan {
+                            output,
+                            target: Target::File,
+                            entries: walk::finish(dist.entries),
+                        });
+                    }
+                }
+            }
+            layers.push(LayerPlan {
+                output: app_output.clone(),
+                target: targets[1],
+                entries: walk::finish(app),
+            });
+            layers
         }
     };
     let threads = match args.threads {
@@ -135,12 +166,16 @@ pub fn plan(args: &LayerRequest) -> Result<Plan> {
         compression: args.compression,
         level,
         threads,
+        distributions_dir: args.distributions.as_ref().map(|d| d.dir.clone()),
     })
 }
 
 /// Writes every planned layer; each file appears whole (temp + rename) or not at all.
 /// A device or pipe is streamed into.
 pub fn write(plan: &Plan) -> Result<Vec<Written>> {
+    if let Some(dir) = &plan.distributions_dir {
+        distributions::make_dir(dir)?;
+    }
     let mut written = Vec::new();
     for layer in &plan.layers {
         let mut sink = Sink::open(layer)?;

@@ -10,10 +10,13 @@ pub mod append;
 pub mod archive;
 pub mod compress;
 pub mod config;
+pub mod distributions;
 pub mod inspect;
 pub mod layer;
 pub mod layout;
+pub mod manifest;
 pub mod media;
+pub mod platform;
 pub mod progress;
 pub mod source;
 pub mod split;
@@ -42,6 +45,8 @@ pub struct LayerRequest {
     pub threads: Option<usize>,
     /// Split one seed into two layers: the application's goes to this file.
     pub split: Option<PathBuf>,
+    /// With `split`: one layer per large distribution, in a directory of its own.
+    pub distributions: Option<distributions::DistributionLayers>,
     /// `SRC[:DEST]` as given.
     pub sources: Vec<String>,
 }
@@ -67,6 +72,10 @@ pub struct AppendRequest {
     pub workdir: Option<String>,
     /// `K=V` pairs.
     pub label: Vec<String>,
+    /// `K=V` pairs set in the manifest's annotations.
+    pub annotation: Vec<String>,
+    /// `OS/ARCH[/VARIANT]`: the image to append to inside a multi-platform index.
+    pub platform: Option<String>,
     /// `created` of the config and history; None: the base's is kept.
     pub source_date_epoch: Option<i64>,
 }
