@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, IsTerminal};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,7 @@ use crate::pex::manifest::{
     self, Entry, MANIFEST_NAME, Manifest, Ownership, RunMode, RuntimeInfo, VenvEntry,
 };
 use crate::pex::repair;
+use crate::progress::Bar;
 
 mod launch;
 
@@ -305,38 +306,6 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
     })
 }
 
-/// Progress for long seeds: a bar on a terminal, nothing otherwise.
-struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn new(steps: u64) -> Progress {
-        if !io::stderr().is_terminal() {
-            return Progress(None);
-        }
-        let bar = indicatif::ProgressBar::new(steps);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}",
-        ) {
-            bar.set_style(style);
-        }
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        Progress(Some(bar))
-    }
-
-    fn step(&self, message: String) {
-        if let Some(bar) = &self.0 {
-            bar.set_message(message);
-            bar.inc(1);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
-}
-
 /// What a finished seed holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeedReport {
@@ -349,13 +318,15 @@ pub struct SeedReport {
 
 /// Carries out a seed plan.
 pub fn apply(plan: &SeedPlan) -> Result<SeedReport, SeedError> {
-    let progress = Progress::new(plan.items.len() as u64 * 2 + 4);
+    let steps = plan.items.len() as u64 * 2 + 4;
+    let progress = Bar::new(|| steps, "{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}")
+        .ticking(std::time::Duration::from_millis(200));
     let result = apply_with(plan, &progress);
     progress.finish();
     result
 }
 
-fn apply_with(plan: &SeedPlan, progress: &Progress) -> Result<SeedReport, SeedError> {
+fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> {
     let root = &plan.pex_root;
     fs::create_dir_all(root).map_err(io_err(format!("creating {}", root.display())))?;
     let scratch = Scratch::new()?;
