@@ -54,6 +54,10 @@ pub struct Pex {
     pub path: PathBuf,
     pub layout: Layout,
     pub info: PexInfo,
+    /// PEX-INFO as written: the keys only some commands need (seed's) are read from it
+    /// without opening the PEX again.
+    #[serde(skip)]
+    pub raw_info: serde_json::Value,
     /// The interpreter the PEX asks for in its shebang line, if it has one.
     pub shebang: Option<Shebang>,
 }
@@ -120,28 +124,42 @@ pub fn open(path: &Path) -> Result<Pex, PexError> {
         } else {
             Layout::Packed
         };
+        let (info, raw_info) = parse_info(&text)?;
         return Ok(Pex {
             path: path.to_path_buf(),
             layout,
-            info: parse_info(&text)?,
+            info,
+            raw_info,
             shebang: read_shebang(&path.join("__main__.py"))?,
         });
     }
+    let (info, raw_info) = read_zip_pex_info(path)?;
     Ok(Pex {
         path: path.to_path_buf(),
         layout: Layout::Zipapp,
-        info: read_zip_pex_info(path)?,
+        info,
+        raw_info,
         shebang: read_shebang(path)?,
     })
 }
 
-fn read_zip_pex_info(path: &Path) -> Result<PexInfo, PexError> {
+/// PEX-INFO is a few kilobytes; a PEX claiming more is refused before it is inflated.
+const MAX_PEX_INFO: u64 = 16 << 20;
+
+fn read_zip_pex_info(path: &Path) -> Result<(PexInfo, serde_json::Value), PexError> {
     let file = File::open(path)?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| PexError::NotZip(e.to_string()))?;
     let mut text = String::new();
     match archive.by_name(PEX_INFO) {
-        Ok(mut entry) => {
+        Ok(entry) if entry.size() > MAX_PEX_INFO => {
+            return Err(PexError::BadPexInfo(format!(
+                "it inflates to {} bytes, more than the {MAX_PEX_INFO} a PEX-INFO may hold",
+                entry.size()
+            )));
+        }
+        Ok(entry) => {
             entry
+                .take(MAX_PEX_INFO)
                 .read_to_string(&mut text)
                 .map_err(|e| PexError::BadPexInfo(e.to_string()))?;
         }
@@ -151,8 +169,12 @@ fn read_zip_pex_info(path: &Path) -> Result<PexInfo, PexError> {
     parse_info(&text)
 }
 
-fn parse_info(text: &str) -> Result<PexInfo, PexError> {
-    serde_json::from_str(text).map_err(|e| PexError::BadPexInfo(e.to_string()))
+fn parse_info(text: &str) -> Result<(PexInfo, serde_json::Value), PexError> {
+    let raw: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| PexError::BadPexInfo(e.to_string()))?;
+    let info =
+        serde_json::from_value(raw.clone()).map_err(|e| PexError::BadPexInfo(e.to_string()))?;
+    Ok((info, raw))
 }
 
 /// Reads the `#!` line of `path`, if it has one. A missing file has none.

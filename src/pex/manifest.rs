@@ -288,12 +288,11 @@ fn yes() -> bool {
 }
 
 impl RuntimeInfo {
+    /// The PEX-INFO [`crate::pex::info::open`] read, seen for the keys seed needs.
     pub fn read(pex: &Pex) -> io::Result<RuntimeInfo> {
-        let bytes = read_member(pex, PEX_INFO)?;
-        let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
         let mut info: RuntimeInfo =
-            serde_json::from_value(raw.clone()).map_err(io::Error::other)?;
-        info.raw = raw;
+            serde_json::from_value(pex.raw_info.clone()).map_err(io::Error::other)?;
+        info.raw = pex.raw_info.clone();
         Ok(info)
     }
 
