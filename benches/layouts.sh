@@ -45,6 +45,7 @@ for v in "${VERSIONS[@]}"; do
         esac
         [ -e "$out" ] || env -i PATH=$PATH PEX_ROOT=$WORK/build-root "$(pex_for "$v")" \
             cowsay==6.1 -c cowsay --python $PY "${flags[@]}" -o "$out"
+        chmod -R a+rX "$out" # pex makes packed and loose PEX files 0700
         PEXES+=("$out")
     done
 done
