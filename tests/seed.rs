@@ -77,6 +77,7 @@ fn seeded_run(seed_dir: &Path, pex: &Path, args: &[&str], env: &[(String, String
 }
 
 const FAST_PATH_TAKEN: &str = "pexinit: info: fast path: exec the seeded venv";
+const LAUNCHER_TAKEN: &str = "pexinit: info: fast path: exec the seeded launcher";
 
 /// The app's JSON output (the test harness prints its own lines around it).
 fn app_json(ran: &Ran) -> serde_json::Value {
@@ -374,7 +375,14 @@ fn every_layout_and_user_runs_warm_from_the_seed() {
             ));
             assert_cowsay_said(&again, "moo");
             assert_eq!(content(&tmp), farm_and_tmp, "{label}: second run wrote");
-            let expect_farm = (uid == 65534) || read_only;
+            // A launcher reads the seed in place, whoever runs it: no farm.
+            assert_eq!(
+                launched(&ran),
+                *kind != Kind::Venv,
+                "{label}: {}",
+                ran.describe()
+            );
+            let expect_farm = ((uid == 65534) || read_only) && !launched(&ran);
             let used_root = pex_root_of(&ran);
             assert_eq!(
                 used_root != *root,
@@ -396,12 +404,26 @@ fn every_layout_and_user_runs_warm_from_the_seed() {
     }
 }
 
+/// The PEX_ROOT a run used: the seed or farm it names, or the seed itself when a
+/// launcher read it in place.
 fn pex_root_of(ran: &Ran) -> PathBuf {
     ran.stderr
         .lines()
-        .find_map(|l| l.split_once(" used as PEX_ROOT ").map(|(_, root)| root))
+        .find_map(|l| {
+            l.split_once(" used as PEX_ROOT ")
+                .map(|(_, root)| root)
+                .or_else(|| {
+                    l.strip_prefix("pexinit: info: seed ")
+                        .and_then(|rest| rest.strip_suffix(" read in place"))
+                })
+        })
         .map(PathBuf::from)
         .unwrap_or_else(|| panic!("no PEX_ROOT reported:\n{}", ran.describe()))
+}
+
+/// Whether the run started the app through the seed's launcher (zipapp, packed, loose).
+fn launched(ran: &Ran) -> bool {
+    ran.stderr.contains(LAUNCHER_TAKEN)
 }
 
 fn chmod_tree(root: &Path, writable: bool) {
@@ -465,8 +487,13 @@ fn empty_tmpfs_at_the_build_path_with_the_seed_mounted_read_only_elsewhere() {
         let ran = run(&mut cmd);
         assert_cowsay_said(&ran, "moo");
         assert_no_fallback_warning(&ran);
-        assert_eq!(pex_root_of(&ran), build_path, "{}", ran.describe());
-        if info::open(app).expect("pex").info.venv {
+        // A launcher reads the read-only seed where it is mounted; pex's bootstrap
+        // needs the farm at the build path.
+        let venv = info::open(app).expect("pex").info.venv;
+        assert_eq!(launched(&ran), !venv, "{}", ran.describe());
+        let expected_root = if venv { &build_path } else { &ro };
+        assert_eq!(&pex_root_of(&ran), expected_root, "{}", ran.describe());
+        if venv {
             assert!(ran.stderr.contains(FAST_PATH_TAKEN), "{}", ran.describe());
         }
     }

@@ -1,4 +1,8 @@
-//! The seeded fast path: exec a seeded venv directly, skipping pex's zip bootstrap.
+//! The seeded fast path: start the app from the seed without pex's bootstrap.
+//!
+//! Two ways, by how the PEX runs: a `--venv` PEX's seeded venv is exec'd as below; a
+//! zipapp, packed or loose PEX is started by the launcher `pexinit seed` recorded for it
+//! (see `pex::seed::launch`): `PYTHON [inject_python_args] [#! flags] LAUNCHER APP ARGS`.
 //!
 //! A warm `--venv` PEX still spends 70–170 ms in Python opening the zip and importing
 //! pex's bootstrap, only to exec `<venv>/pex` (docs/BENCHMARKS.md). When the seed manifest

@@ -141,7 +141,7 @@ pub fn choose(
     let fast = fast_path(seeded, command, plan)?;
     if let Ok(fast) = &fast {
         if !fast.needs_pex_root() {
-            plan.env.set("PEX_ROOT", &seeded.physical);
+            read_in_place(seeded, plan);
         }
         take_fast_path(fast, command, plan);
     }
@@ -166,6 +166,19 @@ pub fn record_access(seeded: &Seeded, fast: &FastPath) {
         ) {
             tracing::debug!("cannot refresh {}: {e}", file.display());
         }
+    }
+}
+
+/// PEX_ROOT becomes the seed itself, and the link farm the plan would have created for
+/// pex is not created: a launcher start writes nothing.
+fn read_in_place(seeded: &Seeded, plan: &mut EnvPlan) {
+    if let Some(farm) = plan.value("PEX_ROOT").map(PathBuf::from) {
+        plan.mkdirs.retain(|mkdir| mkdir.path != farm);
+    }
+    plan.env.set("PEX_ROOT", &seeded.physical);
+    if let Some(decision) = plan.decisions.iter_mut().find(|d| d.variable == "PEX_ROOT") {
+        decision.value = Some(seeded.physical.clone().into_os_string());
+        decision.note = Some("the seed itself, read in place by its launcher".to_owned());
     }
 }
 
