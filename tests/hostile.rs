@@ -1012,3 +1012,75 @@ fn prime_into_a_read_only_or_foreign_directory_names_the_cause() {
     assert_one_line_error(&ran, 125, "Permission denied");
     assert_eq!(snapshot(sb.path()), before);
 }
+
+/// A PEX-INFO `pex_hash` names directories in PEX_ROOT: one that is not a hex digest
+/// (`../../../../escaped`) is refused before pex could write outside PEX_ROOT.
+#[test]
+fn a_pex_hash_that_is_not_hex_is_refused_before_pex_runs() {
+    let sb = Sandbox::new();
+    let pex = sb.join("evil.pex");
+    let rewrite = run(clean_command(PYTHON)
+        .args([
+            "-c",
+            "import json, sys, zipfile\n\
+             src, dst = sys.argv[1:]\n\
+             with zipfile.ZipFile(src) as i, zipfile.ZipFile(dst, 'w') as o:\n\
+             \x20   for item in i.infolist():\n\
+             \x20       data = i.read(item)\n\
+             \x20       if item.filename == 'PEX-INFO':\n\
+             \x20           info = json.loads(data)\n\
+             \x20           info['pex_hash'] = '../../../../escaped'\n\
+             \x20           data = json.dumps(info).encode()\n\
+             \x20       o.writestr(item, data)\n",
+        ])
+        .arg(cowsay(PEX_NEWEST, Kind::Zipapp))
+        .arg(&pex));
+    assert!(rewrite.success(), "{}", rewrite.describe());
+    let home = sb.mkdir("home");
+    let before = sb.tree();
+    let ran = run(pexinit()
+        .env("HOME", &home)
+        .env("PEX_ROOT", home.join("root"))
+        .args(["run", "--"])
+        .arg(&pex));
+    assert_eq!(ran.code, Some(126), "{}", ran.describe());
+    assert_eq!(ran.stderr_lines().len(), 1, "{}", ran.describe());
+    ran.assert_stderr_has("is not a hex digest");
+    let created: Vec<String> = sb
+        .tree()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(created.is_empty(), "written: {created:?}");
+}
+
+/// Every path `run` joins to a seed comes from its manifest: one that leads out of the
+/// seed makes the seed unusable (the app runs without it, and says why), never an exec
+/// of what lies outside.
+#[test]
+fn a_seed_manifest_path_leading_out_of_the_seed_is_not_used() {
+    let sb = Sandbox::new();
+    let pex = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let seed = sb.join("seed");
+    let seeded = run(pexinit()
+        .args(["seed", "--python", PYTHON, "--pex-root"])
+        .arg(&seed)
+        .arg(&pex));
+    assert!(seeded.success(), "{}", seeded.describe());
+    let manifest_path = seed.join(".pexinit-seed.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&fs::read(&manifest_path).expect("manifest")).expect("json");
+    manifest["entries"][0]["launcher"]["file"] = Value::from("../outside.py");
+    fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+    fs::write(sb.join("outside.py"), "print('escaped')\n").expect("write");
+    let ran = run(pexinit()
+        .env("HOME", sb.mkdir("home"))
+        .args(["run", "--python", PYTHON, "--seed"])
+        .arg(&seed)
+        .arg("--")
+        .arg(&pex)
+        .args(["-t", "moo"]));
+    assert_cowsay_said(&ran, "moo");
+    ran.assert_stdout_lacks("escaped");
+    ran.assert_stderr_has("does not stay inside the seed");
+}

@@ -172,9 +172,26 @@ fn read_zip_pex_info(path: &Path) -> Result<(PexInfo, serde_json::Value), PexErr
 fn parse_info(text: &str) -> Result<(PexInfo, serde_json::Value), PexError> {
     let raw: serde_json::Value =
         serde_json::from_str(text).map_err(|e| PexError::BadPexInfo(e.to_string()))?;
-    let info =
+    let info: PexInfo =
         serde_json::from_value(raw.clone()).map_err(|e| PexError::BadPexInfo(e.to_string()))?;
+    // pex_hash names directories in PEX_ROOT (`unzipped_pexes/<hash>`, `venvs/<hash>`):
+    // anything but hex could walk out of it.
+    if let Some(hash) = &info.pex_hash
+        && !is_hex_digest(hash)
+    {
+        return Err(PexError::BadPexInfo(format!(
+            "pex_hash {hash:?} is not a hex digest; rebuild the PEX with pex"
+        )));
+    }
     Ok((info, raw))
+}
+
+/// A non-empty run of lowercase hex digits, as pex writes its hashes.
+fn is_hex_digest(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Reads the `#!` line of `path`, if it has one. A missing file has none.
@@ -212,6 +229,15 @@ pub fn parse_shebang(line: &[u8]) -> Option<Shebang> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pex_hash_must_be_hex() {
+        let info = |hash: &str| parse_info(&format!(r#"{{"pex_hash": "{hash}"}}"#));
+        assert!(info("19462551180dbaa263b154ac4b6400f87e6069d6").is_ok());
+        for bad in ["../../../../escaped", "", "ABC", "a/b", "0x12"] {
+            assert!(info(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 
     #[test]
     fn shebang_forms() {

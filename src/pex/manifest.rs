@@ -168,6 +168,21 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The first path of an entry that could lead out of the seed: every path `run` and
+    /// `prime` join to the seed must be relative and free of `..`. None when all stay in.
+    pub fn escaping_path(&self) -> Option<&Path> {
+        self.entries
+            .iter()
+            .flat_map(|e| {
+                e.unzipped
+                    .iter()
+                    .chain(e.venv.as_ref().map(|v| &v.dir))
+                    .chain(e.launcher.as_ref().map(|l| &l.file))
+            })
+            .map(PathBuf::as_path)
+            .find(|p| !stays_inside(p))
+    }
+
     /// The entry for a PEX with this hash and layout, if seeded. The layouts of one
     /// build share a pex_hash but not their cache entries or launchers.
     pub fn entry(&self, pex_hash: &str, layout: Layout) -> Option<&Entry> {
@@ -193,6 +208,12 @@ pub enum ManifestError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// Whether `rel` joined to a directory stays inside it: relative, only plain names.
+fn stays_inside(rel: &Path) -> bool {
+    rel.components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 /// Reads `DIR/.pexinit-seed.json`.
 pub fn read(seed_dir: &Path) -> Result<Manifest, ManifestError> {
     let path = seed_dir.join(MANIFEST_NAME);
@@ -210,6 +231,12 @@ pub fn read(seed_dir: &Path) -> Result<Manifest, ManifestError> {
         path: path.clone(),
         message: e.to_string(),
     })?;
+    if let Some(bad) = manifest.escaping_path() {
+        return Err(ManifestError::Invalid {
+            path,
+            message: format!("entry path {} does not stay inside the seed", bad.display()),
+        });
+    }
     if manifest.format != FORMAT {
         return Err(ManifestError::Invalid {
             path,
@@ -319,4 +346,23 @@ pub fn exec_style(main_py: &[u8]) -> ExecStyle {
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_paths_must_stay_inside_the_seed() {
+        for (rel, inside) in [
+            ("venvs/4/abc/def", true),
+            (".pexinit/launch/abc-zipapp.py", true),
+            ("../outside", false),
+            ("/etc", false),
+            ("venvs/../../outside", false),
+            ("./venvs", false),
+        ] {
+            assert_eq!(stays_inside(Path::new(rel)), inside, "{rel}");
+        }
+    }
 }
