@@ -172,8 +172,8 @@ fn read_zip_pex_info(path: &Path) -> Result<(PexInfo, serde_json::Value), PexErr
 fn parse_info(text: &str) -> Result<(PexInfo, serde_json::Value), PexError> {
     let raw: serde_json::Value =
         serde_json::from_str(text).map_err(|e| PexError::BadPexInfo(e.to_string()))?;
-    let info: PexInfo =
-        serde_json::from_value(raw.clone()).map_err(|e| PexError::BadPexInfo(e.to_string()))?;
+    // Read from the parsed value in place: PEX-INFO is parsed once on run's start-up.
+    let info = PexInfo::deserialize(&raw).map_err(|e| PexError::BadPexInfo(e.to_string()))?;
     // pex_hash names directories in PEX_ROOT (`unzipped_pexes/<hash>`, `venvs/<hash>`):
     // anything but hex could walk out of it.
     if let Some(hash) = &info.pex_hash

@@ -317,8 +317,7 @@ fn yes() -> bool {
 impl RuntimeInfo {
     /// The PEX-INFO [`crate::pex::info::open`] read, seen for the keys seed needs.
     pub fn read(pex: &Pex) -> io::Result<RuntimeInfo> {
-        let mut info: RuntimeInfo =
-            serde_json::from_value(pex.raw_info.clone()).map_err(io::Error::other)?;
+        let mut info = RuntimeInfo::deserialize(&pex.raw_info).map_err(io::Error::other)?;
         info.raw = pex.raw_info.clone();
         Ok(info)
     }

@@ -74,11 +74,11 @@ pub struct FastPath {
     /// The launcher in the seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub launcher: Option<PathBuf>,
-    /// pex's `.last-access` files of the seed entries this start uses: `pex3 cache
-    /// prune` deletes entries whose file is old, so `run` refreshes them when it can
-    /// write the seed (pex itself would, through its bootstrap).
+    /// The seed entries this start uses, whose `.last-access` files `pex3 cache prune`
+    /// judges: `run` refreshes them when it can write the seed (pex itself would,
+    /// through its bootstrap). Not looked at here: only a writable seed needs them.
     #[serde(skip)]
-    pub access_files: Vec<PathBuf>,
+    pub entries: Vec<PathBuf>,
 }
 
 impl FastPath {
@@ -206,7 +206,7 @@ fn venv_plan(req: &Request<'_>, entry: &Entry, venv: &VenvEntry) -> Result<FastP
         env,
         venv: Some(venv_dir),
         launcher: None,
-        access_files: access_files(req, entry),
+        entries: entry_dirs(req, entry),
     })
 }
 
@@ -261,7 +261,7 @@ fn launcher_plan(
         env: Vec::new(),
         venv: None,
         launcher: Some(file),
-        access_files: access_files(req, entry),
+        entries: entry_dirs(req, entry),
     })
 }
 
@@ -320,14 +320,13 @@ fn no_pexrc(req: &Request<'_>) -> Result<(), String> {
     }
 }
 
-/// The `.last-access` files pex keeps in the entries `entry` runs from (pex ≥ 2.24).
-fn access_files(req: &Request<'_>, entry: &Entry) -> Vec<PathBuf> {
+/// The seed's cache entries `entry` runs from.
+fn entry_dirs(req: &Request<'_>, entry: &Entry) -> Vec<PathBuf> {
     entry
         .unzipped
         .iter()
         .chain(entry.venv.as_ref().map(|v| &v.dir))
-        .map(|rel| req.seed.join(rel).join(".last-access"))
-        .filter(|file| file.is_file())
+        .map(|rel| req.seed.join(rel))
         .collect()
 }
 

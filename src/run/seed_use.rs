@@ -156,10 +156,11 @@ pub fn record_access(seeded: &Seeded, fast: &FastPath) {
         return;
     }
     let now = nix::sys::time::TimeSpec::UTIME_NOW;
-    for file in &fast.access_files {
+    // pex ≥ 2.24 keeps a `.last-access` in each entry; older caches have none (ENOENT).
+    for file in fast.entries.iter().map(|dir| dir.join(".last-access")) {
         if let Err(e) = nix::sys::stat::utimensat(
             nix::fcntl::AT_FDCWD,
-            file,
+            &file,
             &now,
             &now,
             nix::sys::stat::UtimensatFlags::NoFollowSymlink,
