@@ -108,7 +108,8 @@ struct Case {
 fn case(label: &str, pex: &Path, args: &[&str], expect_code: i32) -> Case {
     Case {
         label: label.to_owned(),
-        pex: pex.to_path_buf(),
+        // Run by uid 123456: a copy it can reach when the checkout is private.
+        pex: reachable(pex),
         args: args.iter().map(|a| (*a).to_owned()).collect(),
         stdin: None,
         env: Vec::new(),
@@ -326,7 +327,7 @@ impl Group {
         args.extend(["--python".into(), PYTHON.into(), "--".into()]);
         args.push(case.pex.clone().into_os_string());
         args.extend(case.args.iter().map(OsString::from));
-        self.node(Path::new(pexinit_bin()), &args, &self.env(case))
+        self.node(&reachable(Path::new(pexinit_bin())), &args, &self.env(case))
     }
 
     fn run_a(&self, case: &Case) -> Ran {
