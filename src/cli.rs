@@ -116,7 +116,8 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         pexinit seed --pex-root /opt/pex-root /app/app.pex\n  \
         SOURCE_DATE_EPOCH=0 pexinit seed --pex-root /opt/pex-root --python /usr/bin/python3.11 a.pex b.pex\n  \
-        pexinit seed --pex-root /opt/pex-root --runtime-user 1001:0 /app/app.pex\n\n\
+        pexinit seed --pex-root /opt/pex-root --runtime-user 1001:0 /app/app.pex\n  \
+        pexinit seed --slim --pex-root /opt/pex-root --python /usr/bin/python3.11 app.pex\n\n\
         Seed at the PEX_ROOT path and with the interpreter the container will use (both are \
         part of pex's cache keys). The seed is verified (a second warm-up creates nothing, no \
         broken link), reproducible (mtimes from SOURCE_DATE_EPOCH) and described by \
@@ -313,6 +314,12 @@ pub struct SeedArgs {
     /// Owner of the seed: UID[:GID] [default: group 0, group permissions = user's].
     #[arg(long, value_name = "UID[:GID]")]
     pub runtime_user: Option<String>,
+
+    /// Keep only what `run`'s fast path reads: no pex runtime (`bootstraps/`, `isolated/`)
+    /// and no interpreter cache, so an image holds each byte of the app once and the
+    /// .pex files need not be shipped. Every PEX must have a fast path.
+    #[arg(long)]
+    pub slim: bool,
 
     /// Print the plan; change nothing.
     #[arg(long)]

@@ -35,6 +35,7 @@ fn request(root: &Path, targets: &[(&Path, bool)]) -> seed::Request {
                 venv: *venv,
             })
             .collect(),
+        slim: false,
         source_date_epoch: Some(SDE),
         path_var: PATH.into(),
     }

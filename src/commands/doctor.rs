@@ -16,7 +16,7 @@ pub fn doctor(args: &DoctorArgs, verbose: u8) -> Result<u8> {
     let inputs = plan_inputs(&settings)?;
     let (mut plan, seed) = plan_with_seed(&settings, &inputs);
     let mut problems = plan.problems.clone();
-    let mut command = match optional_command(&args.command, &settings, &plan, &inputs) {
+    let mut command = match optional_command(&args.command, &settings, &plan, &inputs, &seed) {
         Ok(command) => command,
         Err(e) => {
             problems.push(e.to_string());
@@ -37,12 +37,20 @@ pub fn doctor(args: &DoctorArgs, verbose: u8) -> Result<u8> {
     let seed = match seed {
         Ok(None) => SeedCheck::None,
         Err((seed, reason)) => SeedCheck::Unusable { seed, reason },
-        Ok(Some(seeded)) => SeedCheck::Used {
-            fast_path: command
+        Ok(Some(seeded)) => {
+            let fast_path = command
                 .as_mut()
-                .and_then(|c| seed_use::choose(&seeded, c, &mut plan)),
-            seeded: Box::new(seeded),
-        },
+                .and_then(|c| seed_use::choose(&seeded, c, &mut plan));
+            if let Some(c) = &command
+                && let Err(why) = seed_use::require_fast_path(&seeded, c, fast_path.as_ref())
+            {
+                problems.push(why);
+            }
+            SeedCheck::Used {
+                fast_path,
+                seeded: Box::new(seeded),
+            }
+        }
     };
     let pex_root = plan.value("PEX_ROOT").map(PathBuf::from);
     let cache = CacheCheck::scan(

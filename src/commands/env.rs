@@ -13,7 +13,7 @@ pub fn env(args: &EnvArgs, verbose: u8) -> Result<u8> {
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
-    let mut command = optional_command(&args.command, &settings, &plan, &inputs)?;
+    let mut command = optional_command(&args.command, &settings, &plan, &inputs, &seed)?;
     settle_for_program(
         &settings,
         &inputs,

@@ -9,13 +9,12 @@ use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::run::apply;
 use crate::run::cache_guard::{self, CacheCheck};
-use crate::run::command::plan_command;
 use crate::run::exec::{self, Program};
 use crate::run::init::{self, InitOptions};
 use crate::run::plan::Inputs;
 use crate::run::privileges::Credentials;
 use crate::run::seed_use;
-use crate::run::setup::{inputs_for_user, plan_with_seed, settle_for_program};
+use crate::run::setup::{inputs_for_user, plan_program, plan_with_seed, settle_for_program};
 use crate::run::signals::Rewrites;
 
 fn flag_settings(args: &RunArgs) -> FlagSettings {
@@ -42,7 +41,7 @@ pub fn run(args: RunArgs, verbose: u8) -> Result<u8> {
         None => (Inputs::from_process(current), None),
     };
     let (mut plan, seed) = plan_with_seed(&settings, &inputs);
-    let mut command = plan_command(&args.command, &settings, &plan.env, &inputs.identity)?;
+    let mut command = plan_program(&args.command, &settings, &plan, &inputs, &seed)?;
     let settings = settle_for_program(
         &settings,
         &inputs,
@@ -72,6 +71,8 @@ pub fn run(args: RunArgs, verbose: u8) -> Result<u8> {
     }
     if let Some(seeded) = &seeded {
         let fast = seed_use::choose(seeded, &mut command, &mut plan);
+        seed_use::require_fast_path(seeded, &command, fast.as_ref())
+            .map_err(Error::CannotExecute)?;
         if seed_use::needs_seed_root(fast.as_ref()) {
             let owner = credentials
                 .as_ref()

@@ -34,6 +34,7 @@ pub fn seed(args: &SeedArgs, verbose: u8) -> Result<u8> {
         python: settings.python.as_ref().map(|(p, _)| p.clone()),
         runtime_user,
         targets,
+        slim: args.slim,
         source_date_epoch: source_date_epoch()?,
         // pex's bootstrap runs `uname` and friends.
         path_var: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),

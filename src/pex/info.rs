@@ -60,6 +60,10 @@ pub struct Pex {
     pub raw_info: serde_json::Value,
     /// The interpreter the PEX asks for in its shebang line, if it has one.
     pub shebang: Option<Shebang>,
+    /// The file is not here: PEX-INFO was read from the seed that holds this PEX (an image
+    /// built with `pexinit seed --slim` need not ship the .pex files).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub in_seed_only: bool,
 }
 
 /// An interpreter line `#!PROGRAM [ARG]`. With `/usr/bin/env NAME`, `program` is NAME,
@@ -131,6 +135,7 @@ pub fn open(path: &Path) -> Result<Pex, PexError> {
             info,
             raw_info,
             shebang: read_shebang(&path.join("__main__.py"))?,
+            in_seed_only: false,
         });
     }
     let (info, raw_info) = read_zip_pex_info(path)?;
@@ -140,6 +145,23 @@ pub fn open(path: &Path) -> Result<Pex, PexError> {
         info,
         raw_info,
         shebang: read_shebang(path)?,
+        in_seed_only: false,
+    })
+}
+
+/// The PEX at `path`, whose file is not there, as a seed recorded it: `info_file` is the
+/// PEX-INFO pex unpacked into the seed. It has no #! line: the seed's interpreter runs it.
+pub fn from_seed(path: &Path, layout: Layout, info_file: &Path) -> Result<Pex, PexError> {
+    let bytes = crate::fs::bounded::read(info_file, MAX_PEX_INFO, true)?;
+    let text = String::from_utf8(bytes).map_err(|e| PexError::BadPexInfo(e.to_string()))?;
+    let (info, raw_info) = parse_info(&text)?;
+    Ok(Pex {
+        path: path.to_path_buf(),
+        layout,
+        info,
+        raw_info,
+        shebang: None,
+        in_seed_only: true,
     })
 }
 

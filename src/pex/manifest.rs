@@ -22,8 +22,12 @@ use crate::pex::info::{self, PEX_INFO, Pex};
 
 /// The manifest's file name at the root of a seeded PEX_ROOT.
 pub const MANIFEST_NAME: &str = ".pexinit-seed.json";
-/// Bumped when a reader of an older format would misread the file.
-pub const FORMAT: u32 = 1;
+/// Bumped when a reader of an older format would misread the file. A full seed is still
+/// written as format 1 (older pexinit reads it right); a slim seed is format 2: an older
+/// reader would let pex's bootstrap run against a seed that lacks pex's runtime.
+pub const FORMAT: u32 = 2;
+/// The format of a seed that is not slim.
+pub const FORMAT_FULL: u32 = 1;
 
 /// How a seeded PEX runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +73,9 @@ pub struct VenvEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// The PEX as given to `seed` (physical path at seed time; provenance only).
+    /// The PEX's file name (older seeds: its path at seed time). Only the name is kept, so
+    /// the seed's bytes do not depend on the directory it was built in; `run` finds a
+    /// seeded PEX by it when the file itself was left out of the image.
     pub pex: PathBuf,
     /// sha256 of the zipapp file, or of PEX-INFO for packed and loose directories
     /// (pex_hash already covers their content; hashing a whole tree costs too much).
@@ -132,6 +138,16 @@ impl From<info::Layout> for Layout {
     }
 }
 
+impl From<Layout> for info::Layout {
+    fn from(layout: Layout) -> Self {
+        match layout {
+            Layout::Zipapp => info::Layout::Zipapp,
+            Layout::Packed => info::Layout::Packed,
+            Layout::Loose => info::Layout::Loose,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DigestOf {
@@ -160,6 +176,10 @@ pub struct Manifest {
     pub source_date_epoch: i64,
     pub ownership: Ownership,
     pub entries: Vec<Entry>,
+    /// `pexinit seed --slim`: only what the fast path reads is kept (no pex runtime, no
+    /// interpreter cache), so pex's bootstrap must never run against this seed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slim: bool,
     /// Set by `pexinit prime` when it published this tree without flushing it to disk:
     /// the kernel boot it did so in. After a restart of the machine the tree may have
     /// lost data (see `prime`'s durability); `run` warns. Never set in a seed.
@@ -189,6 +209,16 @@ impl Manifest {
         self.entries
             .iter()
             .find(|e| e.pex_hash == pex_hash && e.layout == layout)
+    }
+
+    /// The entries seeded from a PEX file of this name (its file name at seed time).
+    pub fn entries_named<'m>(
+        &'m self,
+        name: &'m std::ffi::OsStr,
+    ) -> impl Iterator<Item = &'m Entry> {
+        self.entries
+            .iter()
+            .filter(move |e| e.pex.file_name() == Some(name))
     }
 
     /// Serialized form: stable key order and a final newline, so equal manifests are
@@ -237,11 +267,11 @@ pub fn read(seed_dir: &Path) -> Result<Manifest, ManifestError> {
             message: format!("entry path {} does not stay inside the seed", bad.display()),
         });
     }
-    if manifest.format != FORMAT {
+    if !(FORMAT_FULL..=FORMAT).contains(&manifest.format) {
         return Err(ManifestError::Invalid {
             path,
             message: format!(
-                "format {} is not the {FORMAT} this pexinit reads",
+                "format {} is not one this pexinit reads ({FORMAT_FULL} to {FORMAT})",
                 manifest.format
             ),
         });

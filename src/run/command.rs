@@ -26,6 +26,8 @@ pub enum InterpreterSource {
     ConfigFile,
     /// The PEX's own `#!` line.
     Shebang,
+    /// The interpreter the seed was built for: the PEX file is not here to say.
+    Seed,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,32 +78,8 @@ pub fn plan_command(
                 program_path.display()
             ))
         })?;
-        let (interpreter, source, interpreter_args) = choose_interpreter(&pex, settings)?;
-        let executable = find_executable(OsStr::new(&interpreter), path_var, who).map_err(|e| {
-            let origin = match source {
-                InterpreterSource::Flag => "from --python / PEXINIT_PYTHON".to_owned(),
-                InterpreterSource::ConfigFile => "from the config file's python".to_owned(),
-                InterpreterSource::Shebang => format!("from the #! line of {}", pex.path.display()),
-            };
-            with_context(
-                e,
-                &format!("interpreter {} ({origin})", interpreter.display()),
-                "install it or pass --python PATH",
-            )
-        })?;
-        let mut argv_os = vec![executable.clone().into_os_string()];
-        argv_os.extend(interpreter_args.into_iter().map(OsString::from));
-        let pex_arg = Some(argv_os.len());
-        argv_os.push(program.clone());
-        argv_os.extend(args.iter().cloned());
-        return Ok(CommandPlan {
-            executable,
-            argv: lossy_all(&argv_os),
-            argv_os,
-            pex: Some(pex),
-            pex_arg,
-            interpreter_source: Some(source),
-        });
+        let interpreter = choose_interpreter(&pex, settings)?;
+        return plan_pex(program, args, pex, interpreter, path_var, who);
     }
 
     check_executable(&program_path, who)?;
@@ -113,6 +91,69 @@ pub fn plan_command(
         pex,
         pex_arg,
         interpreter_source: None,
+    })
+}
+
+/// PROGRAM names a PEX whose file is not here but whose seed is (an image built with
+/// `pexinit seed --slim` need not ship the .pex files): planned as the file would be,
+/// with the seed's interpreter unless one is named.
+pub fn plan_seeded_pex(
+    command: &[OsString],
+    pex: Pex,
+    seed_python: &Path,
+    settings: &Settings,
+    env: &EnvMap,
+    who: &Identity,
+) -> Result<CommandPlan> {
+    let Some((program, args)) = command.split_first() else {
+        return Err(Error::Usage("no PROGRAM given".into()));
+    };
+    let interpreter = match &settings.python {
+        Some(_) => choose_interpreter(&pex, settings)?,
+        None => (
+            seed_python.to_path_buf(),
+            InterpreterSource::Seed,
+            Vec::new(),
+        ),
+    };
+    let path_var = env.get("PATH").unwrap_or(OsStr::new(DEFAULT_PATH));
+    plan_pex(program, args, pex, interpreter, path_var, who)
+}
+
+/// The command of a PEX: its interpreter, the interpreter's options, the PEX, its args.
+fn plan_pex(
+    program: &OsString,
+    args: &[OsString],
+    pex: Pex,
+    (interpreter, source, interpreter_args): (PathBuf, InterpreterSource, Vec<String>),
+    path_var: &OsStr,
+    who: &Identity,
+) -> Result<CommandPlan> {
+    let executable = find_executable(OsStr::new(&interpreter), path_var, who).map_err(|e| {
+        let origin = match source {
+            InterpreterSource::Flag => "from --python / PEXINIT_PYTHON".to_owned(),
+            InterpreterSource::ConfigFile => "from the config file's python".to_owned(),
+            InterpreterSource::Shebang => format!("from the #! line of {}", pex.path.display()),
+            InterpreterSource::Seed => "the seed's interpreter".to_owned(),
+        };
+        with_context(
+            e,
+            &format!("interpreter {} ({origin})", interpreter.display()),
+            "install it or pass --python PATH",
+        )
+    })?;
+    let mut argv_os = vec![executable.clone().into_os_string()];
+    argv_os.extend(interpreter_args.into_iter().map(OsString::from));
+    let pex_arg = Some(argv_os.len());
+    argv_os.push(program.clone());
+    argv_os.extend(args.iter().cloned());
+    Ok(CommandPlan {
+        executable,
+        argv: lossy_all(&argv_os),
+        argv_os,
+        pex: Some(pex),
+        pex_arg,
+        interpreter_source: Some(source),
     })
 }
 

@@ -192,8 +192,12 @@ fn venv_plan(req: &Request<'_>, entry: &Entry, venv: &VenvEntry) -> Result<FastP
     argv_os.push(venv_pex.into());
     argv_os.extend(req.args.iter().cloned());
 
-    let pex_real = fs::canonicalize(&req.pex.path)
-        .map_err(|e| format!("cannot resolve {}: {e}", req.pex.path.display()))?;
+    // A PEX started from its seed alone has no file to resolve: PEX names it as given.
+    let pex_real = match req.pex.in_seed_only {
+        true => req.pex.path.clone(),
+        false => fs::canonicalize(&req.pex.path)
+            .map_err(|e| format!("cannot resolve {}: {e}", req.pex.path.display()))?,
+    };
     let mut env = vec![("PEX".to_owned(), pex_real.to_string_lossy().into_owned())];
     if venv.last_access_env {
         env.push(("_PEX_CACHE_SET_LAST_ACCESS".to_owned(), "0".to_owned()));

@@ -92,6 +92,9 @@ pub struct PexReport {
     pub pex_hash: Option<String>,
     pub entry_point: Option<String>,
     pub known_bugs: Vec<KnownBug>,
+    /// The file is not here: the PEX is known from the seed that holds it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub in_seed_only: bool,
 }
 
 impl PexReport {
@@ -100,6 +103,7 @@ impl PexReport {
         PexReport {
             path: pex.path.clone(),
             layout: pex.layout,
+            in_seed_only: pex.in_seed_only,
             known_bugs: bugs::affecting(
                 version.as_deref(),
                 bugs::PexKind {
@@ -193,6 +197,7 @@ impl Diagnosis<'_> {
                     InterpreterSource::Flag => "--python / PEXINIT_PYTHON",
                     InterpreterSource::ConfigFile => "config file",
                     InterpreterSource::Shebang => "the PEX's #! line",
+                    InterpreterSource::Seed => "the seed: the PEX file is not here",
                 };
                 let _ = writeln!(
                     out,
@@ -211,6 +216,12 @@ impl Diagnosis<'_> {
                 pex.pex_version.as_deref().unwrap_or("(unknown version)"),
                 pex.pex_hash.as_deref().unwrap_or("(none)"),
             );
+            if pex.in_seed_only {
+                let _ = writeln!(
+                    out,
+                    "  the file is not here: the seed holds this PEX, and only its fast path can start it"
+                );
+            }
             for bug in &pex.known_bugs {
                 let _ = writeln!(
                     out,
@@ -225,6 +236,13 @@ impl Diagnosis<'_> {
                 let _ = writeln!(out, "seed: {} not used: {reason}", seed.display());
             }
             SeedCheck::Used { seeded, fast_path } => {
+                if seeded.manifest.slim {
+                    let _ = writeln!(
+                        out,
+                        "seed: {} is slim: no pex runtime in it, only the fast path starts its PEX files",
+                        seeded.seed.display()
+                    );
+                }
                 if crate::run::seed_use::needs_seed_root(fast_path.as_ref()) {
                     let _ = writeln!(
                         out,

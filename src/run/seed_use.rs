@@ -5,6 +5,7 @@
 //! interpreter, a moved seed without a writable build path) sends `run` down the normal
 //! path, and `doctor` prints the reason.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::config::{Settings, Source};
 use crate::identity::Identity;
 use crate::paths::{dir_writable_by, resolve_physical};
+use crate::pex::info::{self, Pex};
 use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
 use crate::pex::materialize::{self, FarmPlan};
 use crate::pex::prime;
@@ -98,6 +100,44 @@ pub fn find(
     }))
 }
 
+/// The seeded PEX that `program` names when its file is not here: the seed entries made
+/// from a file of that name (one PEX, possibly in venv and zipapp modes alike). None when
+/// the seed holds no such PEX; Err when it cannot be started without its file.
+pub fn absent_pex(seeded: &Seeded, program: &OsStr) -> Option<Result<Pex, String>> {
+    let name = Path::new(program).file_name()?;
+    let mut entries = seeded.manifest.entries_named(name);
+    let entry = entries.next()?;
+    if let Some(other) = entries.find(|e| e.pex_hash != entry.pex_hash) {
+        return Some(Err(format!(
+            "the seed holds two PEX files named {} (pex_hash {} and {}); ship the file, or seed one of them",
+            name.to_string_lossy(),
+            entry.pex_hash,
+            other.pex_hash
+        )));
+    }
+    let info_dir = match (&entry.venv, &entry.unzipped) {
+        (Some(venv), _) => &venv.dir,
+        (None, Some(unzipped)) => unzipped,
+        // A loose PEX is read in place: its directory is the app.
+        (None, None) => {
+            return Some(Err(format!(
+                "the seed's {} is a loose PEX, read from its own directory; ship the directory",
+                name.to_string_lossy()
+            )));
+        }
+    };
+    let path = std::path::absolute(program).unwrap_or_else(|_| PathBuf::from(program));
+    let info_file = seeded.physical.join(info_dir).join(info::PEX_INFO);
+    Some(
+        info::from_seed(&path, entry.layout.into(), &info_file).map_err(|e| {
+            format!(
+                "the seed's PEX-INFO {} {e}; re-run `pexinit seed`",
+                info_file.display()
+            )
+        }),
+    )
+}
+
 /// Settings whose PEX_ROOT is the one the seed dictates (the seed, or its farm).
 pub fn with_seed_root(settings: &Settings, seeded: &Seeded) -> Settings {
     let mut settings = settings.clone();
@@ -146,6 +186,34 @@ pub fn choose(
         take_fast_path(fast, command, plan);
     }
     Some(fast)
+}
+
+/// When nothing but the fast path can start the PEX, its refusal is an error (one line,
+/// naming the fix): the PEX file is not here, or the seed is slim (pex's bootstrap would
+/// find none of its runtime in it).
+pub fn require_fast_path(
+    seeded: &Seeded,
+    command: &CommandPlan,
+    fast: Option<&Result<FastPath, String>>,
+) -> Result<(), String> {
+    let (Some(pex), Some(Err(why))) = (&command.pex, fast) else {
+        return Ok(());
+    };
+    if pex.in_seed_only {
+        return Err(format!(
+            "cannot start {}: the file is not here and the seed {} cannot start it without it: {why}",
+            pex.path.display(),
+            seeded.seed.display()
+        ));
+    }
+    if seeded.manifest.slim {
+        return Err(format!(
+            "cannot start {}: the seed {} is slim (no pex runtime for pex's bootstrap) and its fast path is refused: {why}; or seed without --slim",
+            pex.path.display(),
+            seeded.seed.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Refreshes the `.last-access` files of what a fast-path start uses, as pex's bootstrap

@@ -5,9 +5,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Settings, Source};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::identity::Identity;
-use crate::run::command::{CommandPlan, plan_command};
+use crate::run::command::{CommandPlan, plan_command, plan_seeded_pex};
 use crate::run::plan::{EnvPlan, Inputs, plan_environment, select_venv};
 use crate::run::seed_use::{self, Seeded};
 
@@ -118,15 +118,53 @@ pub fn pex_path(command: Option<&CommandPlan>) -> Option<&Path> {
         .map(|pex| pex.path.as_path())
 }
 
+/// The program's command plan. A PEX whose file is not here is planned from the seed
+/// that holds it, if one does (see [`seed_use::absent_pex`]).
+pub fn plan_program(
+    command: &[OsString],
+    settings: &Settings,
+    plan: &EnvPlan,
+    inputs: &Inputs,
+    seed: &SeedFound,
+) -> Result<CommandPlan> {
+    let missing = match plan_command(command, settings, &plan.env, &inputs.identity) {
+        Err(Error::NotFound(missing)) => missing,
+        planned => return planned,
+    };
+    let (Ok(Some(seeded)), Some(program)) = (seed, command.first()) else {
+        return Err(Error::NotFound(missing));
+    };
+    match seed_use::absent_pex(seeded, program) {
+        None => Err(Error::NotFound(missing)),
+        Some(Err(why)) => Err(Error::NotFound(format!("{missing}; {why}"))),
+        Some(Ok(pex)) => {
+            tracing::info!(
+                "{} is not here: starting the PEX of that name seeded in {}",
+                pex.path.display(),
+                seeded.seed.display()
+            );
+            plan_seeded_pex(
+                command,
+                pex,
+                &seeded.manifest.python,
+                settings,
+                &plan.env,
+                &inputs.identity,
+            )
+        }
+    }
+}
+
 /// The program of `env` and `doctor`: optional, and when given it must be runnable.
 pub fn optional_command(
     command: &[OsString],
     settings: &Settings,
     plan: &EnvPlan,
     inputs: &Inputs,
+    seed: &SeedFound,
 ) -> Result<Option<CommandPlan>> {
     if command.is_empty() {
         return Ok(None);
     }
-    plan_command(command, settings, &plan.env, &inputs.identity).map(Some)
+    plan_program(command, settings, plan, inputs, seed).map(Some)
 }

@@ -45,6 +45,7 @@ use crate::pex::repair;
 use crate::progress::Bar;
 
 mod launch;
+mod slim;
 
 use launch::Captured;
 pub use launch::{LAUNCH_DIR, SEED_DIR};
@@ -84,6 +85,8 @@ pub struct Request {
     /// `--runtime-user UID[:GID]`; None: the OpenShift convention.
     pub runtime_user: Option<(u32, Option<u32>)>,
     pub targets: Vec<Target>,
+    /// `--slim`: keep only what the fast path reads (see [`slim`]).
+    pub slim: bool,
     /// From SOURCE_DATE_EPOCH; None: [`DEFAULT_SOURCE_DATE_EPOCH`].
     pub source_date_epoch: Option<i64>,
     /// PATH for the children (pex's bootstrap runs `uname` and friends).
@@ -117,6 +120,8 @@ pub struct SeedPlan {
     pub ownership: Ownership,
     /// DIR already holds a seed: entries are added (pex reuses what exists).
     pub reseed: bool,
+    /// Only what the fast path reads is kept (see [`slim`]).
+    pub slim: bool,
     pub items: Vec<Item>,
     pub compileall: String,
     #[serde(skip)]
@@ -144,6 +149,9 @@ impl SeedPlan {
             ));
         }
         out.push_str(&format!("  compile: {}\n", self.compileall));
+        if self.slim {
+            out.push_str("  slim: remove bootstraps/, isolated/, interpreters/ (fast path only)\n");
+        }
         out.push_str(&format!(
             "  verify: second warm-up creates nothing; repair scan clean\n  write {}\n  ownership: {}\n",
             self.pex_root.join(MANIFEST_NAME).display(),
@@ -184,6 +192,12 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
         if !empty && !has_manifest {
             return Err(SeedError::BadInput(format!(
                 "--pex-root {} is not empty and holds no pexinit seed; seed into a new or empty directory",
+                pex_root.display()
+            )));
+        }
+        if has_manifest && !req.slim && manifest::read(&pex_root).is_ok_and(|m| m.slim) {
+            return Err(SeedError::BadInput(format!(
+                "--pex-root {} holds a slim seed (no pex runtime): add --slim, or seed into a new directory",
                 pex_root.display()
             )));
         }
@@ -301,6 +315,7 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
         source_date_epoch: req.source_date_epoch.unwrap_or(DEFAULT_SOURCE_DATE_EPOCH),
         ownership,
         reseed,
+        slim: req.slim,
         items,
         path_var: req.path_var.clone(),
     })
@@ -372,17 +387,7 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
             new[0]
         )));
     }
-    let scan = repair::plan(root).map_err(|e| SeedError::VerifyFailed(e.to_string()))?;
-    if scan.has_work() || scan.has_suspicious() {
-        return Err(SeedError::VerifyFailed(format!(
-            "{} has {} poisoned link(s), {} broken entrie(s), {} suspicious link(s); run `pexinit repair --dry-run {}` to see them",
-            root.display(),
-            scan.poisoned_links(),
-            scan.quarantine.len(),
-            scan.suspicious.len() + scan.problems.len(),
-            root.display()
-        )));
-    }
+    verify_links(root)?;
 
     progress.step("writing the manifest".into());
     let mut entries: Vec<Entry> = match plan.reseed {
@@ -395,9 +400,20 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
         entries.push(entry);
     }
     entries.sort_by(|a, b| (&a.pex_hash, a.layout).cmp(&(&b.pex_hash, b.layout)));
+    if plan.slim {
+        if let Some(why) = entries.iter().find_map(slim::refusal) {
+            return Err(SeedError::BadInput(why));
+        }
+        slim::strip(root, &entries)?;
+        verify_links(root)?;
+    }
     let manifest = Manifest {
         unflushed_boot_id: None,
-        format: manifest::FORMAT,
+        slim: plan.slim,
+        format: match plan.slim {
+            true => manifest::FORMAT,
+            false => manifest::FORMAT_FULL,
+        },
         pex_root: root.clone(),
         python: plan.python_realpath.clone(),
         source_date_epoch: sde,
@@ -417,6 +433,22 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
         bytes: stats.1,
         compile_warnings,
     })
+}
+
+/// The repair scan finds no poisoned, broken or suspicious link in the seed.
+fn verify_links(root: &Path) -> Result<(), SeedError> {
+    let scan = repair::plan(root).map_err(|e| SeedError::VerifyFailed(e.to_string()))?;
+    if scan.has_work() || scan.has_suspicious() {
+        return Err(SeedError::VerifyFailed(format!(
+            "{} has {} poisoned link(s), {} broken entrie(s), {} suspicious link(s); run `pexinit repair --dry-run {}` to see them",
+            root.display(),
+            scan.poisoned_links(),
+            scan.quarantine.len(),
+            scan.suspicious.len() + scan.problems.len(),
+            root.display()
+        )));
+    }
+    Ok(())
 }
 
 /// A private scratch HOME/TMPDIR for the warm-up, removed afterwards: the warm-up must
@@ -590,7 +622,8 @@ fn entry_for(
         None
     };
     Ok(Entry {
-        pex: pex.path.clone(),
+        // The name only: where the seed was built must not change its bytes.
+        pex: pex.path.file_name().map(PathBuf::from).unwrap_or_default(),
         sha256,
         digest_of,
         pex_hash: item.pex_hash.clone(),
@@ -660,7 +693,7 @@ fn clamp_tree(root: &Path, sde: i64) -> Result<(), SeedError> {
     .map_err(|e| io_err(root.display().to_string())(e.into()))
 }
 
-/// Ownership, modes (g=u), then mtimes, for the whole tree; returns (files, bytes).
+/// Ownership, modes (g=u, o=u-w), then mtimes, for the whole tree; returns (files, bytes).
 fn fix_tree(root: &Path, own: &Ownership, sde: i64) -> Result<(usize, u64), SeedError> {
     let (uid, gid) = (own.uid.map(Uid::from_raw), Some(Gid::from_raw(own.gid)));
     let mut files = 0usize;
@@ -693,9 +726,11 @@ fn fix_tree(root: &Path, own: &Ownership, sde: i64) -> Result<(usize, u64), Seed
             bytes += st.st_size as u64;
         }
         if own.group_like_user {
+            // Group as the user; others may read and search what the user can. Nothing
+            // of the builder's umask is left in the modes (or in a layer's bytes).
             let mode = st.st_mode & 0o7777;
             let user = (mode >> 6) & 0o7;
-            let new = (mode & !0o070) | (user << 3);
+            let new = (mode & !0o077) | (user << 3) | (user & 0o5);
             if new != mode {
                 fchmod(fd.as_fd(), Mode::from_bits_truncate(new))?;
             }

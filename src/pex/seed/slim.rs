@@ -1,0 +1,80 @@
+//! `seed --slim`: a seed that holds only what `run`'s fast path reads.
+//!
+//! The fast path execs a seeded venv or a launcher (see `crate::run::fast_path`): it
+//! reads `installed_wheels/`, `user_code/`, `unzipped_pexes/` (PEX-INFO and the app's
+//! own sources), `venvs/` and `.pexinit/`, and nothing of pex's runtime. What only pex's
+//! bootstrap uses is removed:
+//!
+//! | removed | what it is | why it costs |
+//! |---|---|---|
+//! | `bootstraps/`, `isolated/` | pex's own code, byte-compiled | megabytes in every image |
+//! | `interpreters/` | pex's interpreter identity cache | keyed on the build host's kernel |
+//! | `unzipped_pexes/…/.bootstrap` | a link into `bootstraps/` | would dangle |
+//!
+//! With these gone the seed depends only on the distributions, the app and the
+//! interpreter path, and no PEX file is needed at run time: `run` starts a seeded PEX
+//! by its file name when the file is not there. A PEX that has no fast path (pex does
+//! something a launcher cannot replay) cannot be seeded slim.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+
+use crate::fs::dir::{LIST_BUFFER, open_dir, remove_tree};
+use crate::pex::manifest::Entry;
+
+use super::{SeedError, io_err};
+
+/// Top-level directories of a PEX_ROOT that only pex's bootstrap reads.
+pub const BOOTSTRAP_ONLY: [&str; 3] = ["bootstraps", "isolated", "interpreters"];
+
+/// Why `entry` cannot be part of a slim seed, if it cannot.
+pub fn refusal(entry: &Entry) -> Option<String> {
+    if entry.venv.is_some() || entry.launcher.is_some() {
+        return None;
+    }
+    Some(format!(
+        "{} cannot start without pex's bootstrap ({}); seed it without --slim",
+        entry.pex.display(),
+        entry
+            .no_launcher
+            .as_deref()
+            .unwrap_or("the seed recorded no fast path for it")
+    ))
+}
+
+/// Removes from the seed at `root` what only pex's bootstrap reads (see the module
+/// docs). Never follows a link: every directory is opened relative to its parent.
+pub fn strip(root: &Path, entries: &[Entry]) -> Result<(), SeedError> {
+    let root_fd = open_dir(nix::fcntl::AT_FDCWD, root)
+        .map_err(|e| io_err(root.display().to_string())(e.into()))?;
+    let mut buf = vec![0u8; LIST_BUFFER];
+    for name in BOOTSTRAP_ONLY {
+        remove_tree(root_fd.as_fd(), OsStr::new(name), &mut buf)
+            .map_err(io_err(format!("removing {}", root.join(name).display())))?;
+    }
+    for unzipped in entries.iter().filter_map(|e| e.unzipped.as_ref()) {
+        let dir = match open_below(root_fd.as_fd(), unzipped) {
+            Ok(dir) => dir,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(io_err(root.join(unzipped).display().to_string())(e.into())),
+        };
+        // A link into `bootstraps/` in newer pex, a copy of pex's code in older ones.
+        remove_tree(dir.as_fd(), OsStr::new(".bootstrap"), &mut buf).map_err(io_err(format!(
+            "removing {}",
+            root.join(unzipped).join(".bootstrap").display()
+        )))?;
+    }
+    Ok(())
+}
+
+/// Opens `rel` below `dir` one component at a time, none of them through a link.
+fn open_below(dir: BorrowedFd<'_>, rel: &Path) -> nix::Result<OwnedFd> {
+    let mut fd = open_dir(dir, ".")?;
+    for part in rel.components() {
+        fd = open_dir(fd.as_fd(), part.as_os_str())?;
+    }
+    Ok(fd)
+}
