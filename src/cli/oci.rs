@@ -40,6 +40,12 @@ pub struct LayerArgs {
     #[arg(long)]
     pub allow_setuid: bool,
 
+    /// Group permissions from the user's, others' from the user's without write (0644 and
+    /// 0664 both become 0664): the layer's bytes do not depend on the builder's umask.
+    /// `pexinit seed` already writes its seeds this way.
+    #[arg(long)]
+    pub normalize_modes: bool,
+
     /// Compression threads [default: the number of cores]. The output does not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

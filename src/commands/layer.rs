@@ -47,6 +47,7 @@ pub fn layer(args: &LayerArgs, verbose: u8) -> Result<u8> {
         mtime,
         owner,
         allow_setuid: args.allow_setuid,
+        normalize_modes: args.normalize_modes,
         threads: args.threads,
         split: args.split.clone(),
         distributions,

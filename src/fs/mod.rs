@@ -7,4 +7,5 @@ pub mod bounded;
 pub mod digest;
 pub mod dir;
 pub mod lock;
+pub mod mode;
 pub mod rename;

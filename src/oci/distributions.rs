@@ -7,8 +7,8 @@
 //! pex > 2.17); pex's lock beside it (`.<hash>.atomic_directory.lck`) goes with it. Its
 //! size is the sum of its files' sizes. Distributions of at least `min_size` bytes get
 //! their own layer, at most `max_layers` of them: beyond that, the smallest join the
-//! group (ties broken by name). Everything else (small distributions, pex's runtime,
-//! `interpreters/`, `access.lck`) is the group layer. Each layer also carries the
+//! group (ties broken by name). The rest of the dependency side (small distributions,
+//! pex's runtime, `access.lck`) is the group layer. Each layer also carries the
 //! directories above its content (DEST's parents, `installed_wheels/`, `<n>/`), the same
 //! entries in every layer.
 //!

@@ -73,6 +73,7 @@ pub fn plan(args: &LayerRequest) -> Result<Plan> {
     let rules = Rules {
         mtime_clamp: args.mtime,
         allow_setuid: args.allow_setuid,
+        normalize_modes: args.normalize_modes,
     };
     let sources = args
         .sources

@@ -41,6 +41,7 @@ pub struct LayerRequest {
     pub owner: Owner,
     /// Keep setuid / setgid bits instead of refusing files that carry them.
     pub allow_setuid: bool,
+    pub normalize_modes: bool,
     /// Compression threads; None: the number of cores.
     pub threads: Option<usize>,
     /// Split one seed into two layers: the application's goes to this file.

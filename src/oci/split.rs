@@ -7,8 +7,8 @@
 //! | top-level name | holds | changes when |
 //! |---|---|---|
 //! | `installed_wheels/` | every third-party distribution, unpacked | requirements change |
-//! | `isolated/`, `bootstraps/` | pex's own runtime code | the pex version changes |
-//! | `interpreters/` | the interpreter identity cache | the interpreter changes |
+//! | `isolated/`, `bootstraps/` | pex's own runtime code (absent from a `seed --slim`) | the pex version changes |
+//! | `interpreters/` | the interpreter identity cache, keyed on the kernel (`uname`), also for each `--venv` venv's python | the kernel or the PEX changes |
 //! | `access.lck` | pex's cache lock (empty) | never |
 //! | `user_code/` | the application's own sources (zipapp) | the code changes |
 //! | `unzipped_pexes/` | PEX-INFO, `__main__.py`, links into `installed_wheels` | the PEX changes |
@@ -16,20 +16,16 @@
 //! | `.pexinit-seed.json` | the seed manifest (sha256 of each PEX) | the PEX changes |
 //!
 //! The first group is the dependency layer; everything else, including names pexinit
-//! does not know, goes in the application layer, so nothing that might change is
-//! frozen in the layer meant to stay the same. The directories above and at DEST are
+//! does not know, goes in the application layer. `interpreters/` is in the application
+//! layer: its names depend on the build host's kernel and its entries on the app's venv,
+//! and the dependency layer must depend on neither (a slim seed has no `interpreters/`).
+//! So nothing that might change is frozen in the layer meant to stay the same. The directories above and at DEST are
 //! in both layers (same entries, so the order of the layers does not matter for them).
 
 use crate::oci::walk::Entry;
 
 /// Top-level names of a PEX_ROOT that belong to the dependency layer.
-pub const DEPENDENCY_NAMES: [&str; 5] = [
-    "installed_wheels",
-    "isolated",
-    "bootstraps",
-    "interpreters",
-    "access.lck",
-];
+pub const DEPENDENCY_NAMES: [&str; 4] = ["installed_wheels", "isolated", "bootstraps", "access.lck"];
 
 /// Splits the entries of one seed placed at `dest` into (dependencies, application).
 pub fn split(entries: Vec<Entry>, dest: &[Vec<u8>]) -> (Vec<Entry>, Vec<Entry>) {

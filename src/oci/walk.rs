@@ -52,6 +52,9 @@ pub struct Entry {
 pub struct Rules {
     pub mtime_clamp: u64,
     pub allow_setuid: bool,
+    /// `--normalize-modes`: group and others from the user bits (see
+    /// [`crate::fs::mode::from_user_bits`]), so the builder's umask leaves no trace.
+    pub normalize_modes: bool,
 }
 
 /// Walks every source and returns its entries (parents of DEST included), not yet
@@ -161,6 +164,10 @@ fn walk(path: &Path, dest: Vec<Vec<u8>>, rules: Rules, out: &mut Vec<Entry>) -> 
             mode
         )));
     }
+    let mode = match rules.normalize_modes && !matches!(kind, Kind::Symlink { .. }) {
+        true => crate::fs::mode::from_user_bits(mode),
+        false => mode,
+    };
     let inode = (!is_dir && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
     let mtime = u64::try_from(meta.mtime())
         .unwrap_or(0)

@@ -729,8 +729,7 @@ fn fix_tree(root: &Path, own: &Ownership, sde: i64) -> Result<(usize, u64), Seed
             // Group as the user; others may read and search what the user can. Nothing
             // of the builder's umask is left in the modes (or in a layer's bytes).
             let mode = st.st_mode & 0o7777;
-            let user = (mode >> 6) & 0o7;
-            let new = (mode & !0o077) | (user << 3) | (user & 0o5);
+            let new = crate::fs::mode::from_user_bits(mode);
             if new != mode {
                 fchmod(fd.as_fd(), Mode::from_bits_truncate(new))?;
             }
