@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use oci_support::recipe::{Built, Recipe, build};
 use oci_support::*;
-use serde_json::Value;
 use support::*;
 
-const SDE: &str = "1700000000";
 const REGISTRY_HINT: &str =
     "run scripts/install-test-deps (apt-get install -y docker-registry skopeo umoci)";
 
@@ -127,6 +126,10 @@ impl Drop for Registry {
 /// An app of `requirements` plus its own module printing `word` with cowsay: two of
 /// them differ only in the application's code, or only in one requirement.
 fn regapp(word: &str, requirements: &[&str]) -> PathBuf {
+    regapp_as(Kind::Zipapp, word, requirements)
+}
+
+fn regapp_as(kind: Kind, word: &str, requirements: &[&str]) -> PathBuf {
     let mut name = format!("regapp-{word}");
     if requirements != ["cowsay"] {
         for r in requirements {
@@ -135,7 +138,7 @@ fn regapp(word: &str, requirements: &[&str]) -> PathBuf {
         }
     }
     let requirements: Vec<OsString> = requirements.iter().map(OsString::from).collect();
-    pex_fixture(PEX_NEWEST, Kind::Zipapp, &name, || {
+    pex_fixture(PEX_NEWEST, kind, &name, || {
         let src = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fixtures/{name}-src"));
         fs::create_dir_all(src.join("regapp")).expect("src dir");
         fs::write(src.join("regapp/__init__.py"), "").expect("write");
@@ -155,155 +158,54 @@ fn regapp(word: &str, requirements: &[&str]) -> PathBuf {
     })
 }
 
-fn src_dest(src: &Path, dest: &str) -> OsString {
-    let mut arg = src.as_os_str().to_os_string();
-    arg.push(":");
-    arg.push(dest);
-    arg
-}
-
-/// `pexinit layer --json ARGS`: the layers it wrote, in order, as (file, digest).
-fn layer(args: &[OsString]) -> Vec<(PathBuf, String)> {
-    let ran = run(pexinit()
-        .env("SOURCE_DATE_EPOCH", SDE)
-        .arg("layer")
-        .arg("--json")
-        .args(args));
-    assert!(ran.success(), "pexinit layer {args:?}:\n{}", ran.describe());
-    ran.json()["layers"]
-        .as_array()
-        .expect("layers")
-        .iter()
-        .map(|l| {
-            (
-                PathBuf::from(l["path"].as_str().expect("path")),
-                l["digest"].as_str().expect("digest").to_string(),
-            )
-        })
-        .collect()
-}
-
-/// One build as the README describes it, for `app`: the app copied to one fixed build
-/// path, seeded at the path the image has (`root`), pexinit, app.pex, dependencies and
-/// code as layers, appended to a copy of the base. (layout, [pexinit, app.pex, deps,
-/// code] digests (with `split_extra`, such as `--distributions DIR`, the layers it adds
-/// come before code), config digest)
-fn build(
-    sb: &Sandbox,
-    name: &str,
-    app: &Path,
-    root: &Path,
-    split_extra: &[&str],
-) -> (PathBuf, Vec<String>, String) {
-    let _ = fs::remove_dir_all(root);
-    let build_dir = sb.join("build");
-    fs::create_dir_all(&build_dir).expect("build dir");
-    let app_pex = build_dir.join("app.pex");
-    fs::copy(app, &app_pex).expect("copy app");
-    let ran = run(pexinit()
-        .env("SOURCE_DATE_EPOCH", SDE)
-        .args(["seed", "--pex-root"])
-        .arg(root)
-        .args(["--python", PYTHON])
-        .arg(&app_pex));
-    assert!(ran.success(), "seed:\n{}", ran.describe());
-    let out = sb.mkdir(&format!("layers-{name}"));
-    let mut digests = layer(&[
-        "-o".into(),
-        out.join("pexinit.tar.gz").into(),
-        src_dest(Path::new(pexinit_bin()), "/usr/local/bin/pexinit"),
-    ]);
-    digests.extend(layer(&[
-        "-o".into(),
-        out.join("app-pex.tar.gz").into(),
-        src_dest(&app_pex, "/app/app.pex"),
-    ]));
-    let mut split: Vec<OsString> = vec![
-        "-o".into(),
-        out.join("deps.tar.gz").into(),
-        "--split".into(),
-        out.join("code.tar.gz").into(),
-    ];
-    split.extend(
-        split_extra
-            .iter()
-            .map(|a| OsString::from(a.replace("{out}", &out.display().to_string()))),
-    );
-    split.push(src_dest(root, &root.display().to_string()));
-    digests.extend(layer(&split));
-    let layout = copy_base(&sb.join(&format!("layout-{name}")));
-    let mut cmd = pexinit();
-    cmd.env("SOURCE_DATE_EPOCH", SDE)
-        .args(["image", "append", "--json", "--layout"])
-        .arg(&layout)
-        .args(["--ref", "base", "--tag", "app"]);
-    for (file, _) in &digests {
-        cmd.arg("--layer").arg(file);
-    }
-    let ran = run(cmd.args([
-        "--entrypoint",
-        r#"["/usr/local/bin/pexinit","run","--python","/usr/bin/python3.11","--"]"#,
-        "--cmd",
-        r#"["/app/app.pex"]"#,
-        "--env",
-        &format!("PEXINIT_SEED={}", root.display()),
-    ]));
-    assert!(ran.success(), "image append:\n{}", ran.describe());
-    let config = ran.json()["config"]["digest"]
-        .as_str()
-        .expect("config digest")
-        .to_string();
-    (
-        layout,
-        digests.into_iter().map(|(_, d)| d).collect(),
-        config,
-    )
-}
-
-#[test]
-fn a_code_change_uploads_only_the_changed_layers_and_the_config() {
-    let sb = Sandbox::new();
+/// Two builds of the README's recipe differing only in the app's own code: the second
+/// push uploads the code layer and the config, nothing else. Returns the registry and
+/// the second build, pushed as `app:app`.
+fn code_change_pushes_only_the_code(sb: &Sandbox, kind: Kind, root: &Path) -> (Registry, Built) {
     let registry = Registry::start(&sb.mkdir("registry"));
-    let top = PathBuf::from(format!("/opt/pexinit-registry-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(top.clone());
-    let root = top.join("pex-root");
-
-    let (first, first_layers, first_config) =
-        build(&sb, "one", &regapp("moo", &["cowsay"]), &root, &[]);
-    let uploaded = registry.push(&first, "app", "app");
-    // Everything is new to the registry: the base layer, the four layers, the config.
-    for digest in first_layers.iter().chain([&first_config]) {
+    let first = build(
+        sb,
+        &Recipe::new("one", &regapp_as(kind, "moo", &["cowsay"]), root),
+    );
+    let uploaded = registry.push(&first.layout, "app", "app");
+    // Everything is new to the registry: the base layer, the three layers, the config.
+    for digest in first.digests().iter().chain([&first.config]) {
         assert!(
             uploaded.contains(digest),
             "{digest} was not uploaded by the first push: {uploaded:?}"
         );
     }
-    assert_eq!(uploaded.len(), first_layers.len() + 2, "{uploaded:?}");
+    assert_eq!(uploaded.len(), first.layers.len() + 2, "{uploaded:?}");
 
-    let (second, second_layers, second_config) =
-        build(&sb, "two", &regapp("baa", &["cowsay"]), &root, &[]);
-    let changed: BTreeSet<String> = second_layers
-        .iter()
-        .zip(&first_layers)
-        .filter(|(a, b)| a != b)
-        .map(|(a, _)| a.clone())
-        .collect();
-    // [pexinit, app.pex, deps, code]: the code change moves app.pex and the code layer.
-    let expected_changed: BTreeSet<String> =
-        [second_layers[1].clone(), second_layers[3].clone()].into();
-    assert_eq!(
-        changed, expected_changed,
-        "layers other than app.pex and the code changed: {first_layers:?} -> {second_layers:?}"
+    let second = build(
+        sb,
+        &Recipe::new("two", &regapp_as(kind, "baa", &["cowsay"]), root),
     );
-    let uploaded = registry.push(&second, "app", "app");
-    let mut expected = expected_changed;
-    expected.insert(second_config);
+    let (before, after) = (first.digests(), second.digests());
+    // [pexinit, dependencies, code]: only the code moved.
+    assert_eq!(
+        (&before[..2], before[2] != after[2]),
+        (&after[..2], true),
+        "layers other than the code changed, or the code did not: {before:?} -> {after:?}"
+    );
+    let uploaded = registry.push(&second.layout, "app", "app");
+    let expected: BTreeSet<String> = [after[2].clone(), second.config.clone()].into();
     assert_eq!(
         uploaded, expected,
-        "the second push uploaded other blobs than the changed layers and the config"
+        "the second push uploaded other blobs than the code layer and the config"
     );
+    (registry, second)
+}
 
-    // What the registry holds is the second image, whole.
+#[test]
+fn a_code_change_uploads_only_the_code_layer_and_the_config() {
+    let sb = Sandbox::new();
+    let top = PathBuf::from(format!("/opt/pexinit-registry-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(top.clone());
+    let root = top.join("pex-root");
+    let (registry, second) = code_change_pushes_only_the_code(&sb, Kind::Zipapp, &root);
+
+    // What the registry holds is the second image, whole: umoci checks every diff_id.
     let pulled = sb.join("pulled");
     must(
         "skopeo copy from the registry",
@@ -321,17 +223,60 @@ fn a_code_change_uploads_only_the_changed_layers_and_the_config() {
             .args(["unpack", "--image", &format!("{}:app", pulled.display())])
             .arg(&bundle),
     );
-    let manifest_list: Value =
-        serde_json::from_slice(&fs::read(pulled.join("index.json")).expect("pulled index"))
-            .expect("json");
-    assert_eq!(manifest_list["manifests"].as_array().map(Vec::len), Some(1));
-    assert!(
-        bundle
-            .join("rootfs")
-            .join(root.strip_prefix("/").expect("absolute"))
-            .join(".pexinit-seed.json")
-            .is_file()
+    let rootfs = bundle.join("rootfs");
+    let seed = rootfs.join(root.strip_prefix("/").expect("absolute"));
+    assert!(seed.join(".pexinit-seed.json").is_file());
+    // The app is stored once: no .pex file, no pex runtime, no interpreter cache.
+    assert!(!rootfs.join("app/app.pex").exists());
+    for name in ["bootstraps", "isolated", "interpreters"] {
+        assert!(!seed.join(name).exists(), "{name} shipped in a slim image");
+    }
+    assert_eq!(second.layers.len(), 3);
+
+    // Pulled by podman from the registry and run read-only as an arbitrary uid: warm,
+    // through the fast path, from the seed alone, writing nothing.
+    let _storage = podman_storage_lock();
+    let image = format!("127.0.0.1:{}/app:app", registry.port);
+    let container = format!("pexinit-registry-{}", std::process::id());
+    let _cleanup_image = RemoveImage(image.clone(), container.clone());
+    must(
+        "podman pull",
+        podman().args(["pull", "--tls-verify=false", &image]),
     );
+    let ran = run(podman().args([
+        "run",
+        "--name",
+        &container,
+        "--read-only",
+        "--user",
+        "123456:0",
+        "--env",
+        "PEXINIT_LOG=info",
+        &image,
+    ]));
+    assert_cowsay_said(&ran, "baa");
+    ran.assert_stderr_has("fast path: exec the seeded launcher");
+    ran.assert_stderr_has("/app/app.pex is not here: starting the PEX of that name seeded in");
+    let diff = must("podman diff", podman().args(["diff", &container]));
+    assert_eq!(diff.stdout.trim(), "", "the run wrote into the container");
+}
+
+#[test]
+fn a_venv_apps_code_change_uploads_only_the_code_layer_and_the_config() {
+    let sb = Sandbox::new();
+    let top = PathBuf::from(format!("/opt/pexinit-registry-venv-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(top.clone());
+    code_change_pushes_only_the_code(&sb, Kind::Venv, &top.join("pex-root"));
+}
+
+/// An image and its container, removed from podman's storage when the test ends.
+struct RemoveImage(String, String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        let _ = podman().args(["rm", "-f", &self.1]).output();
+        let _ = podman().args(["rmi", "-f", &self.0]).output();
+    }
 }
 
 #[test]
@@ -350,14 +295,28 @@ fn a_requirement_bump_uploads_only_that_distributions_layer() {
 
     let old = regapp("moo", &["cowsay==6.0", "six==1.16.0"]);
     let new = regapp("moo", &["cowsay==6.1", "six==1.16.0"]);
-    let (first, first_layers, _) = build(&sb, "old", &old, &root, &split);
-    // [pexinit, app.pex, group, cowsay, six, code]
-    assert_eq!(first_layers.len(), 6, "{first_layers:?}");
-    registry.push(&first, "app", "app");
+    let first = build(
+        &sb,
+        &Recipe {
+            split_extra: &split,
+            ..Recipe::new("old", &old, &root)
+        },
+    );
+    let before = first.digests();
+    // [pexinit, group, cowsay, six, code]
+    assert_eq!(before.len(), 5, "{before:?}");
+    registry.push(&first.layout, "app", "app");
 
-    let (second, second_layers, second_config) = build(&sb, "new", &new, &root, &split);
-    assert_eq!(second_layers.len(), 6, "{second_layers:?}");
-    let dists = fs::read_dir(sb.join("layers-new/dists"))
+    let second = build(
+        &sb,
+        &Recipe {
+            split_extra: &split,
+            ..Recipe::new("new", &new, &root)
+        },
+    );
+    let after = second.digests();
+    assert_eq!(after.len(), 5, "{after:?}");
+    let dists = fs::read_dir(sb.join("build-new/layers/dists"))
         .expect("dists")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -367,23 +326,17 @@ fn a_requirement_bump_uploads_only_that_distributions_layer() {
             && dists.iter().any(|n| n.starts_with("six-1.16.0-")),
         "{dists:?}"
     );
-    // pexinit, the group and six are the same layers; cowsay, app.pex and the code moved.
-    for i in [0, 2, 4] {
+    // pexinit, the group and six are the same layers; cowsay and the code moved.
+    for i in [0, 1, 3] {
         assert_eq!(
-            first_layers[i], second_layers[i],
-            "layer {i} changed: {first_layers:?} -> {second_layers:?}"
+            before[i], after[i],
+            "layer {i} changed: {before:?} -> {after:?}"
         );
     }
-    let uploaded = registry.push(&second, "app", "app");
-    let expected: BTreeSet<String> = [
-        second_layers[1].clone(),
-        second_layers[3].clone(),
-        second_layers[5].clone(),
-        second_config,
-    ]
-    .into();
+    let uploaded = registry.push(&second.layout, "app", "app");
+    let expected: BTreeSet<String> = [after[2].clone(), after[4].clone(), second.config].into();
     assert_eq!(
         uploaded, expected,
-        "the bump uploaded other blobs than cowsay's layer, app.pex, the code and the config"
+        "the bump uploaded other blobs than cowsay's layer, the code and the config"
     );
 }

@@ -2,7 +2,7 @@
 
 use crate::cli::SeedArgs;
 use crate::config::FlagSettings;
-use crate::epoch::source_date_epoch;
+use crate::epoch::{DEFAULT_SOURCE_DATE_EPOCH, source_date_epoch};
 use crate::error::Result;
 use crate::identity::numeric_owner;
 use crate::pex::manifest::MANIFEST_NAME;
@@ -35,7 +35,15 @@ pub fn seed(args: &SeedArgs, verbose: u8) -> Result<u8> {
         runtime_user,
         targets,
         slim: args.slim,
-        source_date_epoch: source_date_epoch()?,
+        // A seed's files are dated 1980 (the date pex gives its own reproducible zips),
+        // or SOURCE_DATE_EPOCH when it is earlier: no date newer than SOURCE_DATE_EPOCH, as
+        // its convention asks, and none that follows the commit, so the layers of a seed
+        // do not change with every commit of the app.
+        source_date_epoch: Some(
+            source_date_epoch::<i64>()?.map_or(DEFAULT_SOURCE_DATE_EPOCH, |sde| {
+                sde.min(DEFAULT_SOURCE_DATE_EPOCH)
+            }),
+        ),
         // pex's bootstrap runs `uname` and friends.
         path_var: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
     };

@@ -1,10 +1,14 @@
-//! Writes a layer plan as a tar stream: GNU headers with nothing in them but the
-//! plan's own fields (no uname/gname, atime or ctime), so the bytes depend only on the
-//! plan.
+//! Writes a layer plan as a tar stream: headers with nothing in them but the plan's own
+//! fields (no uname/gname, atime or ctime), so the bytes depend only on the plan.
 //!
-//! Names and link targets are copied verbatim; longer than 100 bytes they go in a
-//! GNU long-name (`L`) or long-link (`K`) entry, whose header is all zeros but for
-//! the size, as GNU tar reads them. The tar crate's builder would re-normalize link
+//! Names and link targets are copied verbatim. A name that fits POSIX ustar's 100-byte
+//! name field, or splits at a `/` into its 155-byte prefix and the name field, gets a
+//! ustar header: a seed's paths (`…/installed_wheels/3/<sha256>/<wheel>/…`) are mostly
+//! too long for the name field alone, and a GNU long-name entry would add 1 KiB to
+//! each of them (tens of kilobytes per layer once compressed). Any other entry gets a
+//! GNU header, its name or link target longer than 100 bytes in a GNU long-name (`L`)
+//! or long-link (`K`) entry, whose header is all zeros but for the size, as GNU tar
+//! reads them; so does an entry whose owner or size needs GNU's base-256 numbers. The tar crate's builder would re-normalize link
 //! targets through `Path::components` (dropping `./` and trailing slashes), which
 //! changes what a symlink means, so headers are filled here with its `Header` type.
 
@@ -18,6 +22,11 @@ use crate::oci::walk::{Entry, Kind};
 
 const BLOCK: usize = 512;
 const NAME_FIELD: usize = 100;
+const PREFIX_FIELD: usize = 155;
+/// The largest number a ustar header's 8-byte octal fields (uid, gid) hold.
+const USTAR_MAX_ID: u64 = 0o7777777;
+/// The largest size its 12-byte octal size field holds.
+const USTAR_MAX_SIZE: u64 = 0o77777777777;
 
 /// uid and gid of every entry.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,43 +45,54 @@ pub fn write_tar(entries: &[Entry], owner: Owner, out: &mut dyn Write) -> io::Re
 }
 
 fn write_entry(entry: &Entry, owner: Owner, out: &mut dyn Write, buf: &mut [u8]) -> io::Result<()> {
-    let mut header = Header::new_gnu();
+    let mut name = entry.path.clone();
+    let (kind, size, link): (EntryType, u64, Option<&[u8]>) = match &entry.kind {
+        Kind::Dir => {
+            name.push(b'/');
+            (EntryType::Directory, 0, None)
+        }
+        Kind::File { size, .. } => (EntryType::Regular, *size, None),
+        Kind::Symlink { target } => (EntryType::Symlink, 0, Some(target)),
+        Kind::Hardlink { target } => (EntryType::Link, 0, Some(target)),
+    };
+    let numbers_fit =
+        owner.uid <= USTAR_MAX_ID && owner.gid <= USTAR_MAX_ID && size <= USTAR_MAX_SIZE;
+    let link_fits = link.is_none_or(|l| l.len() <= NAME_FIELD);
+    let ustar = ustar_split(&name).filter(|_| numbers_fit && link_fits);
+    let mut header = match ustar {
+        Some(_) => Header::new_ustar(),
+        None => Header::new_gnu(),
+    };
     header.set_mode(entry.mode);
     header.set_uid(owner.uid);
     header.set_gid(owner.gid);
     header.set_mtime(entry.mtime);
-    header.set_size(0);
-    let mut name = entry.path.clone();
-    let link: Option<&[u8]> = match &entry.kind {
-        Kind::Dir => {
-            header.set_entry_type(EntryType::Directory);
-            name.push(b'/');
-            None
+    header.set_size(size);
+    header.set_entry_type(kind);
+    match ustar {
+        Some((prefix, rest)) => {
+            let fields = header.as_ustar_mut().expect("a ustar header");
+            copy_field(&mut fields.prefix, prefix);
+            copy_field(&mut fields.name, rest);
+            if let Some(link) = link {
+                copy_field(&mut fields.linkname, link);
+            }
         }
-        Kind::File { size, .. } => {
-            header.set_entry_type(EntryType::Regular);
-            header.set_size(*size);
-            None
+        None => {
+            if name.len() > NAME_FIELD {
+                write_long(out, b'L', &name)?;
+            }
+            if let Some(link) = link
+                && link.len() > NAME_FIELD
+            {
+                write_long(out, b'K', link)?;
+            }
+            let fields = header.as_gnu_mut().expect("a GNU header");
+            copy_field(&mut fields.name, &name);
+            if let Some(link) = link {
+                copy_field(&mut fields.linkname, link);
+            }
         }
-        Kind::Symlink { target } => {
-            header.set_entry_type(EntryType::Symlink);
-            Some(target)
-        }
-        Kind::Hardlink { target } => {
-            header.set_entry_type(EntryType::Link);
-            Some(target)
-        }
-    };
-    if name.len() > NAME_FIELD {
-        write_long(out, b'L', &name)?;
-    }
-    let gnu = header.as_gnu_mut().expect("a GNU header");
-    copy_field(&mut gnu.name, &name);
-    if let Some(link) = link {
-        if link.len() > NAME_FIELD {
-            write_long(out, b'K', link)?;
-        }
-        copy_field(&mut gnu.linkname, link);
     }
     header.set_cksum();
     out.write_all(header.as_bytes())?;
@@ -81,6 +101,24 @@ fn write_entry(entry: &Entry, owner: Owner, out: &mut dyn Write, buf: &mut [u8])
         pad(*size, out)?;
     }
     Ok(())
+}
+
+/// `name` as ustar's (prefix, name) fields: the whole name when it fits the name field,
+/// else split at the first `/` that leaves at most 100 bytes after it and at most 155
+/// before it. None when no split fits.
+fn ustar_split(name: &[u8]) -> Option<(&[u8], &[u8])> {
+    if name.len() <= NAME_FIELD {
+        return Some((&[], name));
+    }
+    // A directory's trailing `/` belongs to the name part: never split there.
+    let body = name.strip_suffix(b"/").unwrap_or(name);
+    body.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'/')
+        .map(|(at, _)| at)
+        .find(|at| name.len() - at - 1 <= NAME_FIELD)
+        .filter(|at| *at <= PREFIX_FIELD && *at > 0)
+        .map(|at| (&name[..at], &name[at + 1..]))
 }
 
 /// A GNU long name or long link: a pseudo-entry `././@LongLink` whose data is the name

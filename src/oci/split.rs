@@ -25,7 +25,8 @@
 use crate::oci::walk::Entry;
 
 /// Top-level names of a PEX_ROOT that belong to the dependency layer.
-pub const DEPENDENCY_NAMES: [&str; 4] = ["installed_wheels", "isolated", "bootstraps", "access.lck"];
+pub const DEPENDENCY_NAMES: [&str; 4] =
+    ["installed_wheels", "isolated", "bootstraps", "access.lck"];
 
 /// Splits the entries of one seed placed at `dest` into (dependencies, application).
 pub fn split(entries: Vec<Entry>, dest: &[Vec<u8>]) -> (Vec<Entry>, Vec<Entry>) {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod recipe;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
