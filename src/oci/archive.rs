@@ -189,3 +189,35 @@ fn copy_exact(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ustar_split;
+
+    #[test]
+    fn names_split_into_ustar_prefix_and_name_or_not_at_all() {
+        assert_eq!(ustar_split(b"a/b"), Some((&b""[..], &b"a/b"[..])));
+        let dir = [
+            b"p".repeat(150),
+            b"/".to_vec(),
+            b"n".repeat(99),
+            b"/".to_vec(),
+        ]
+        .concat();
+        assert_eq!(ustar_split(&dir), Some((&dir[..150], &dir[151..])));
+        // The split is at the first `/` leaving at most 100 bytes after it.
+        let name = [b"a/".repeat(60), b"f".repeat(90)].concat();
+        let (prefix, rest) = ustar_split(&name).expect("splits");
+        assert!(rest.len() <= 100 && prefix.len() <= 155);
+        assert_eq!([prefix, b"/", rest].concat(), name);
+        // No `/` in the last 101 bytes, or a prefix over 155 bytes: no split.
+        assert_eq!(
+            ustar_split(&[b"d/".to_vec(), b"f".repeat(101)].concat()),
+            None
+        );
+        assert_eq!(
+            ustar_split(&[b"p".repeat(156), b"/f".to_vec()].concat()),
+            None
+        );
+    }
+}
