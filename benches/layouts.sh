@@ -13,38 +13,19 @@
 # (scripts/build-release) is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PEXINIT=$(scripts/build-release)
-export PATH=/usr/bin:/bin
-unset PYTHONDONTWRITEBYTECODE
-PY=/usr/bin/python3.11
+. benches/lib.sh
+bench_init "$PWD/target/bench-layouts"
+need setarch apt-get install -y util-linux
+need setpriv apt-get install -y util-linux
 RUNS=${RUNS:-15}
-WORK=${BENCH_DIR:-$PWD/target/bench-layouts}
-FIXTURES=$PWD/target/tmp/fixtures
 VERSIONS=(2.1.137 2.20.3 2.27.1 2.105.2)
 LAYOUTS=(zipapp packed loose venv)
-mkdir -p "$WORK"
-WORK=$(cd "$WORK" && pwd -P)
-
-pex_for() { # VERSION -> path of its pex
-    local venv=$FIXTURES/pex-$1
-    [ -x "$venv/bin/pex" ] || venv=$WORK/pex-$1
-    if [ ! -x "$venv/bin/pex" ]; then
-        "$PY" -m venv "$venv" && "$venv/bin/pip" install --quiet "pex==$1"
-    fi
-    echo "$venv/bin/pex"
-}
 
 PEXES=()
 for v in "${VERSIONS[@]}"; do
     for layout in "${LAYOUTS[@]}"; do
         out=$WORK/cowsay-$v-$layout.pex
-        case $layout in
-            zipapp) flags=() ;;
-            venv) flags=(--venv) ;;
-            *) flags=(--layout "$layout") ;;
-        esac
-        [ -e "$out" ] || env -i PATH=$PATH PEX_ROOT=$WORK/build-root "$(pex_for "$v")" \
-            cowsay==6.1 -c cowsay --python $PY "${flags[@]}" -o "$out"
+        build_pex "$v" "$layout" "$out" cowsay==6.1 -c cowsay
         chmod -R a+rX "$out" # pex makes packed and loose PEX files 0700
         PEXES+=("$out")
     done
@@ -76,8 +57,7 @@ for pex in "${PEXES[@]}"; do
     $NODE "$PEXINIT" -v run --seed "$SEED" --python $PY -- "$pex" -t moo 2>&1 >/dev/null |
         grep 'fast path: exec' >/dev/null || { echo "no fast path for $pex" >&2; exit 1; }
 done
-"$PY" benches/alternate.py --warmup 3 --runs "$RUNS" --export-json "$WORK/layouts.json" \
-    "${HF[@]}" >"$WORK/layouts.log" 2>&1 || { cat "$WORK/layouts.log"; exit 1; }
+alternate layouts "${HF[@]}"
 
 {
     echo
@@ -86,19 +66,14 @@ done
     echo
     echo "| pex, layout | median ms | × floor |"
     echo "|---|---|---|"
+    rows "$WORK/layouts.json" "$(median "$WORK/layouts.json" 0 17)"
     "$PY" -c 'import json,sys
 r = json.load(open(sys.argv[1]))["results"]
 floor = r[0]["median"]
-for x in r:
-    print("| %s | %.1f | %.2f× |" % (x["command"], x["median"]*1000, x["median"]/floor))
 worst = max(x["median"] for x in r[1:]) / floor
 print()
 print("Worst row / floor: **%.2f×**." % worst)' "$WORK/layouts.json"
     echo
     echo "Command: \`RUNS=$RUNS benches/layouts.sh\`"
 } >"$WORK/section.md"
-cat "$WORK/section.md"
-if [ -z "${NO_APPEND:-}" ]; then
-    grep -q '^## Every PEX at the floor' docs/BENCHMARKS.md || printf '\n## Every PEX at the floor\n\nA read-only seed started by `pexinit run` on another kernel as an arbitrary uid, per pex version and layout, against pex'"'"'s own venv recipe.\n' >>docs/BENCHMARKS.md
-    cat "$WORK/section.md" >>docs/BENCHMARKS.md
-fi
+finish_section "Every PEX at the floor" 'A read-only seed started by `pexinit run` on another kernel as an arbitrary uid, per pex version and layout, against pex'"'"'s own venv recipe.'
