@@ -16,34 +16,17 @@
 # pexinit's own start-up included. The shipped (static, LTO) build is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Build with the caller's PATH (cargo), then run everything with Debian's python first.
-PEXINIT=$(scripts/build-release)
-export PATH=/usr/bin:/bin
-unset PYTHONDONTWRITEBYTECODE
-PY=/usr/bin/python3.11
+. benches/lib.sh
+bench_init "$PWD/target/bench-startup"
+need unzip apt-get install -y unzip
+need setpriv apt-get install -y util-linux
 V=2.105.2
 RUNS=${RUNS:-20}
-WORK=${BENCH_DIR:-$PWD/target/bench-startup}
-FIXTURES=$PWD/target/tmp/fixtures
-mkdir -p "$WORK"
-WORK=$(cd "$WORK" && pwd -P)
-
-pex_for() {
-    local venv=$FIXTURES/pex-$V
-    [ -x "$venv/bin/pex" ] || venv=$WORK/pex-$V
-    if [ ! -x "$venv/bin/pex" ]; then
-        "$PY" -m venv "$venv" && "$venv/bin/pip" install --quiet "pex==$V"
-    fi
-    echo "$venv/bin/pex"
-}
 
 build() { # NAME ARGS... -> $WORK/NAME-{zipapp,venv}.pex
     local name=$1; shift
     for mode in zipapp venv; do
-        local out=$WORK/$name-$mode.pex flags=()
-        [ $mode = venv ] && flags=(--venv)
-        [ -e "$out" ] || env -i PATH=$PATH PEX_ROOT=$WORK/build-root "$(pex_for)" "$@" \
-            --python $PY "${flags[@]}" -o "$out"
+        build_pex $V $mode "$WORK/$name-$mode.pex" "$@"
     done
 }
 
@@ -71,8 +54,6 @@ seed() { # DIR PEX...
 # A TMPDIR of our own: the read-only case's farm goes there.
 mkdir -p "$WORK/tmp" && chmod 1777 "$WORK/tmp"
 RUN_ENV="env -i PATH=/usr/bin:/bin HOME=/tmp TMPDIR=$WORK/tmp"
-
-median() { "$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]["median"]*1000, 1))' "$@"; }
 
 RESULTS=()
 for app in cowsay bigapp; do
@@ -114,9 +95,7 @@ for app in cowsay bigapp; do
         "pexinit run --seed, read-only seed as uid 65534 (farm)" "floor (venv python -I -c import entry)")
     HF=()
     for i in "${!CMDS[@]}"; do HF+=(-n "${NAMES[$i]}" "${CMDS[$i]}"); done
-    "$PY" benches/alternate.py --warmup 3 --runs "$RUNS" --export-json "$WORK/$app.json" \
-        --prepare "rm -rf $WORK/cold-$app" "${HF[@]}" >"$WORK/$app.log" 2>&1 ||
-        { cat "$WORK/$app.log"; exit 1; }
+    alternate $app --prepare "rm -rf $WORK/cold-$app" "${HF[@]}"
     RESULTS+=("$app")
 done
 
@@ -131,13 +110,7 @@ KERNEL=$(uname -r)
         echo
         echo "| $app | median ms | × floor |"
         echo "|---|---|---|"
-        N=$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["results"]))' "$J")
-        FLOOR_MS=$(median "$J" 7)
-        for ((i = 0; i < N; i++)); do
-            "$PY" -c 'import json,sys
-r = json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]
-print("| %s | %.1f | %.2f× |" % (r["command"], r["median"]*1000, r["median"]*1000/float(sys.argv[3])))' "$J" $i "$FLOOR_MS"
-        done
+        rows "$J" "$(median "$J" 7)"
         "$PY" -c 'import json,sys
 r = [x["median"] for x in json.load(open(sys.argv[1]))["results"]]
 print()
@@ -146,8 +119,4 @@ print("fast path / floor = **%.2f×**; cold zipapp / fast path = **%.1f×**; war
     echo
     echo "Command: \`RUNS=$RUNS benches/startup.sh\`"
 } >"$WORK/section.md"
-cat "$WORK/section.md"
-if [ -z "${NO_APPEND:-}" ]; then
-    grep -q '^## Seeded start-up' docs/BENCHMARKS.md || printf '\n## Seeded start-up\n\nHow fast a PEX starts from a `pexinit seed` (fast path: exec the seeded venv, no zip bootstrap) against pex'"'"'s own paths and the floor.\n' >>docs/BENCHMARKS.md
-    cat "$WORK/section.md" >>docs/BENCHMARKS.md
-fi
+finish_section "Seeded start-up" 'How fast a PEX starts from a `pexinit seed` (fast path: exec the seeded venv, no zip bootstrap) against pex'"'"'s own paths and the floor.'
