@@ -78,6 +78,9 @@ pub enum Command {
         pexinit run --rewrite-signal TERM:QUIT --success-exit 143 -- app.pex\n\n\
         HOME, XDG_CACHE_HOME, PEX_ROOT, TMPDIR and PWD are made physical (no symlinks) and \
         writable; PEX_ROOT is always exported. `pexinit env` shows the result without running.\n\n\
+        With a seed (--seed, PEXINIT_SEED) a seeded PEX starts without pex's bootstrap; a PEX \
+        whose file is not here (an image built with `seed --slim`) starts from the seed by its \
+        file name.\n\n\
         As PID 1 (or with --init always) pexinit stays as a tiny init: it forwards signals to \
         PROGRAM, reaps orphaned processes, and exits with PROGRAM's status (128+N when it died \
         of signal N); otherwise PROGRAM replaces pexinit.")]
