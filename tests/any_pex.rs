@@ -132,3 +132,52 @@ fn a_runtime_pex_root_pex_reuses_its_own_pex_root() {
     let doctor = run(pexinit().env("HOME", &home).arg("doctor").arg(&pex));
     doctor.assert_stdout_has("from the PEX's PEX-INFO pex_root");
 }
+
+/// A PEX whose entry point is a local script (`pex --exe tool.py`): pex runs it as
+/// `__main__` from its unzipped copy. The launcher of a read-only seed, run as another
+/// uid, gives the app the same `sys.argv`, `__name__` and `__file__` (modulo the
+/// PEX_ROOT they sit in) and the same output.
+#[test]
+fn an_exe_pex_starts_through_its_launcher_as_pex_starts_it() {
+    let sb = Sandbox::new();
+    let pex = pex_fixture(PEX_NEWEST, Kind::Zipapp, "cowsay-exe", || {
+        let script = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures/exe-tool.py");
+        std::fs::write(
+            &script,
+            "import sys, cowsay\nprint('argv', sys.argv[1:], __name__, __file__.rsplit('/unzipped_pexes/', 1)[-1])\ncowsay.cow(' '.join(sys.argv[1:]))\n",
+        )
+        .expect("write the script");
+        vec!["cowsay".into(), "--exe".into(), script.into_os_string()]
+    });
+    let by_pex = run(clean_command(PYTHON)
+        .env("PEX_ROOT", sb.join("pex-root"))
+        .env("HOME", sb.mkdir("pex-home"))
+        .arg(&pex)
+        .args(["-t", "moo"]));
+    assert!(by_pex.success(), "{}", by_pex.describe());
+
+    let root = sb.join("seed");
+    let seeded = seed(&root, &pex);
+    assert!(seeded.success(), "{}", seeded.describe());
+    let chmod = run(std::process::Command::new("chmod")
+        .args(["-R", "a-w"])
+        .arg(&root));
+    assert!(chmod.success(), "{}", chmod.describe());
+    let mut cmd = pexinit();
+    cmd.env("HOME", "/")
+        .env("PEXINIT_LOG", "info")
+        .args(["run", "--python", PYTHON, "--seed"])
+        .arg(&root)
+        .arg("--")
+        .arg(&pex)
+        .args(["-t", "moo"]);
+    let by_pexinit = run(&mut as_user(123456, 0, &cmd));
+    by_pexinit.assert_stderr_has(LAUNCHER_TAKEN);
+    assert_eq!(
+        (by_pexinit.code, &by_pexinit.stdout),
+        (by_pex.code, &by_pex.stdout),
+        "pexinit's start differs from pex's:\n{}\n{}",
+        by_pex.describe(),
+        by_pexinit.describe()
+    );
+}
