@@ -9,6 +9,7 @@ use std::path::Path;
 use support::*;
 
 const LAUNCHER_TAKEN: &str = "pexinit: info: fast path: exec the seeded launcher";
+const VENV_TAKEN: &str = "pexinit: info: fast path: exec the seeded venv";
 
 fn seed(root: &Path, pex: &Path) -> Ran {
     run(pexinit()
@@ -62,34 +63,45 @@ fn a_pex_2_1_137_zipapp_seeds_runs_warm_and_its_cache_is_healthy() {
 }
 
 /// `pex3 cache prune --older-than '7 days'` removes entries whose `.last-access` is old; a
-/// seed's are dated 1980. Runs through the launcher refresh them on a writable seed, so
+/// seed's are dated 1980. Fast-path runs (a launcher, or a `--venv` PEX's venv, which pex
+/// itself refreshes only since 2.98.3, pex#3223) refresh them on a writable seed, so
 /// pruning keeps what the app runs from.
 #[test]
 fn pex3_cache_prune_after_fast_path_runs_keeps_the_app_warm() {
-    let sb = Sandbox::new();
-    let pex = cowsay(PEX_NEWEST, Kind::Zipapp);
-    let root = sb.join("seed");
-    assert!(seed(&root, &pex).success());
-    let ran = run_seeded(&sb, &root, &pex);
-    assert_cowsay_said(&ran, "moo");
-    ran.assert_stderr_has(LAUNCHER_TAKEN);
+    for (kind, taken, kept) in [
+        (
+            Kind::Zipapp,
+            LAUNCHER_TAKEN,
+            ("unzipped_pexes/", "/PEX-INFO"),
+        ),
+        (Kind::Venv, VENV_TAKEN, ("venvs/", "/pex")),
+    ] {
+        let sb = Sandbox::new();
+        let pex = cowsay(PEX_NEWEST, kind);
+        let root = sb.join("seed");
+        assert!(seed(&root, &pex).success());
+        let ran = run_seeded(&sb, &root, &pex);
+        assert_cowsay_said(&ran, "moo");
+        ran.assert_stderr_has(taken);
 
-    let pex3 = pex_venv(PEX_NEWEST).join("bin/pex3");
-    let pruned = run(clean_command(&pex3)
-        .env("PEX_ROOT", &root)
-        .env("HOME", sb.mkdir("pex3-home"))
-        .args(["cache", "prune", "--older-than", "7 days"]));
-    assert!(pruned.success(), "{}", pruned.describe());
-    assert!(
-        snapshot(&root)
-            .iter()
-            .any(|p| p.starts_with("unzipped_pexes/")),
-        "pex3 cache prune removed the app's entry: {}",
-        pruned.describe()
-    );
-    let again = run_seeded(&sb, &root, &pex);
-    assert_cowsay_said(&again, "moo");
-    again.assert_stderr_has(LAUNCHER_TAKEN);
+        let pex3 = pex_venv(PEX_NEWEST).join("bin/pex3");
+        let pruned = run(clean_command(&pex3)
+            .env("PEX_ROOT", &root)
+            .env("HOME", sb.mkdir("pex3-home"))
+            .args(["cache", "prune", "--older-than", "7 days"]));
+        assert!(pruned.success(), "{}", pruned.describe());
+        assert!(
+            snapshot(&root)
+                .iter()
+                .filter_map(|node| node.split(' ').next())
+                .any(|p| p.starts_with(kept.0) && p.ends_with(kept.1)),
+            "{kind:?}: pex3 cache prune removed the app's entry: {}",
+            pruned.describe()
+        );
+        let again = run_seeded(&sb, &root, &pex);
+        assert_cowsay_said(&again, "moo");
+        again.assert_stderr_has(taken);
+    }
 }
 
 /// A PEX built with `--runtime-pex-root DIR` uses DIR when nothing names another

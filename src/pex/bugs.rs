@@ -88,9 +88,12 @@ const BUGS: &[KnownBug] = &[
         id: "pex#3223",
         since: None,
         fixed_in: "2.98.3",
-        summary: "a `--venv` PEX's venv runtime bug fixed in pex 2.98.3 (see pex's CHANGES.md)",
-        mitigation: "none: rebuild with pex >= 2.98.3, or start it from a seed (pexinit run \
-                     execs the seeded venv without the affected code)",
+        summary: "a `--venv` PEX's venv started directly (`--sh-boot`, a scie, a fast path) \
+                  never refreshes its `.last-access`, so `pex3 cache prune` removes a venv in \
+                  use",
+        mitigation: "for seeded starts: pexinit run refreshes the seeded venv's .last-access \
+                     on a seed it can write (a read-only seed is never pruned); else rebuild \
+                     with pex >= 2.98.3",
         bites: venv_pex,
     },
 ];
