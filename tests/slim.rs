@@ -163,3 +163,31 @@ fn slim_refuses_a_pex_without_a_fast_path_and_a_slim_seed_stays_slim() {
     assert_eq!(full.code, Some(125), "{}", full.describe());
     full.assert_stderr_has("holds a slim seed");
 }
+
+/// `prime` copies a slim seed with its launchers: the volume starts the app with no .pex.
+#[test]
+fn a_primed_slim_seed_starts_the_app_without_its_pex_file() {
+    let sb = Sandbox::new();
+    let pex = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let root = sb.join("seed");
+    assert!(seed_slim(&root, &pex).success());
+    let volume = sb.join("volume");
+    let primed = run(pexinit()
+        .args(["prime", "--from"])
+        .arg(&root)
+        .arg("--into")
+        .arg(&volume));
+    assert!(primed.success(), "{}", primed.describe());
+    let ran = run(pexinit()
+        .env("PEXINIT_LOG", "info")
+        .args(["run", "--python", PYTHON, "--seed"])
+        .arg(&volume)
+        .arg("--")
+        .arg(absent(&sb, &pex))
+        .args(["-t", "primed"]));
+    assert_cowsay_said(&ran, "primed");
+    ran.assert_stderr_has(&format!(
+        "fast path: exec the seeded launcher {}",
+        volume.display()
+    ));
+}

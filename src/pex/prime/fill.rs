@@ -25,6 +25,7 @@ use crate::progress::Bar;
 use super::marker::Marker;
 use super::plan::Plan;
 use super::{MARKER_NAME, Request, failed, nix_failed};
+use crate::pex::seed::SEED_DIR;
 
 /// Makes the directory a prime is built in: private until the tree is complete.
 pub(super) fn create_staging(dir: &Path) -> Result<()> {
@@ -40,7 +41,11 @@ pub(super) fn fill(plan: &Plan, req: &Request, dst: &Path) -> Result<TreeReport>
         || count_entries(&plan.seed).unwrap_or(0),
         "priming [{elapsed}] {bar:30} {pos}/{len} entries",
     );
-    let skip_top = |name: &OsStr| name.as_bytes().starts_with(b".pexinit");
+    // pexinit's own files at the top (the manifest, rewritten for DIR by finish_root;
+    // prime's marker, lock and journal) are not copied; the seed's own directory (its
+    // launchers) is: launchers find everything relative to where they are.
+    let skip_top =
+        |name: &OsStr| name.as_bytes().starts_with(b".pexinit") && name != OsStr::new(SEED_DIR);
     let tick = || progress.inc(1);
     let tree = tree::copy_tree(&TreeRequest {
         src: &plan.seed,
