@@ -143,11 +143,120 @@ ours numpy "$NP_MOO" "" "moo 15"
 theirs cowsay "$WORK/cowsay.pex"
 theirs numpy "$NP_MOO"
 
+# 2. Pushes to a local registry: the numpy app, then the same app printing another word.
+REG=$WORK/registry
+rm -rf "$REG" && mkdir -p "$REG"
+PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$REG/config.yml" <<END
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $REG/storage
+http:
+  addr: 127.0.0.1:$PORT
+END
+docker-registry serve "$REG/config.yml" >"$REG/log" 2>&1 &
+REG_PID=$!
+trap 'kill "$REG_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 600); do
+    "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$PORT" 2>/dev/null && break
+    kill -0 "$REG_PID" 2>/dev/null || { cat "$REG/log" >&2; exit 1; }
+    sleep 0.05
+done
+
+push() { # NAME -> "BLOBS BYTES MANIFEST_BYTES": what the registry log shows NAME's push uploaded
+    local from
+    from=$(size "$REG/log")
+    skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/image-$1:app" "docker://127.0.0.1:$PORT/app:app"
+    # A completed upload is a PUT .../blobs/uploads/UUID?_state=S&digest=D answered 201; S is
+    # the registry's signed upload state (32 bytes of HMAC, then JSON), whose Offset is the
+    # bytes received for the blob. The manifest is stored as a blob under its digest.
+    "$PY" - "$REG/log" "$from" "$WORK/image-$1" "$REG/storage" <<'PY'
+import base64, json, os, re, sys, urllib.parse
+log, start, layout, storage = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+with open(log, "rb") as f:
+    f.seek(start)
+    text = f.read().decode(errors="replace")
+blobs = {}
+for m in re.finditer(r'"PUT /v2/app/blobs/uploads/[^?]*\?(\S+) HTTP/1\.1" 201 ', text):
+    q = urllib.parse.parse_qs(m.group(1))
+    state = json.loads(base64.urlsafe_b64decode(q["_state"][0])[32:])
+    digest = q["digest"][0]
+    blob = os.path.join(layout, "blobs", *digest.split(":"))
+    assert state["Offset"] == os.path.getsize(blob), (digest, state, os.path.getsize(blob))
+    blobs[digest] = state["Offset"]
+assert '"PUT /v2/app/manifests/app HTTP/1.1" 201 ' in text, "no manifest pushed:\n" + text
+index = json.load(open(os.path.join(layout, "index.json")))
+manifest = next(m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "app")
+algo, hexd = manifest["digest"].split(":")
+stored = os.path.join(storage, "docker/registry/v2/blobs", algo, hexd[:2], hexd, "data")
+assert os.path.getsize(stored) == manifest["size"], "the registry holds another manifest"
+print(" ".join(sorted(blobs)), sum(blobs.values()), manifest["size"])
+PY
+}
+digests() { # NAME -> the digests of its image's layers and config
+    skopeo inspect --raw "oci:$WORK/image-$1:app" |
+        "$PY" -c 'import json,sys; m = json.load(sys.stdin); print(*[l["digest"] for l in m["layers"]], m["config"]["digest"])'
+}
+read -r -a FIRST_BLOBS < <(push numpy)
+ours numpy-baa "$NP_BAA" "" "baa 15"
+read -r -a SECOND_BLOBS < <(push numpy-baa)
+read -r -a BEFORE < <(digests numpy)
+read -r -a AFTER < <(digests numpy-baa)
+# [pexinit, deps, code, config]: only the code and the config moved, and only they went up.
+[ "${BEFORE[0]}${BEFORE[1]}" = "${AFTER[0]}${AFTER[1]}" ] && [ "${BEFORE[2]}" != "${AFTER[2]}" ] ||
+    { echo "layers other than the code changed: ${BEFORE[*]} -> ${AFTER[*]}" >&2; exit 1; }
+EXPECTED=$(printf '%s\n' "${AFTER[2]}" "${AFTER[3]}" | sort | tr '\n' ' ')
+[ "${SECOND_BLOBS[*]:0:2} " = "$EXPECTED" ] && [ ${#SECOND_BLOBS[@]} -eq 4 ] ||
+    { echo "the second push uploaded ${SECOND_BLOBS[*]}, not the code layer and config $EXPECTED" >&2; exit 1; }
+kill "$REG_PID"
+wait "$REG_PID" 2>/dev/null || true
+
+# 3. Writing the numpy seed's layer: pexinit layer against tar | gzip -6, alternating.
+TREE=$WORK/build-numpy/seed
+TIMES=$WORK/times.md
+"$PY" - "$PEXINIT" "$TREE" "$SEED" "$WORK" "$ROUNDS" >"$TIMES" <<'PY'
+import os, statistics, subprocess, sys, time
+pexinit, tree, seed, work, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+cases = {
+    "tar -cf - DIR \\| gzip -6 (anchor)": (["sh", "-c", f'tar -C "$0" -cf - . | gzip -6 > "$1"', tree, f"{work}/t-gzip.tar.gz"], ["t-gzip.tar.gz"]),
+    "pexinit layer -o OUT DIR:/opt/pex-root": ([pexinit, "layer", "-o", f"{work}/t-pexinit.tar.gz", f"{tree}:{seed}"], ["t-pexinit.tar.gz"]),
+    "pexinit layer -o deps --split code DIR:/opt/pex-root (the recipe's)": (
+        [pexinit, "layer", "-o", f"{work}/t-deps.tar.gz", "--split", f"{work}/t-code.tar.gz", f"{tree}:{seed}"],
+        ["t-deps.tar.gz", "t-code.tar.gz"]),
+}
+subprocess.run(["tar", "-C", tree, "-cf", "/dev/null", "."], check=True)  # warm the page cache
+files = sum(1 + len(fs) for _, _, fs in os.walk(tree))
+nbytes = sum(os.lstat(os.path.join(d, f)).st_size for d, _, fs in os.walk(tree) for f in fs)
+times = {name: [] for name in cases}
+load_before = os.getloadavg()
+for _ in range(rounds):
+    for name, (argv, _) in cases.items():
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        times[name].append(time.perf_counter() - start)
+load_after = os.getloadavg()
+anchor = statistics.median(times[next(iter(cases))])
+print(f"Tree: the numpy app's slim seed, {files:,} paths, {nbytes / 1e6:.1f} MB of files; {rounds} alternating rounds, medians; "
+      f"{os.cpu_count()} cores, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.")
+print()
+print("| command | median wall | × tar \\| gzip -6 | output bytes |")
+print("|---|---|---|---|")
+for name, (_, outs) in cases.items():
+    med = statistics.median(times[name])
+    out = sum(os.path.getsize(os.path.join(work, o)) for o in outs)
+    print(f"| {name} | {med:.2f} s | {med / anchor:.2f}× | {out:,} |")
+PY
+
 SECTION=$WORK/section.md
 KERNEL=$(uname -r)
 {
-    echo "### Images: bytes and uploads — $(date +%F) (2 cores, $KERNEL), taken while other builds ran"
-    echo "Apps: default zipapps built by pex $V: cowsay (\`cowsay==6.1 -c cowsay\`) and numpy (\`numpy==2.1.3\` plus a 3-line module, \`-e npapp.main:main\`). Bytes of the app's layers (pexinit's own layer apart); sizes are deterministic."
+    echo "### Images: bytes and uploads — $(date +%F) (2 cores, $KERNEL)"
+    echo "Apps: default zipapps built by pex $V: cowsay (\`cowsay==6.1 -c cowsay\`) and numpy (\`numpy==2.1.3\` plus a 3-line module, \`-e npapp.main:main\`). Bytes of the app's layers (pexinit's own layer apart). pexinit's are the same on every run; pex's srcs layer moves by a few bytes from run to run (its .pyc files record the mtimes its venv step gave their sources)."
     echo
     echo "| app | pexinit: deps + code | pex's recipe as pushed (skopeo gzip): deps + srcs | pexinit / pex | pex's recipe in pexinit's gzip -6: deps + srcs | pexinit / pex |"
     echo "|---|---|---|---|---|---|"
@@ -164,5 +273,36 @@ PY
     done
     echo
     echo "pexinit's own layer (\`layer --normalize-modes\`, the shipped static binary): $(size "$LAYERS/pexinit.tar.gz" | "$PY" -c 'print(f"{int(input()):,}")') bytes, the same in every app's image (a registry stores it once)."
+    echo
+    CODE=$(size "$WORK/build-numpy-baa/code.tar.gz")
+    "$PY" - "$CODE" "${FIRST_BLOBS[@]}" "--" "${SECOND_BLOBS[@]}" <<'PY'
+import sys
+code, rest = int(sys.argv[1]), sys.argv[2:]
+cut = rest.index("--")
+first, second = rest[:cut], rest[cut + 1:]
+up1, man1 = int(first[-2]), int(first[-1])
+up2, man2 = int(second[-2]), int(second[-1])
+print("Pushes of the numpy app to a local `docker-registry` (distribution 2.8, 127.0.0.1) with "
+      "`skopeo copy`; the bytes of each uploaded blob are the offset of its completed upload "
+      "in the registry's log, plus the manifest:")
+print()
+print("| push | blobs uploaded | bytes uploaded |")
+print("|---|---|---|")
+print(f"| first (empty registry) | {len(first) - 2} (pexinit, deps, code, config) + manifest | {up1:,} + {man1:,} = {up1 + man1:,} |")
+print(f"| second (the module prints another word) | {len(second) - 2} (code, config) + manifest | {up2:,} + {man2:,} = **{up2 + man2:,}** |")
+print()
+print(f"Code layer: {code:,} bytes; second push / code layer = **{(up2 + man2) / code:.2f}×** (target ≤ 1.1×).")
+PY
+    echo
+    cat "$TIMES"
 } >"$SECTION"
-cat "$SECTION"
+finish_section "Images: bytes and uploads" "$(cat <<'END'
+What a registry stores and receives for pexinit's image recipe (`seed --slim`, pexinit's own
+layer, the seed split into a dependency and a code layer, `image append`; see
+tests/oci_support/recipe.rs) against pex's own recipe (`pex-tools app.pex venv
+--scope=deps --compile /app` and `--scope=srcs`, one layer each), and how long writing the
+layer takes. benches/images.sh builds both on an empty base image; pex's layers are
+compressed by `skopeo copy --dest-compress --dest-compress-format gzip`, as `podman push`
+does, and also by `pexinit layer` (gzip -6) so that both columns use the same compressor.
+END
+)"
