@@ -255,6 +255,7 @@ PY
 SECTION=$WORK/section.md
 KERNEL=$(uname -r)
 {
+    echo
     echo "### Images: bytes and uploads — $(date +%F) (2 cores, $KERNEL)"
     echo "Apps: default zipapps built by pex $V: cowsay (\`cowsay==6.1 -c cowsay\`) and numpy (\`numpy==2.1.3\` plus a 3-line module, \`-e npapp.main:main\`). Bytes of the app's layers (pexinit's own layer apart). pexinit's are the same on every run; pex's srcs layer moves by a few bytes from run to run (its .pyc files record the mtimes its venv step gave their sources)."
     echo
