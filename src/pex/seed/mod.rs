@@ -556,8 +556,13 @@ fn compile(plan: &SeedPlan, dir: &Path, force: bool) -> Result<Option<String>, S
     if force {
         cmd.arg("-f");
     }
-    // Launchers run as `__main__`, which Python never loads from bytecode.
-    cmd.args(["-x", r"/\.pexinit/"]);
+    // Launchers, and the `__main__.py` at the top of each unzipped PEX and venv, only
+    // ever run as `__main__`, which Python never loads from bytecode: a .pyc of them
+    // would be dead bytes in every image.
+    cmd.args([
+        "-x",
+        r"/\.pexinit/|/(unzipped_pexes|venvs)/([0-9]+/)?[0-9a-f]+/([0-9a-f]+/)?__main__\.py$",
+    ]);
     let out = cmd.arg(dir).output().map_err(io_err(format!(
         "starting {} -m compileall",
         plan.python.display()

@@ -10,6 +10,7 @@
 //! | `bootstraps/`, `isolated/` | pex's own code, byte-compiled | megabytes in every image |
 //! | `interpreters/` | pex's interpreter identity cache | keyed on the build host's kernel |
 //! | `unzipped_pexes/…/.bootstrap` | a link into `bootstraps/` | would dangle |
+//! | `unzipped_pexes/…/__pycache__/__main__.*.pyc` | bytecode of a script run as `__main__` | never loaded by anyone |
 //!
 //! With these gone the seed depends only on the distributions, the app and the
 //! interpreter path, and no PEX file is needed at run time: `run` starts a seeded PEX
@@ -18,11 +19,13 @@
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::errno::Errno;
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
-use crate::fs::dir::{LIST_BUFFER, open_dir, remove_tree};
+use crate::fs::dir::{LIST_BUFFER, list_names, open_dir, remove_tree};
 use crate::pex::manifest::Entry;
 
 use super::{SeedError, io_err};
@@ -66,6 +69,32 @@ pub fn strip(root: &Path, entries: &[Entry]) -> Result<(), SeedError> {
             "removing {}",
             root.join(unzipped).join(".bootstrap").display()
         )))?;
+        remove_main_bytecode(dir.as_fd()).map_err(io_err(format!(
+            "removing {}",
+            root.join(unzipped)
+                .join("__pycache__/__main__.*.pyc")
+                .display()
+        )))?;
+    }
+    Ok(())
+}
+
+/// The bytecode pex compiled for an unzipped PEX's `__main__.py`: the launcher never runs
+/// it, and Python never loads a `__main__` script from bytecode anyway.
+fn remove_main_bytecode(unzipped: BorrowedFd<'_>) -> std::io::Result<()> {
+    let cache = match open_dir(unzipped, "__pycache__") {
+        Ok(cache) => cache,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for name in list_names(cache.as_fd())? {
+        let bytes = name.as_bytes();
+        if bytes.starts_with(b"__main__.") && bytes.ends_with(b".pyc") {
+            match unlinkat(cache.as_fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(())
 }
