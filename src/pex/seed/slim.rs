@@ -84,7 +84,8 @@ pub fn strip(root: &Path, entries: &[Entry]) -> Result<(), SeedError> {
 fn remove_main_bytecode(unzipped: BorrowedFd<'_>) -> std::io::Result<()> {
     let cache = match open_dir(unzipped, "__pycache__") {
         Ok(cache) => cache,
-        Err(Errno::ENOENT) => return Ok(()),
+        // None, or not a directory of this entry's own (a link, as packed PEXes have).
+        Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
     for name in list_names(cache.as_fd())? {
