@@ -16,6 +16,18 @@
 # (scripts/build-release) is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Python as a container image has it: this machine's /usr/lib/python3/dist-packages holds
+# Debian's python packages and .pth files, whose processing costs every non-venv python
+# start ~5 ms (a zipapp run by pex too, so the launcher replays it); a venv, the floor,
+# never reads them. The script runs in a private mount namespace where that directory
+# is an empty tmpfs (set KEEP_DIST_PACKAGES=1 to measure with the host's).
+DIST_PACKAGES=/usr/lib/python3/dist-packages
+if [ -z "${KEEP_DIST_PACKAGES:-}" ] && [ -z "${LAYOUTS_IN_NS:-}" ] && [ -d $DIST_PACKAGES ]; then
+    exec unshare --mount --propagation private env LAYOUTS_IN_NS=1 "$0" "$@"
+fi
+if [ -n "${LAYOUTS_IN_NS:-}" ]; then
+    mount -t tmpfs -o ro,mode=0755 tmpfs $DIST_PACKAGES
+fi
 . benches/lib.sh
 bench_init "$PWD/target/bench-layouts"
 need setarch apt-get install -y util-linux
@@ -81,8 +93,10 @@ for app in "${APPS[@]}"; do
     FLOOR_VENV=$WORK/floor-venv-$app
     [ -x "$FLOOR_VENV/bin/python" ] || env -i PATH=$PATH PEX_ROOT=$WORK/build-root PEX_TOOLS=1 \
         $PY "$WORK/$app-2.105.2-venv.pex" venv --compile "$FLOOR_VENV" >/dev/null
+    # Started the way the rows are (same uid, kernel release and process wrappers), so
+    # the ratio is pexinit's cost alone.
     HF=(-n "floor (pex's venv: python -I -c import entry)"
-        "env -i PATH=/usr/bin:/bin $FLOOR_VENV/bin/python -I -c '${ENTRY[$app]}' ${RUN_ARGS[$app]}")
+        "$NODE $FLOOR_VENV/bin/python -I -c '${ENTRY[$app]}' ${RUN_ARGS[$app]}")
     APP_PEXES=()
     for v in "${VERSIONS[@]}"; do
         for layout in "${LAYOUTS[@]}"; do APP_PEXES+=("$WORK/$app-$v-$layout.pex"); done
@@ -102,7 +116,7 @@ done
 {
     echo
     echo "### Every layout from a read-only seed — $(date -u +%Y-%m-%d) ($(nproc) cores, $(uname -r))"
-    echo "cowsay 6.1 \`-t moo\`; bigapp: $NWHEELS wheels (requests rich boto3 click attrs jinja2 pyyaml packaging typing-extensions, all pinned), imports them and prints; /usr/bin/python3.11; one seed holding all ${#PEXES[@]} PEX files, \`chmod -R a-w\`; each row is \`pexinit run --seed\` as uid 123456:0 with HOME=/ under \`setarch x86_64 --uname-2.6\` (the shipped build). Floor: \`PEX_TOOLS=1 app.pex venv --compile\`'s python importing the entry point. benches/alternate.py, $RUNS rounds + 3 warm-up runs, one run per app, medians (ms)."
+    echo "cowsay 6.1 \`-t moo\`; bigapp: $NWHEELS wheels (requests rich boto3 click attrs jinja2 pyyaml packaging typing-extensions, all pinned), imports them and prints; /usr/bin/python3.11; one seed holding all ${#PEXES[@]} PEX files, \`chmod -R a-w\`; each row is \`pexinit run --seed\` as uid 123456:0 with HOME=/ under \`setarch x86_64 --uname-2.6\` (the shipped build). Floor: \`PEX_TOOLS=1 app.pex venv --compile\`'s python importing the entry point, started by the same uid and wrappers. $( [ -n "${LAYOUTS_IN_NS:-}" ] && echo "/usr/lib/python3/dist-packages masked by an empty tmpfs, as in a container's python (KEEP_DIST_PACKAGES=1 keeps the host's)." ) benches/alternate.py, $RUNS rounds + 3 warm-up runs, one run per app, medians (ms)."
     for app in "${APPS[@]}"; do
         J=$WORK/layouts-$app.json
         echo
