@@ -134,6 +134,11 @@ pub fn plan_program(
     let (Ok(Some(seeded)), Some(program)) = (seed, command.first()) else {
         return Err(Error::NotFound(missing));
     };
+    // Only PROGRAM itself missing counts: a PEX that is here but whose interpreter is
+    // not must fail as it would anywhere.
+    if std::fs::symlink_metadata(program).is_ok() {
+        return Err(Error::NotFound(missing));
+    }
     match seed_use::absent_pex(seeded, program) {
         None => Err(Error::NotFound(missing)),
         Some(Err(why)) => Err(Error::NotFound(format!("{missing}; {why}"))),
