@@ -1,20 +1,32 @@
-//! Directories opened and changed relative to a descriptor, never through a link: what
-//! pexinit walks or removes cannot be redirected by a symlink planted on the way.
+//! Directories opened, listed, walked and changed relative to a descriptor, never
+//! through a link: what pexinit walks or removes cannot be redirected by a symlink
+//! planted on the way.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat};
-use nix::sys::stat::{Mode, fchmod, fstat};
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fchmod, fstat, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
-
-use crate::pex::cache::{FileKind, read_dir};
+use serde::Serialize;
 
 /// Size of the buffer directory listings are read into: a few hundred names per call.
 pub const LIST_BUFFER: usize = 32 * 1024;
+
+/// What a directory entry is, from `d_type` (or an lstat when the filesystem does not
+/// say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    Directory,
+    Symlink,
+    File,
+    Other,
+}
 
 /// Opens the directory `path` (relative to `at`), failing on a symlink in its last
 /// component.
@@ -25,6 +37,50 @@ pub fn open_dir<Fd: AsFd>(at: Fd, path: &(impl nix::NixPath + ?Sized)) -> nix::R
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
+}
+
+/// Every name in `dir` except `.` and `..`, with its kind, read from the descriptor's
+/// current offset. Regular files are listed too (callers count them) but cost no
+/// syscall beyond getdents64 itself: the kind comes from `d_type`.
+pub fn read_dir(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Vec<(OsString, FileKind)>> {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the directory reader only
+    // stores bytes the kernel wrote, never uninitialized ones, so `buf` holds valid
+    // `u8`s again once the reader is dropped.
+    let buf = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [std::mem::MaybeUninit<u8>]) };
+    let mut entries = rustix::fs::RawDir::new(dir, buf);
+    let mut out = Vec::new();
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            rustix::fs::FileType::Directory => FileKind::Directory,
+            rustix::fs::FileType::Symlink => FileKind::Symlink,
+            rustix::fs::FileType::RegularFile => FileKind::File,
+            // Some filesystems do not fill d_type: ask, without following.
+            rustix::fs::FileType::Unknown => lstat_kind(dir, name).unwrap_or(FileKind::Other),
+            _ => FileKind::Other,
+        };
+        out.push((name.to_os_string(), kind));
+    }
+    Ok(out)
+}
+
+/// The kind of `name` in `dir`, without following it; None when it does not exist.
+pub fn lstat_kind(dir: BorrowedFd<'_>, name: &OsStr) -> Option<FileKind> {
+    let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    Some(kind_of_mode(st.st_mode))
+}
+
+fn kind_of_mode(mode: libc::mode_t) -> FileKind {
+    match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFDIR => FileKind::Directory,
+        SFlag::S_IFLNK => FileKind::Symlink,
+        SFlag::S_IFREG => FileKind::File,
+        _ => FileKind::Other,
+    }
 }
 
 /// Every name in `dir`, from the start (a fresh descriptor of the same directory, so the

@@ -29,9 +29,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
-use nix::sys::stat::{Mode, SFlag, fstatat};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::sys::stat::Mode;
 use serde::Serialize;
+
+use crate::fs::dir::{FileKind, lstat_kind, read_dir};
 
 /// Deeper than any real pex entry (a venv's deepest package paths are ~20 levels below
 /// PEX_ROOT); bounds the walk's open file descriptors on a hostile cache.
@@ -103,17 +105,6 @@ impl EntryKind {
             _ => return None,
         })
     }
-}
-
-/// What a directory entry is, from `d_type` (or an lstat when the filesystem does not
-/// say).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileKind {
-    Directory,
-    Symlink,
-    File,
-    Other,
 }
 
 /// Something the walker could not look into; reported, never guessed at.
@@ -523,49 +514,6 @@ impl Walker<'_> {
             self.rel.pop();
         }
     }
-}
-
-/// The kind of `name` in `dir`, without following it; None when it does not exist.
-fn lstat_kind(dir: BorrowedFd<'_>, name: &OsStr) -> Option<FileKind> {
-    let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
-    Some(kind_of_mode(st.st_mode))
-}
-
-fn kind_of_mode(mode: libc::mode_t) -> FileKind {
-    match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
-        SFlag::S_IFDIR => FileKind::Directory,
-        SFlag::S_IFLNK => FileKind::Symlink,
-        SFlag::S_IFREG => FileKind::File,
-        _ => FileKind::Other,
-    }
-}
-
-/// Every name in `dir` except `.` and `..`, with its kind. Regular files are listed
-/// too (callers count them) but cost no syscall beyond getdents64 itself.
-pub fn read_dir(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Vec<(OsString, FileKind)>> {
-    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the directory reader only
-    // stores bytes the kernel wrote, never uninitialized ones, so `buf` holds valid
-    // `u8`s again once the reader is dropped.
-    let buf = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [std::mem::MaybeUninit<u8>]) };
-    let mut entries = rustix::fs::RawDir::new(dir, buf);
-    let mut out = Vec::new();
-    while let Some(entry) = entries.next() {
-        let entry = entry?;
-        let name = OsStr::from_bytes(entry.file_name().to_bytes());
-        if name == "." || name == ".." {
-            continue;
-        }
-        let kind = match entry.file_type() {
-            rustix::fs::FileType::Directory => FileKind::Directory,
-            rustix::fs::FileType::Symlink => FileKind::Symlink,
-            rustix::fs::FileType::RegularFile => FileKind::File,
-            // Some filesystems do not fill d_type: ask, without following.
-            rustix::fs::FileType::Unknown => lstat_kind(dir, name).unwrap_or(FileKind::Other),
-            _ => FileKind::Other,
-        };
-        out.push((name.to_os_string(), kind));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -33,9 +33,8 @@ use serde::Serialize;
 
 use super::pool::{self, Pool};
 use super::relocate::Relocation;
-use crate::fs::dir::open_dir;
+use crate::fs::dir::{FileKind, open_dir, read_dir};
 use crate::fs::rename::chown_nofollow;
-use crate::pex::cache::{FileKind, read_dir};
 
 /// How file contents get into the new tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -15,9 +15,8 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown};
 
 use crate::error::{Error, Result};
-use crate::fs::dir::open_dir;
+use crate::fs::dir::{FileKind, open_dir, read_dir};
 use crate::fs::rename::chown_nofollow;
-use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::manifest::{self, MANIFEST_NAME};
 use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest};
 use crate::progress::Bar;

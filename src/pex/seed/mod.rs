@@ -34,9 +34,9 @@ use nix::unistd::{Gid, Uid, fchownat};
 use serde::Serialize;
 
 use crate::epoch::DEFAULT_SOURCE_DATE_EPOCH;
+use crate::fs::dir::{FileKind, read_dir};
 use crate::identity::Identity;
 use crate::paths::{find_executable, resolve_physical};
-use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::info::{self, Layout, Pex};
 use crate::pex::manifest::{
     self, Entry, MANIFEST_NAME, Manifest, Ownership, RunMode, RuntimeInfo, VenvEntry,
