@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{Mode, SFlag, fchmod, fstat, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 use serde::Serialize;
@@ -37,6 +37,49 @@ pub fn open_dir<Fd: AsFd>(at: Fd, path: &(impl nix::NixPath + ?Sized)) -> nix::R
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
+}
+
+/// Opens the directory `rel` below `root` (empty: `root` itself), refusing any symlink
+/// on the way and any step that would leave `root`.
+pub fn open_dir_beneath(root: BorrowedFd<'_>, rel: &Path) -> nix::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    retry_races(|| openat2(root, dot_if_empty(rel), how))
+}
+
+/// Whether `rel` resolves to something that exists without leaving `root` at any step.
+/// Links inside `root` are followed by the kernel; any `..` above `root` or absolute
+/// link fails with EXDEV, a dangling one with ENOENT, a loop with ELOOP.
+pub fn resolves_beneath(root: BorrowedFd<'_>, rel: &Path) -> nix::Result<()> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    retry_races(|| openat2(root, dot_if_empty(rel), how)).map(drop)
+}
+
+/// How often a lookup is retried when the kernel saw a rename race.
+const RACE_RETRIES: usize = 100;
+
+/// With RESOLVE_BENEATH the kernel answers EAGAIN when any rename on the system raced
+/// with a `..` step (its rename seqlock is global): busy machines see it routinely. The
+/// lookup is simply retried; a caller still getting EAGAIN treats it as "unknown".
+fn retry_races<T>(mut lookup: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    let mut tries = 0;
+    loop {
+        match lookup() {
+            Err(Errno::EAGAIN | Errno::EINTR) if tries < RACE_RETRIES => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+fn dot_if_empty(rel: &Path) -> &Path {
+    if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    }
 }
 
 /// Every name in `dir` except `.` and `..`, with its kind, read from the descriptor's
