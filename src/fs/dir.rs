@@ -6,7 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
@@ -35,6 +35,16 @@ pub fn open_dir<Fd: AsFd>(at: Fd, path: &(impl nix::NixPath + ?Sized)) -> nix::R
         at,
         path,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Opens the directory `path`, following links anywhere in it, the last component
+/// included: for a path the caller resolved itself, or whose links it trusts.
+pub fn open_dir_following(path: &Path) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
 }
@@ -137,6 +147,53 @@ pub fn list_names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
         .collect())
 }
 
+/// A walk's failure and the path, relative to where the walk started, it failed at.
+#[derive(Debug)]
+pub struct WalkError {
+    pub rel: PathBuf,
+    pub error: io::Error,
+}
+
+/// What [`walk`] calls for each entry: the directory holding it, its name, its kind and
+/// its path relative to where the walk started.
+pub type WalkVisit<'f> = dyn FnMut(BorrowedFd<'_>, &OsStr, FileKind, &Path) -> io::Result<()> + 'f;
+
+/// Calls `f` for everything below `dir`, depth-first, a directory before its contents.
+/// Every directory is opened with [`open_dir`] relative to its parent's descriptor, so
+/// a symlink is handed to `f` as a link and never entered, even one planted while the
+/// walk runs. Names are visited in byte order, so the same tree gives the same calls
+/// in the same order and a failure names the same path on every run. The first error,
+/// from `f` or from the walk, stops it.
+///
+/// `dir` is taken, not borrowed: listing it moves its offset to the end, so a second
+/// walk from the same descriptor would find nothing.
+pub fn walk(dir: OwnedFd, f: &mut WalkVisit<'_>) -> Result<(), WalkError> {
+    let mut rel = PathBuf::new();
+    let mut buf = vec![0u8; LIST_BUFFER];
+    // On an error `rel` still names where it happened: nothing is popped on the way out.
+    walk_below(dir.as_fd(), &mut rel, &mut buf, f).map_err(|error| WalkError { rel, error })
+}
+
+fn walk_below(
+    dir: BorrowedFd<'_>,
+    rel: &mut PathBuf,
+    buf: &mut [u8],
+    f: &mut WalkVisit<'_>,
+) -> io::Result<()> {
+    let mut names = read_dir(dir, buf)?;
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, kind) in names {
+        rel.push(&name);
+        f(dir, &name, kind, rel)?;
+        if kind == FileKind::Directory {
+            let child = open_dir(dir, name.as_os_str())?;
+            walk_below(child.as_fd(), rel, buf, f)?;
+        }
+        rel.pop();
+    }
+    Ok(())
+}
+
 /// Removes `parent/name` and everything below it without following links; directories a
 /// seed made read-only are made writable first. Gone already is done.
 pub fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, buf: &mut [u8]) -> io::Result<()> {
@@ -215,5 +272,44 @@ mod tests {
             open_dir(root.as_fd(), "outside-link").unwrap_err(),
             Errno::ENOTDIR
         );
+    }
+
+    #[test]
+    fn walk_visits_in_name_order_and_never_enters_links() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("secret"), "x").unwrap();
+        let tree = t.path().join("tree");
+        fs::create_dir_all(tree.join("b/c")).unwrap();
+        fs::write(tree.join("b/c/f"), "x").unwrap();
+        fs::write(tree.join("a"), "x").unwrap();
+        symlink(&outside, tree.join("b/link")).unwrap();
+
+        let open = || open_dir(nix::fcntl::AT_FDCWD, &tree).unwrap();
+        let mut seen = Vec::new();
+        walk(open(), &mut |_, name, kind, rel| {
+            assert_eq!(rel.file_name(), Some(name));
+            seen.push((rel.to_string_lossy().into_owned(), kind));
+            Ok(())
+        })
+        .unwrap();
+        let expected = [
+            ("a", FileKind::File),
+            ("b", FileKind::Directory),
+            ("b/c", FileKind::Directory),
+            ("b/c/f", FileKind::File),
+            ("b/link", FileKind::Symlink),
+        ];
+        let expected: Vec<_> = expected.iter().map(|(p, k)| (p.to_string(), *k)).collect();
+        assert_eq!(seen, expected);
+
+        let err = walk(open(), &mut |_, name, _, _| match name == "f" {
+            true => Err(io::Error::other("stop")),
+            false => Ok(()),
+        })
+        .unwrap_err();
+        assert_eq!(err.rel, Path::new("b/c/f"));
+        assert_eq!(err.error.to_string(), "stop");
     }
 }
