@@ -6,7 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
@@ -90,6 +90,25 @@ fn dot_if_empty(rel: &Path) -> &Path {
     } else {
         rel
     }
+}
+
+/// Opens the parent directory of `rel` below `root`, one component at a time with
+/// [`open_dir`], so no link on the way is followed; returns it with the last
+/// component's name. `rel` must be a plain relative path (no `.`, `..` or root).
+pub fn open_parent<'p>(root: BorrowedFd<'_>, rel: &'p Path) -> io::Result<(OwnedFd, &'p OsStr)> {
+    let mut parts: Vec<&OsStr> = rel
+        .components()
+        .map(|c| match c {
+            Component::Normal(n) => Ok(n),
+            _ => Err(io::Error::other("not a plain relative path")),
+        })
+        .collect::<io::Result<_>>()?;
+    let name = parts.pop().ok_or_else(|| io::Error::other("empty path"))?;
+    let mut dir = open_dir(root, ".")?;
+    for part in parts {
+        dir = open_dir(dir.as_fd(), part)?;
+    }
+    Ok((dir, name))
 }
 
 /// Every name in `dir` except `.` and `..`, with its kind, read from the descriptor's
