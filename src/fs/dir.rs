@@ -1,8 +1,9 @@
-//! Directories opened, listed, walked and changed relative to a descriptor, never
-//! through a link: what pexinit walks or removes cannot be redirected by a symlink
-//! planted on the way.
+//! Directories, and the files in them, opened, listed, walked and changed relative to a
+//! descriptor, never through a link: what pexinit walks, copies or removes cannot be
+//! redirected by a symlink planted on the way.
 
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -109,6 +110,29 @@ pub fn open_parent<'p>(root: BorrowedFd<'_>, rel: &'p Path) -> io::Result<(Owned
         dir = open_dir(dir.as_fd(), part)?;
     }
     Ok((dir, name))
+}
+
+/// Opens the file `name` in `dir` for reading, failing on a symlink.
+pub fn open_file(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<File> {
+    openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
+}
+
+/// Creates the file `name` in `dir` for writing; fails when anything, a link included,
+/// is there already.
+pub fn create_file(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> nix::Result<File> {
+    openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )
+    .map(File::from)
 }
 
 /// Every name in `dir` except `.` and `..`, with its kind, read from the descriptor's

@@ -27,12 +27,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat, readlinkat};
+use nix::fcntl::readlinkat;
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::symlinkat;
 use serde::{Deserialize, Serialize};
 
-use crate::fs::dir::{open_dir, open_parent};
+use crate::fs::dir::{create_file, open_dir, open_parent};
 use crate::fs::rename::chown_nofollow;
 use crate::pex::cache::is_version_name;
 use crate::pex::manifest::{self, MANIFEST_NAME};
@@ -324,18 +324,11 @@ pub fn apply(plan: &FarmPlan, owner: Option<(u32, u32)>) -> Result<FarmReport, M
                 }
                 Err(e) => return Err(io_error(&shown, e)),
             },
-            Item::WritableFile { .. } => {
-                let flags = OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC;
-                match openat(parent.as_fd(), name, flags, Mode::from_bits_truncate(0o644)) {
-                    Ok(_) => true,
-                    Err(Errno::EEXIST) => false,
-                    Err(e) => return Err(io_error(&shown, e)),
-                }
-            }
+            Item::WritableFile { .. } => match create_file(parent.as_fd(), name, 0o644) {
+                Ok(_) => true,
+                Err(Errno::EEXIST) => false,
+                Err(e) => return Err(io_error(&shown, e)),
+            },
         };
         if created {
             report.created += 1;

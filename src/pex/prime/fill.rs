@@ -9,13 +9,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
-use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, fchmod, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown};
 
 use crate::error::{Error, Result};
-use crate::fs::dir::{self, open_dir};
+use crate::fs::dir::{self, open_dir, open_file};
 use crate::fs::rename::chown_nofollow;
 use crate::pex::manifest::{self, MANIFEST_NAME};
 use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest};
@@ -137,13 +136,8 @@ pub(super) fn write_owned(
             .map_err(nix_failed(format!("chown {}", dir.join(name).display())))?;
     }
     // The umask narrowed the mode write_atomic asked for.
-    let file = openat(
-        dir_fd.as_fd(),
-        name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(nix_failed(dir.join(name).display()))?;
+    let file = open_file(dir_fd.as_fd(), OsStr::new(name))
+        .map_err(nix_failed(dir.join(name).display()))?;
     fchmod(file.as_fd(), Mode::from_bits_truncate(mode))
         .map_err(nix_failed(dir.join(name).display()))?;
     let t = TimeSpec::new(seed_root.mtime(), seed_root.mtime_nsec());
