@@ -14,10 +14,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, fstat, mkdirat};
 use serde::Serialize;
 
+use crate::fs::dir::{open_dir, open_dir_following};
 use crate::identity::Identity;
 
 /// Linux gives up after 40 links (MAXSYMLINKS); so do we.
@@ -283,11 +283,7 @@ pub fn create_dirs(
             format!("{} is not below {}", path.display(), root.display()),
         )
     })?;
-    let mut dir: OwnedFd = nix::fcntl::open(
-        root,
-        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
+    let mut dir: OwnedFd = open_dir_following(root)?;
     let mode = match policy {
         DirPolicy::Shared => Mode::from_bits_truncate(0o755),
         DirPolicy::Private => Mode::from_bits_truncate(0o700),
@@ -298,13 +294,7 @@ pub fn create_dirs(
             Err(nix::errno::Errno::EEXIST) => false,
             Err(e) => return Err(e.into()),
         };
-        let next = openat(
-            dir.as_fd(),
-            name,
-            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| {
+        let next = open_dir(dir.as_fd(), name).map_err(|e| {
             if e == nix::errno::Errno::ELOOP || e == nix::errno::Errno::ENOTDIR {
                 io::Error::other(format!(
                     "{} is not a plain directory (a symlink or a file was put there)",

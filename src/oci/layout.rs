@@ -10,7 +10,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -20,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::fs::atomic::{self, Pending};
 use crate::fs::bounded;
 use crate::fs::digest::{hex, sha256_reader};
+use crate::fs::dir::open_dir_following;
 
 pub const INDEX: &str = "index.json";
 const LAYOUT_FILE: &str = "oci-layout";
@@ -270,10 +270,7 @@ fn supported_version(version: &str) -> bool {
 /// Opens `dir` and takes an exclusive flock on it, waiting for other holders.
 fn lock_dir(dir: &Path) -> io::Result<File> {
     use std::os::fd::AsRawFd;
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(dir)?;
+    let file = File::from(open_dir_following(dir)?);
     loop {
         // SAFETY: flock on a descriptor owned by `file`, which outlives the call.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {

@@ -29,9 +29,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
-use nix::sys::stat::{Mode, SFlag, fstatat};
 use serde::Serialize;
+
+use crate::fs::dir::{self, FileKind, LIST_BUFFER, lstat_kind, open_dir, read_dir};
 
 /// Deeper than any real pex entry (a venv's deepest package paths are ~20 levels below
 /// PEX_ROOT); bounds the walk's open file descriptors on a hostile cache.
@@ -105,17 +105,6 @@ impl EntryKind {
     }
 }
 
-/// What a directory entry is, from `d_type` (or an lstat when the filesystem does not
-/// say).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileKind {
-    Directory,
-    Symlink,
-    File,
-    Other,
-}
-
 /// Something the walker could not look into; reported, never guessed at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
@@ -172,11 +161,7 @@ impl CacheRoot {
     /// Opens the physical directory `path`. The caller resolves symlinks first (the
     /// last component is opened with O_NOFOLLOW, so a link there is an error).
     pub fn open(path: &Path) -> io::Result<CacheRoot> {
-        let fd = nix::fcntl::open(
-            path,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = open_dir(nix::fcntl::AT_FDCWD, path)?;
         Ok(CacheRoot {
             path: path.to_path_buf(),
             fd,
@@ -193,20 +178,14 @@ impl CacheRoot {
 
     /// Opens the directory `rel` below the root, refusing any symlink on the way.
     pub fn open_dir(&self, rel: &Path) -> Result<OwnedFd, Errno> {
-        let how = OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-        retry_races(|| openat2(self.fd(), dot_if_empty(rel), how))
+        dir::open_dir_beneath(self.fd(), rel)
     }
 
     /// Whether `rel` resolves to something that exists without leaving PEX_ROOT at any
     /// step. Links inside the root are followed by the kernel; any `..` above the root
     /// or absolute link fails with EXDEV, a dangling one with ENOENT, a loop with ELOOP.
     pub fn resolves_beneath(&self, rel: &Path) -> Result<(), Errno> {
-        let how = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        retry_races(|| openat2(self.fd(), dot_if_empty(rel), how)).map(drop)
+        dir::resolves_beneath(self.fd(), rel)
     }
 
     /// Walks every entry of the linked top-level directories.
@@ -214,7 +193,7 @@ impl CacheRoot {
         let mut walker = Walker {
             visitor,
             rel: PathBuf::new(),
-            buf: vec![0; 32 * 1024],
+            buf: vec![0; LIST_BUFFER],
         };
         for (top, entry_depth) in TOP_DIRS {
             walker.rel.push(top);
@@ -234,7 +213,7 @@ impl CacheRoot {
         if hash.components().count() != 1 || !is_entry_name(hash.as_os_str()) {
             return; // not a plain name: nothing pex would have written
         }
-        let mut buf = vec![0; 32 * 1024];
+        let mut buf = vec![0; LIST_BUFFER];
         for top in ["unzipped_pexes", "venvs"] {
             let Ok(top_fd) = self.open_dir(Path::new(top)) else {
                 continue;
@@ -288,34 +267,10 @@ impl CacheRoot {
         let mut walker = Walker {
             visitor,
             rel: rel.to_path_buf(),
-            buf: vec![0; 32 * 1024],
+            buf: vec![0; LIST_BUFFER],
         };
         walker.visit_entry(parent_fd.as_fd(), name, kind, file_kind);
         true
-    }
-}
-
-/// How often a lookup is retried when the kernel saw a rename race.
-const RACE_RETRIES: usize = 100;
-
-/// With RESOLVE_BENEATH the kernel answers EAGAIN when any rename on the system raced
-/// with a `..` step (its rename seqlock is global): busy machines see it routinely. The
-/// lookup is simply retried; a caller still getting EAGAIN treats it as "unknown".
-fn retry_races<T>(mut lookup: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
-    let mut tries = 0;
-    loop {
-        match lookup() {
-            Err(Errno::EAGAIN | Errno::EINTR) if tries < RACE_RETRIES => tries += 1,
-            other => return other,
-        }
-    }
-}
-
-fn dot_if_empty(rel: &Path) -> &Path {
-    if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
     }
 }
 
@@ -346,8 +301,7 @@ impl Walker<'_> {
         name: &OsStr,
         missing_ok: bool,
     ) -> Option<OwnedFd> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match openat(dir, name, flags, Mode::empty()) {
+        match open_dir(dir, name) {
             Ok(fd) => Some(fd),
             Err(Errno::ENOENT) if missing_ok => None,
             // With O_NOFOLLOW | O_DIRECTORY a symlink gives ELOOP or ENOTDIR: ask which.
@@ -523,49 +477,6 @@ impl Walker<'_> {
             self.rel.pop();
         }
     }
-}
-
-/// The kind of `name` in `dir`, without following it; None when it does not exist.
-fn lstat_kind(dir: BorrowedFd<'_>, name: &OsStr) -> Option<FileKind> {
-    let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
-    Some(kind_of_mode(st.st_mode))
-}
-
-fn kind_of_mode(mode: libc::mode_t) -> FileKind {
-    match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
-        SFlag::S_IFDIR => FileKind::Directory,
-        SFlag::S_IFLNK => FileKind::Symlink,
-        SFlag::S_IFREG => FileKind::File,
-        _ => FileKind::Other,
-    }
-}
-
-/// Every name in `dir` except `.` and `..`, with its kind. Regular files are listed
-/// too (callers count them) but cost no syscall beyond getdents64 itself.
-pub fn read_dir(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Vec<(OsString, FileKind)>> {
-    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the directory reader only
-    // stores bytes the kernel wrote, never uninitialized ones, so `buf` holds valid
-    // `u8`s again once the reader is dropped.
-    let buf = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [std::mem::MaybeUninit<u8>]) };
-    let mut entries = rustix::fs::RawDir::new(dir, buf);
-    let mut out = Vec::new();
-    while let Some(entry) = entries.next() {
-        let entry = entry?;
-        let name = OsStr::from_bytes(entry.file_name().to_bytes());
-        if name == "." || name == ".." {
-            continue;
-        }
-        let kind = match entry.file_type() {
-            rustix::fs::FileType::Directory => FileKind::Directory,
-            rustix::fs::FileType::Symlink => FileKind::Symlink,
-            rustix::fs::FileType::RegularFile => FileKind::File,
-            // Some filesystems do not fill d_type: ask, without following.
-            rustix::fs::FileType::Unknown => lstat_kind(dir, name).unwrap_or(FileKind::Other),
-            _ => FileKind::Other,
-        };
-        out.push((name.to_os_string(), kind));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -35,12 +35,13 @@ use nix::unistd::{UnlinkatFlags, symlinkat, unlinkat};
 use serde::{Serialize, Serializer};
 
 use crate::error::exit;
+use crate::fs::dir::FileKind;
 use crate::fs::lock::lock_exclusive;
 use crate::fs::rename::rename_noreplace;
 use crate::paths::resolve_physical;
 use crate::pex::cache::{
-    CacheRoot, EntryKind, EntryRef, FileKind, HEAL_TMP_PREFIX, LinkRef, Problem, QUARANTINE_DIR,
-    Visitor, is_linked_top_dir,
+    CacheRoot, EntryKind, EntryRef, HEAL_TMP_PREFIX, LinkRef, Problem, QUARANTINE_DIR, Visitor,
+    is_linked_top_dir,
 };
 
 /// Rounds of plan-and-apply: healing or quarantining one entry can reveal work in

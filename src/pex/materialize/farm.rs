@@ -22,17 +22,17 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat, readlinkat};
+use nix::fcntl::readlinkat;
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::symlinkat;
 use serde::{Deserialize, Serialize};
 
+use crate::fs::dir::{create_file, open_dir, open_parent};
 use crate::fs::rename::chown_nofollow;
 use crate::pex::cache::is_version_name;
 use crate::pex::manifest::{self, MANIFEST_NAME};
@@ -294,7 +294,7 @@ pub fn apply(plan: &FarmPlan, owner: Option<(u32, u32)>) -> Result<FarmReport, M
     if plan.reuse {
         return Ok(report);
     }
-    let root = open_dir_nofollow(&plan.into).map_err(|e| io_error(&plan.into, e))?;
+    let root = open_dir(nix::fcntl::AT_FDCWD, &plan.into).map_err(|e| io_error(&plan.into, e))?;
     for item in &plan.items {
         let path = item_path(item);
         let shown = plan.into.join(path);
@@ -304,7 +304,7 @@ pub fn apply(plan: &FarmPlan, owner: Option<(u32, u32)>) -> Result<FarmReport, M
                 match mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755)) {
                     Ok(()) => true,
                     Err(Errno::EEXIST) => {
-                        openat(parent.as_fd(), name, dir_flags(), Mode::empty()).map_err(|e| {
+                        open_dir(parent.as_fd(), name).map_err(|e| {
                             io_error(&shown, format!("exists but is not a directory ({e})"))
                         })?;
                         false
@@ -324,18 +324,11 @@ pub fn apply(plan: &FarmPlan, owner: Option<(u32, u32)>) -> Result<FarmReport, M
                 }
                 Err(e) => return Err(io_error(&shown, e)),
             },
-            Item::WritableFile { .. } => {
-                let flags = OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC;
-                match openat(parent.as_fd(), name, flags, Mode::from_bits_truncate(0o644)) {
-                    Ok(_) => true,
-                    Err(Errno::EEXIST) => false,
-                    Err(e) => return Err(io_error(&shown, e)),
-                }
-            }
+            Item::WritableFile { .. } => match create_file(parent.as_fd(), name, 0o644) {
+                Ok(_) => true,
+                Err(Errno::EEXIST) => false,
+                Err(e) => return Err(io_error(&shown, e)),
+            },
         };
         if created {
             report.created += 1;
@@ -353,30 +346,4 @@ pub fn apply(plan: &FarmPlan, owner: Option<(u32, u32)>) -> Result<FarmReport, M
         chown_nofollow(root.as_fd(), FARM_MARKER, owner).map_err(|e| io_error(&plan.into, e))?;
     }
     Ok(report)
-}
-
-fn dir_flags() -> OFlag {
-    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
-}
-
-fn open_dir_nofollow(path: &Path) -> nix::Result<OwnedFd> {
-    nix::fcntl::open(path, dir_flags(), Mode::empty())
-}
-
-/// Opens the parent directory of `rel` below `root`, one component at a time with
-/// O_NOFOLLOW; returns it with the last component's name.
-fn open_parent<'p>(root: BorrowedFd<'_>, rel: &'p Path) -> io::Result<(OwnedFd, &'p OsStr)> {
-    let mut parts: Vec<&OsStr> = rel
-        .components()
-        .map(|c| match c {
-            Component::Normal(n) => Ok(n),
-            _ => Err(io::Error::other("not a plain relative path")),
-        })
-        .collect::<io::Result<_>>()?;
-    let name = parts.pop().ok_or_else(|| io::Error::other("empty path"))?;
-    let mut dir = openat(root, ".", dir_flags(), Mode::empty())?;
-    for part in parts {
-        dir = openat(dir.as_fd(), part, dir_flags(), Mode::empty())?;
-    }
-    Ok((dir, name))
 }

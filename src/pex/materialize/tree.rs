@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+use nix::fcntl::{AtFlags, readlinkat};
 use nix::sys::stat::{
     FileStat, Mode, UtimensatFlags, fchmod, fstatat, futimens, mkdirat, utimensat,
 };
@@ -33,9 +33,8 @@ use serde::Serialize;
 
 use super::pool::{self, Pool};
 use super::relocate::Relocation;
-use crate::fs::dir::open_dir;
+use crate::fs::dir::{self, FileKind, open_dir, open_file, read_dir};
 use crate::fs::rename::chown_nofollow;
-use crate::pex::cache::{FileKind, read_dir};
 
 /// How file contents get into the new tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -660,24 +659,9 @@ fn mtime(st: &FileStat) -> TimeSpec {
     TimeSpec::new(st.st_mtime, st.st_mtime_nsec)
 }
 
-fn open_file(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<File> {
-    openat(
-        dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map(File::from)
-}
-
+/// Created private: the seed's mode is set once the content is in.
 fn create_file(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<File> {
-    openat(
-        dir,
-        name,
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )
-    .map(File::from)
+    dir::create_file(dir, name, 0o600)
 }
 
 #[cfg(test)]

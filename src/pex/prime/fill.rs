@@ -4,20 +4,18 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
-use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, fchmod, futimens};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown};
 
 use crate::error::{Error, Result};
-use crate::fs::dir::open_dir;
+use crate::fs::dir::{self, open_dir, open_file};
 use crate::fs::rename::chown_nofollow;
-use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::manifest::{self, MANIFEST_NAME};
 use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest};
 use crate::progress::Bar;
@@ -143,13 +141,8 @@ pub(super) fn write_owned(
             .map_err(nix_failed(format!("chown {}", dir.join(name).display())))?;
     }
     // The umask narrowed the mode write_atomic asked for.
-    let file = openat(
-        dir_fd.as_fd(),
-        name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(nix_failed(dir.join(name).display()))?;
+    let file = open_file(dir_fd.as_fd(), OsStr::new(name))
+        .map_err(nix_failed(dir.join(name).display()))?;
     fchmod(file.as_fd(), Mode::from_bits_truncate(mode))
         .map_err(nix_failed(dir.join(name).display()))?;
     let t = TimeSpec::new(seed_root.mtime(), seed_root.mtime_nsec());
@@ -166,16 +159,12 @@ pub(super) fn write_owned(
 
 /// Entries below `root` (d_type only: no stat per file).
 pub(super) fn count_entries(root: &Path) -> io::Result<u64> {
-    fn count(dir: OwnedFd, buf: &mut Vec<u8>) -> io::Result<u64> {
-        let mut n = 0;
-        for (name, kind) in read_dir(dir.as_fd(), buf)? {
-            n += 1;
-            if kind == FileKind::Directory {
-                n += count(open_dir(dir.as_fd(), name.as_os_str())?, buf)?;
-            }
-        }
-        Ok(n)
-    }
-    let mut buf = vec![0u8; 32 * 1024];
-    count(open_dir(nix::fcntl::AT_FDCWD, root)?, &mut buf)
+    let mut n = 0;
+    let fd = open_dir(nix::fcntl::AT_FDCWD, root)?;
+    dir::walk(fd, &mut |_, _, _, _| {
+        n += 1;
+        Ok(())
+    })
+    .map_err(|e| e.error)?;
+    Ok(n)
 }

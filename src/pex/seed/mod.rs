@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,9 +34,9 @@ use nix::unistd::{Gid, Uid, fchownat};
 use serde::Serialize;
 
 use crate::epoch::DEFAULT_SOURCE_DATE_EPOCH;
+use crate::fs::dir::{self, FileKind, open_dir, open_dir_following};
 use crate::identity::Identity;
 use crate::paths::{find_executable, resolve_physical};
-use crate::pex::cache::{FileKind, read_dir};
 use crate::pex::info::{self, Layout, Pex};
 use crate::pex::manifest::{
     self, Entry, MANIFEST_NAME, Manifest, Ownership, RunMode, RuntimeInfo, VenvEntry,
@@ -715,16 +715,17 @@ fn fix_tree(root: &Path, own: &Ownership, sde: i64) -> Result<(usize, u64), Seed
             return Ok(());
         }
         // Opened without following links, so the chmod lands on what we listed.
-        let flags = match kind {
-            FileKind::Directory => OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-            _ => OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+        let fd = match kind {
+            FileKind::Directory => open_dir(parent, name)?,
+            // Not only regular files: O_NONBLOCK opens a FIFO without waiting for a
+            // writer.
+            _ => openat(
+                parent,
+                name,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?,
         };
-        let fd = openat(
-            parent,
-            name,
-            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
         let st = fstat(fd.as_fd())?;
         if kind != FileKind::Directory {
             files += 1;
@@ -744,12 +745,8 @@ fn fix_tree(root: &Path, own: &Ownership, sde: i64) -> Result<(usize, u64), Seed
     walk(root, &mut |parent, name, kind, _| fix(parent, name, kind))?;
     // The root itself.
     let root_parent = root.parent().unwrap_or(Path::new("/"));
-    let parent_fd = nix::fcntl::open(
-        root_parent,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_err(root_parent.display().to_string())(e.into()))?;
+    let parent_fd = open_dir_following(root_parent)
+        .map_err(|e| io_err(root_parent.display().to_string())(e.into()))?;
     let name = root.file_name().unwrap_or(OsStr::new("."));
     fix(parent_fd.as_fd(), name, FileKind::Directory)
         .map_err(io_err(root.display().to_string()))?;
@@ -757,46 +754,11 @@ fn fix_tree(root: &Path, own: &Ownership, sde: i64) -> Result<(usize, u64), Seed
     Ok((files, bytes))
 }
 
-/// Depth-first walk below `root` that never follows a link: every directory is opened
-/// with O_NOFOLLOW relative to its parent's descriptor. `f` gets the parent descriptor,
-/// the name, its kind and the path relative to `root`.
-fn walk(
-    root: &Path,
-    f: &mut dyn FnMut(BorrowedFd<'_>, &OsStr, FileKind, &Path) -> io::Result<()>,
-) -> Result<(), SeedError> {
-    let fd = nix::fcntl::open(
-        root,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_err(root.display().to_string())(e.into()))?;
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut rel = PathBuf::new();
-    walk_dir(fd, &mut rel, &mut buf, f)
-        .map_err(|e| io_err(format!("walking {}", root.join(&rel).display()))(e))
-}
-
-fn walk_dir(
-    dir: OwnedFd,
-    rel: &mut PathBuf,
-    buf: &mut Vec<u8>,
-    f: &mut dyn FnMut(BorrowedFd<'_>, &OsStr, FileKind, &Path) -> io::Result<()>,
-) -> io::Result<()> {
-    let mut names = read_dir(dir.as_fd(), buf)?;
-    names.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, kind) in names {
-        rel.push(&name);
-        f(dir.as_fd(), &name, kind, rel)?;
-        if kind == FileKind::Directory {
-            let child = openat(
-                dir.as_fd(),
-                name.as_os_str(),
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?;
-            walk_dir(child, rel, buf, f)?;
-        }
-        rel.pop();
-    }
-    Ok(())
+/// Walks below `root` with [`dir::walk`]: depth-first, in name order, never through a
+/// link.
+fn walk(root: &Path, f: &mut dir::WalkVisit<'_>) -> Result<(), SeedError> {
+    let fd = open_dir(nix::fcntl::AT_FDCWD, root)
+        .map_err(|e| io_err(root.display().to_string())(e.into()))?;
+    dir::walk(fd, f)
+        .map_err(|e| io_err(format!("walking {}", root.join(&e.rel).display()))(e.error))
 }
