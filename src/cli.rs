@@ -336,3 +336,40 @@ pub struct SeedArgs {
     #[arg(value_name = "APP.pex", required = true)]
     pub pexes: Vec<PathBuf>,
 }
+
+/// Parses pexinit's arguments. `--help` and `--version` are printed here as clap formats
+/// them (Err(None)); a bad flag is Err(Some(..)): clap's multi-line error folded into one
+/// line, so log scrapers and people see the whole message at once.
+pub fn parse(args: Vec<OsString>) -> Result<Cli, Option<String>> {
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(None)
+        }
+        Err(e) => Err(Some(one_line_usage_error(&e.render().to_string()))),
+    }
+}
+
+/// Folds clap's multi-line error into one line: the message, what it lists, and the
+/// usage line that names the fix.
+fn one_line_usage_error(rendered: &str) -> String {
+    let mut message = String::new();
+    let mut usage = None;
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u.to_owned());
+        } else if line.starts_with("For more information") {
+            continue;
+        } else if message.is_empty() {
+            message = line.trim_start_matches("error: ").to_owned();
+        } else if usage.is_none() {
+            message.push(' ');
+            message.push_str(line);
+        }
+    }
+    match usage {
+        Some(usage) => format!("{message}; usage: {usage} (see --help)"),
+        None => format!("{message} (see --help)"),
+    }
+}

@@ -11,9 +11,7 @@ use std::ffi::{CStr, OsString, c_char, c_int};
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 
-use clap::Parser;
 use pexinit::arena::StartupArena;
-use pexinit::cli::Cli;
 use pexinit::error::exit;
 
 #[global_allocator]
@@ -42,20 +40,13 @@ unsafe fn arguments(argc: c_int, argv: *const *const c_char) -> Vec<OsString> {
 }
 
 fn pexinit_main(args: Vec<OsString>) -> u8 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match pexinit::cli::parse(args) {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help and --version: print them as clap formats them.
-            let _ = e.print();
-            return 0;
-        }
-        Err(e) => {
-            // Bad flags are pexinit's own failure (125, as `docker run` does), reported
-            // on one line so log scrapers and people see the whole message at once.
-            eprintln!(
-                "pexinit: error: {}",
-                one_line_usage_error(&e.render().to_string())
-            );
+        // --help and --version, printed as clap formats them.
+        Err(None) => return 0,
+        Err(Some(usage)) => {
+            // Bad flags are pexinit's own failure (125, as `docker run` does).
+            eprintln!("pexinit: error: {usage}");
             return exit::PEXINIT_FAILED;
         }
     };
@@ -68,28 +59,5 @@ fn pexinit_main(args: Vec<OsString>) -> u8 {
             );
             e.exit_code()
         }
-    }
-}
-
-/// Folds clap's multi-line error into one line: the message, what it lists, and the
-/// usage line that names the fix.
-fn one_line_usage_error(rendered: &str) -> String {
-    let mut message = String::new();
-    let mut usage = None;
-    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if let Some(u) = line.strip_prefix("Usage: ") {
-            usage = Some(u.to_owned());
-        } else if line.starts_with("For more information") {
-            continue;
-        } else if message.is_empty() {
-            message = line.trim_start_matches("error: ").to_owned();
-        } else if usage.is_none() {
-            message.push(' ');
-            message.push_str(line);
-        }
-    }
-    match usage {
-        Some(usage) => format!("{message}; usage: {usage} (see --help)"),
-        None => format!("{message} (see --help)"),
     }
 }
