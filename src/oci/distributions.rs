@@ -203,29 +203,7 @@ pub fn outputs(dir: &Path, dists: &[Distribution], ext: &str) -> Vec<PathBuf> {
 /// from an earlier build would be appended with the new ones by a `DIR/*` glob. Nor
 /// may it lie inside a source: the next run would store these layers in the new ones.
 pub fn check_dir(dir: &Path, sources: &[Source]) -> Result<()> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let parent = std::fs::canonicalize(parent).map_err(|e| {
-        Error::Usage(format!(
-            "--distributions {}: its parent directory cannot be used ({e}); create it first",
-            dir.display()
-        ))
-    })?;
-    if dir.file_name().is_none() {
-        return Err(Error::Usage(format!(
-            "--distributions {}: name a directory",
-            dir.display()
-        )));
-    }
-    if let Some(source) = sources.iter().find(|s| parent.starts_with(&s.path)) {
-        return Err(Error::Usage(format!(
-            "--distributions {} is inside the source {}: the layers would contain themselves; write them elsewhere",
-            dir.display(),
-            source.given.display()
-        )));
-    }
+    crate::oci::source::check_outside_sources("--distributions", dir, "directory", sources)?;
     match std::fs::symlink_metadata(dir) {
         Ok(meta) if meta.is_dir() => {
             let mut list = std::fs::read_dir(dir)

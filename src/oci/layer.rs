@@ -312,29 +312,7 @@ fn check_output(output: &Path, sources: &[Source]) -> Result<Target> {
             )));
         }
     }
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let dir = std::fs::canonicalize(dir).map_err(|e| {
-        Error::Usage(format!(
-            "--output {}: its directory cannot be used ({e}); create it first",
-            output.display()
-        ))
-    })?;
-    if output.file_name().is_none() {
-        return Err(Error::Usage(format!(
-            "--output {}: name a file",
-            output.display()
-        )));
-    }
-    if let Some(source) = sources.iter().find(|s| dir.starts_with(&s.path)) {
-        return Err(Error::Usage(format!(
-            "--output {} is inside the source {}: the layer would contain itself; write it elsewhere",
-            output.display(),
-            source.given.display()
-        )));
-    }
+    source::check_outside_sources("--output", output, "file", sources)?;
     Ok(Target::File)
 }
 

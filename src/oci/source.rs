@@ -83,6 +83,42 @@ pub fn display(path: &[u8]) -> String {
     Path::new(OsStr::from_bytes(path)).display().to_string()
 }
 
+/// A path pexinit writes its layers to (`--output FILE`, `--distributions DIR`, named by
+/// `flag`, a `kind` of "file" or "directory"): its parent must resolve, it must have a
+/// name, and it must not lie inside a source, or the next run would store these layers
+/// in the new ones.
+pub fn check_outside_sources(
+    flag: &str,
+    path: &Path,
+    kind: &str,
+    sources: &[Source],
+) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = std::fs::canonicalize(parent).map_err(|e| {
+        Error::Usage(format!(
+            "{flag} {}: its directory cannot be used ({e}); create it first",
+            path.display()
+        ))
+    })?;
+    if path.file_name().is_none() {
+        return Err(Error::Usage(format!(
+            "{flag} {}: name a {kind}",
+            path.display()
+        )));
+    }
+    if let Some(source) = sources.iter().find(|s| parent.starts_with(&s.path)) {
+        return Err(Error::Usage(format!(
+            "{flag} {} is inside the source {}: the layers would contain themselves; write them elsewhere",
+            path.display(),
+            source.given.display()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
