@@ -1084,3 +1084,272 @@ fn a_seed_manifest_path_leading_out_of_the_seed_is_not_used() {
     ran.assert_stdout_lacks("escaped");
     ran.assert_stderr_has("does not stay inside the seed");
 }
+
+// ---------------------------------------------------------------------------------------
+// seed killed, or out of space, then run again
+
+const SEED_EPOCH: &str = "1700000000";
+const FAST_PATH_TAKEN: &str = "pexinit: info: fast path: exec the seeded venv";
+const LAUNCHER_TAKEN: &str = "pexinit: info: fast path: exec the seeded launcher";
+
+/// `pexinit seed --python python3.11 --pex-root ROOT APPS...` with a fixed epoch.
+fn seed_cmd(root: &Path, apps: &[&Path]) -> Command {
+    let mut cmd = pexinit();
+    cmd.env("SOURCE_DATE_EPOCH", SEED_EPOCH)
+        .args(["seed", "--python", PYTHON, "--pex-root"])
+        .arg(root)
+        .args(apps)
+        .stdout(Stdio::null());
+    cmd
+}
+
+fn seed_ok(root: &Path, apps: &[&Path]) {
+    let ran = run(&mut seed_cmd(root, apps));
+    assert!(ran.success(), "seed {apps:?}: {}", ran.describe());
+}
+
+/// Modes, owners, mtimes, link targets and content hashes of every path below `root`:
+/// seeds of the same inputs at the same path give equal listings.
+fn fingerprint(root: &Path) -> Vec<String> {
+    nodes(root).iter().map(Node::describe).collect()
+}
+
+/// The pids of processes whose environment holds `PEX_ROOT=root`: pex processes a seed
+/// of `root` started.
+fn pex_processes_of(root: &Path) -> Vec<u32> {
+    let mut needle = b"PEX_ROOT=".to_vec();
+    needle.extend_from_slice(root.as_os_str().as_encoded_bytes());
+    needle.push(0);
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .windows(needle.len())
+            .any(|w| w == needle.as_slice())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Each app runs warm from the seed: the right fast path, nothing new in the seed.
+fn assert_runs_warm_from(seed: &Path, apps: &[(&Path, &str)], home: &Path, label: &str) {
+    let before = content(seed);
+    for (app, taken) in apps {
+        let ran = run(pexinit()
+            .env("HOME", home)
+            .args(["-v", "run", "--python", PYTHON, "--seed"])
+            .arg(seed)
+            .arg("--")
+            .arg(app)
+            .args(["-t", "moo"]));
+        assert_cowsay_said(&ran, "moo");
+        assert!(ran.stderr.contains(taken), "{label}: {}", ran.describe());
+    }
+    assert_eq!(
+        content(seed),
+        before,
+        "{label}: a run from the seed created files"
+    );
+}
+
+/// A seed killed with `kill -9` at a random moment (pex warming, compiling, verifying,
+/// writing the manifest, setting owners) is finished by the same command run again: the
+/// result is the tree an uninterrupted seed gives, byte for byte, and runs warm. The pex
+/// processes a killed seed started die with it, and the next seed removes the scratch
+/// directory it left in TMPDIR. The same holds for a re-seed that adds a PEX to a
+/// finished seed.
+#[test]
+fn a_seed_killed_at_a_random_moment_is_finished_by_the_same_command() {
+    let venv = cowsay(PEX_NEWEST, Kind::Venv);
+    let zipapp = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let apps = [venv.as_path(), zipapp.as_path()];
+    let warm = [
+        (venv.as_path(), FAST_PATH_TAKEN),
+        (zipapp.as_path(), LAUNCHER_TAKEN),
+    ];
+    let sb = Sandbox::new();
+    let home = Sandbox::new();
+    let tmp = Sandbox::new();
+    let root = sb.join("seed");
+
+    // The reference: uninterrupted, at the same path; and how long a seed takes.
+    let started = Instant::now();
+    seed_ok(&root, &apps);
+    let full = started.elapsed();
+    let reference = fingerprint(&root);
+    fs::remove_dir_all(&root).expect("rm seed");
+    seed_ok(&root, &apps[..1]);
+    let started = Instant::now();
+    seed_ok(&root, &apps[1..]);
+    let reseed = started.elapsed();
+    let reference_reseeded = fingerprint(&root);
+    fs::remove_dir_all(&root).expect("rm seed");
+    let outside = snapshot(sb.path());
+
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+        | 1;
+    let mut killed_running = 0;
+    for trial in 0..7 {
+        // Five kills of a first seed, two of a re-seed adding the zipapp.
+        let adding = trial >= 5;
+        let (killed_apps, span, expected) = match adding {
+            false => (&apps[..], full, &reference),
+            true => {
+                seed_ok(&root, &apps[..1]);
+                (&apps[1..], reseed, &reference_reseeded)
+            }
+        };
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = Duration::from_millis(x % span.as_millis().max(1) as u64);
+        let label = format!("trial {trial}: killed after {delay:?} of {span:?}");
+        let mut child = seed_cmd(&root, killed_apps)
+            .env("TMPDIR", tmp.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn seed");
+        std::thread::sleep(delay);
+        if child.try_wait().expect("try_wait").is_none() {
+            killed_running += 1;
+        }
+        child.kill().expect("kill -9");
+        child.wait().expect("wait");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pex_processes_of(&root).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{label}: pex processes outlived the killed seed: {:?}",
+                pex_processes_of(&root)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        let ran = run(seed_cmd(&root, killed_apps).env("TMPDIR", tmp.path()));
+        assert!(ran.success(), "{label}: {}", ran.describe());
+        assert!(ran.stderr.is_empty(), "{label}: {}", ran.describe());
+        // The killed seed's scratch directory is gone too.
+        assert_eq!(names_in(tmp.path()), Vec::<String>::new(), "{label}");
+        let got = fingerprint(&root);
+        let diff: Vec<_> = got
+            .iter()
+            .filter(|l| !expected.contains(l))
+            .take(5)
+            .collect();
+        assert!(
+            got == *expected,
+            "{label}: the seed differs from an uninterrupted one ({} vs {} paths): {diff:#?}",
+            got.len(),
+            expected.len()
+        );
+        assert_runs_warm_from(&root, &warm, home.path(), &label);
+        fs::remove_dir_all(&root).expect("rm seed");
+        assert_eq!(
+            snapshot(sb.path()),
+            outside,
+            "{label}: changed outside the seed"
+        );
+    }
+    assert!(killed_running >= 4, "the seeds ended before the kill");
+}
+
+/// `find` and `sha256sum` listing of a tree, made the same way inside and outside a mount
+/// namespace.
+const LIST_TREE: &str = "cd \"$1\" && find . -printf '%p %m %U:%G %T@ %l\\n' | LC_ALL=C sort \
+     && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum";
+
+/// A seed that runs out of space (in pex's warm-up, or writing the manifest) fails with
+/// the documented status and one line; once space is freed, the same command seeds the
+/// same directory: the tree an uninterrupted seed gives, which runs warm.
+#[test]
+fn a_seed_that_ran_out_of_space_is_finished_once_space_is_freed() {
+    let venv = cowsay(PEX_NEWEST, Kind::Venv);
+    let zipapp = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let sb = Sandbox::new();
+    let home = Sandbox::new();
+    let disk = sb.mkdir("disk");
+    let root = disk.join("seed");
+    let out = sb.mkdir("out");
+    seed_ok(&root, &[&venv, &zipapp]);
+    let reference = run(tool("sh").args(["-c", LIST_TREE, "sh"]).arg(&root));
+    assert!(reference.success(), "{}", reference.describe());
+    fs::remove_dir_all(&root).expect("rm seed");
+    let outside = snapshot(sb.path());
+
+    // 4m: pex's warm-up fails; 20m: writing the manifest fails.
+    for size in ["4m", "20m"] {
+        let ran = run(&mut in_mount_namespace(
+            &format!(
+                "mount -t tmpfs -o size={size} tmpfs \"$1\" || exit 99
+                 export SOURCE_DATE_EPOCH={SEED_EPOCH}
+                 seed() {{ \"$2\" seed --python \"$3\" --pex-root \"$1/seed\" \"$4\" \"$5\"; }}
+                 seed \"$@\" >/dev/null 2>\"$6/full.err\"; echo $? >\"$6/full.code\"
+                 mount -o remount,size=256m \"$1\" || exit 98
+                 seed \"$@\" >/dev/null 2>\"$6/again.err\" || exit 97
+                 sh -c \"$8\" sh \"$1/seed\" || exit 96
+                 for app in \"$4\" \"$5\"; do
+                     HOME=\"$7\" \"$2\" -v run --python \"$3\" --seed \"$1/seed\" -- \"$app\" -t moo \
+                         >>\"$6/run.out\" 2>>\"$6/run.err\" || exit 95
+                 done"
+            ),
+            &[
+                &disk,
+                &pexinit_bin(),
+                &PYTHON,
+                &venv,
+                &zipapp,
+                &out,
+                &home.path(),
+                &LIST_TREE,
+            ],
+        ));
+        let read = |name: &str| fs::read_to_string(out.join(name)).unwrap_or_default();
+        let full = Ran {
+            code: read("full.code").trim().parse().ok(),
+            stdout: String::new(),
+            stderr: read("full.err"),
+        };
+        assert_one_line_error(&full, 1, "No space left on device");
+        assert!(
+            ran.success(),
+            "{size}: {}\nagain: {}\nrun: {}",
+            ran.describe(),
+            read("again.err"),
+            read("run.err")
+        );
+        assert_eq!(read("again.err"), "", "{size}");
+        let said = read("run.out");
+        assert_eq!(said.matches("| moo |").count(), 2, "{size}: {said}");
+        let run_err = read("run.err");
+        assert!(
+            run_err.contains(FAST_PATH_TAKEN) && run_err.contains(LAUNCHER_TAKEN),
+            "{size}: {run_err}"
+        );
+        assert!(
+            ran.stdout == reference.stdout,
+            "{size}: the seed differs from an uninterrupted one"
+        );
+        for name in names_in(&out) {
+            fs::remove_file(out.join(name)).expect("rm");
+        }
+        assert_eq!(
+            snapshot(sb.path()),
+            outside,
+            "{size}: changed outside the seed"
+        );
+    }
+}
