@@ -1353,3 +1353,77 @@ fn a_seed_that_ran_out_of_space_is_finished_once_space_is_freed() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// seed into a directory it cannot write
+
+/// A read-only file system (a read-only tmpfs, a read-only bind mount) or a root-owned
+/// 0755 directory seeded by another uid: 125 and one line naming the path, the cause and
+/// the fix, before anything is written.
+#[test]
+fn seed_into_a_read_only_or_foreign_directory_names_the_path_and_the_fix() {
+    let sb = Sandbox::new();
+    let app = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let ro = sb.mkdir("ro");
+    let bound = sb.mkdir("bound");
+    let foreign = sb.mkdir("foreign");
+    fs::set_permissions(&foreign, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let before = snapshot(sb.path());
+
+    let ran = run(&mut in_mount_namespace(
+        "mount -t tmpfs -o ro tmpfs \"$1\" && exec \"$2\" seed --python \"$3\" --pex-root \"$1/seed\" \"$4\"",
+        &[&ro, &pexinit_bin(), &PYTHON, &app],
+    ));
+    assert_one_line_error(
+        &ran,
+        125,
+        &format!(
+            "cannot create --pex-root {}/seed in {}: read-only file system; seed into a directory on a writable file system",
+            ro.display(),
+            ro.display()
+        ),
+    );
+    let ran = run(&mut in_mount_namespace(
+        "mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" \
+         && exec \"$2\" seed --python \"$3\" --pex-root \"$1\" \"$4\"",
+        &[&bound, &pexinit_bin(), &PYTHON, &app],
+    ));
+    assert_one_line_error(
+        &ran,
+        125,
+        &format!(
+            "cannot write to --pex-root {}: read-only file system",
+            bound.display()
+        ),
+    );
+
+    for (dir, what) in [
+        (
+            foreign.clone(),
+            format!("cannot write to --pex-root {}", foreign.display()),
+        ),
+        (
+            foreign.join("seed"),
+            format!(
+                "cannot create --pex-root {}/seed in {}",
+                foreign.display(),
+                foreign.display()
+            ),
+        ),
+    ] {
+        let mut seed = pexinit();
+        seed.args(["seed", "--python", PYTHON, "--pex-root"])
+            .arg(&dir)
+            .arg(&app);
+        let ran = run(&mut as_user(65534, 65534, &seed));
+        assert_one_line_error(
+            &ran,
+            125,
+            &format!(
+                "{what}: permission denied ({} is owned by uid 0 gid 0, mode 0755); seed into a directory you can write",
+                foreign.display()
+            ),
+        );
+    }
+    assert_eq!(snapshot(sb.path()), before);
+}

@@ -31,10 +31,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use nix::errno::Errno;
 use nix::fcntl::{AtFlags, Flock, FlockArg, OFlag, openat};
 use nix::sys::stat::{Mode, UtimensatFlags, fchmod, fstat, futimens, utimensat};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid, fchownat};
+use nix::unistd::{AccessFlags, Gid, Uid, faccessat, fchownat};
 use serde::Serialize;
 
 use crate::epoch::DEFAULT_SOURCE_DATE_EPOCH;
@@ -194,6 +195,7 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
                 pex_root.display()
             )));
         }
+        writable(&pex_root, &pex_root)?;
         let dir = crate::fs::dir::open_dir(nix::fcntl::AT_FDCWD, &pex_root)
             .map_err(|e| io_err(pex_root.display().to_string())(e.into()))?;
         match state::state_of(dir.as_fd()).map_err(io_err(pex_root.display().to_string()))? {
@@ -201,6 +203,7 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
             Err(_) => return Err(foreign(&pex_root)),
         }
     } else {
+        writable(&pex_root, &resolved.existing_ancestor)?;
         DirState::New
     };
 
@@ -327,6 +330,64 @@ fn foreign(pex_root: &Path) -> SeedError {
     ))
 }
 
+/// Refuses a DIR this process cannot write (`at` is DIR, or the deepest existing
+/// directory above a DIR still to be made): the kernel decides, so read-only mounts,
+/// modes, ACLs and capabilities all count.
+fn writable(pex_root: &Path, at: &Path) -> Result<(), SeedError> {
+    match faccessat(
+        nix::fcntl::AT_FDCWD,
+        at,
+        AccessFlags::W_OK | AccessFlags::X_OK,
+        AtFlags::AT_EACCESS,
+    ) {
+        Ok(()) => Ok(()),
+        Err(errno) => Err(not_writable(
+            pex_root,
+            at == pex_root,
+            errno,
+            (at != pex_root).then_some(at),
+        )),
+    }
+}
+
+/// One line naming DIR, why it cannot be written, and the fix.
+fn not_writable(pex_root: &Path, exists: bool, errno: Errno, parent: Option<&Path>) -> SeedError {
+    use std::os::unix::fs::MetadataExt;
+    let at = parent.unwrap_or(pex_root);
+    let (why, fix) = match errno {
+        Errno::EROFS => (
+            "read-only file system".to_owned(),
+            "seed into a directory on a writable file system",
+        ),
+        Errno::EACCES | Errno::EPERM => (
+            match fs::metadata(at) {
+                Ok(meta) => format!(
+                    "permission denied ({} is owned by uid {} gid {}, mode {:04o})",
+                    at.display(),
+                    meta.uid(),
+                    meta.gid(),
+                    meta.mode() & 0o7777
+                ),
+                Err(_) => "permission denied".to_owned(),
+            },
+            "seed into a directory you can write, or as a user who can write it (root in a Dockerfile RUN)",
+        ),
+        other => (
+            io::Error::from(other).to_string(),
+            "seed into a writable directory",
+        ),
+    };
+    let what = match (exists, parent) {
+        (false, Some(parent)) => format!(
+            "cannot create --pex-root {} in {}",
+            pex_root.display(),
+            parent.display()
+        ),
+        _ => format!("cannot write to --pex-root {}", pex_root.display()),
+    };
+    SeedError::BadInput(format!("{what}: {why}; {fix}"))
+}
+
 /// What a finished seed holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeedReport {
@@ -349,7 +410,12 @@ pub fn apply(plan: &SeedPlan) -> Result<SeedReport, SeedError> {
 
 fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> {
     let root = &plan.pex_root;
-    fs::create_dir_all(root).map_err(io_err(format!("creating {}", root.display())))?;
+    fs::create_dir_all(root).map_err(|e| match e.raw_os_error().map(Errno::from_raw) {
+        Some(errno @ (Errno::EROFS | Errno::EACCES | Errno::EPERM)) => {
+            not_writable(root, false, errno, None)
+        }
+        _ => io_err(format!("creating {}", root.display()))(e),
+    })?;
     let dir = state::Locked::open(root)?;
     let Ok(dir_state) = state::state_of(dir.fd()).map_err(io_err(root.display().to_string()))?
     else {
