@@ -1427,3 +1427,133 @@ fn seed_into_a_read_only_or_foreign_directory_names_the_path_and_the_fix() {
     }
     assert_eq!(snapshot(sb.path()), before);
 }
+
+// ---------------------------------------------------------------------------------------
+// prime trusts only the build path the seed itself names
+
+/// Rewrites the seed manifest at `seed` with `edit` applied to `original`.
+fn edit_manifest(seed: &Path, original: &[u8], edit: impl FnOnce(&mut Value)) {
+    let mut manifest: Value = serde_json::from_slice(original).expect("manifest json");
+    edit(&mut manifest);
+    fs::write(
+        seed.join(".pexinit-seed.json"),
+        serde_json::to_vec_pretty(&manifest).expect("json"),
+    )
+    .expect("write manifest");
+}
+
+fn prime_cmd(from: &Path, into: &Path) -> Command {
+    let mut cmd = pexinit();
+    cmd.args(["prime", "--json", "--from"])
+        .arg(from)
+        .arg("--into")
+        .arg(into);
+    cmd
+}
+
+/// A prime relocates from the path the seed was built for, which the seed's venvs name
+/// in their `#!` lines. A manifest whose `pex_root` says another path (`/etc`, `/usr`, a
+/// relative one) or whose entry path leads out of the seed through a link is refused
+/// (125, one line) before anything is written. A seed without venvs names no path: its
+/// `pex_root` is not used, and nothing it holds is rewritten (`/usr/bin/python3.11` in
+/// pex's interpreter cache stays).
+#[test]
+fn prime_trusts_only_the_build_path_the_seed_itself_names() {
+    let sb = Sandbox::new();
+    let home = Sandbox::new();
+    let venv = cowsay(PEX_NEWEST, Kind::Venv);
+    let zipapp = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let seed = sb.join("seed");
+    seed_ok(&seed, &[&venv, &zipapp]);
+    let original = fs::read(seed.join(".pexinit-seed.json")).expect("manifest");
+    let into = sb.mkdir("volume").join("pex-root");
+
+    let escaping = format!("{}/../elsewhere", sb.path().display());
+    for (pex_root, needle) in [
+        (
+            "/etc",
+            "pex_root /etc is not the path the seed was built for".to_owned(),
+        ),
+        (
+            "/usr",
+            "pex_root /usr is not the path the seed was built for".to_owned(),
+        ),
+        (
+            "relative/root",
+            "pex_root relative/root is not an absolute path".to_owned(),
+        ),
+        (
+            escaping.as_str(),
+            format!("pex_root {escaping} is not an absolute path"),
+        ),
+    ] {
+        edit_manifest(&seed, &original, |m| m["pex_root"] = Value::from(pex_root));
+        let before = snapshot(sb.path());
+        let ran = run(&mut prime_cmd(&seed, &into));
+        assert_one_line_error(&ran, 125, &needle);
+        ran.assert_stderr_has("rebuild the seed with `pexinit seed`");
+        assert_eq!(snapshot(sb.path()), before, "{pex_root}");
+    }
+
+    // An entry path that leads out of the seed through a link on the way.
+    edit_manifest(&seed, &original, |_| {});
+    let aside = sb.join("aside");
+    fs::rename(seed.join("unzipped_pexes"), &aside).expect("move");
+    std::os::unix::fs::symlink(&aside, seed.join("unzipped_pexes")).expect("link");
+    let before = snapshot(sb.path());
+    let ran = run(&mut prime_cmd(&seed, &into));
+    assert_one_line_error(
+        &ran,
+        125,
+        "does not resolve beneath the seed (a link on the way leads out of it)",
+    );
+    assert_eq!(snapshot(sb.path()), before);
+    fs::remove_file(seed.join("unzipped_pexes")).expect("rm link");
+    fs::rename(&aside, seed.join("unzipped_pexes")).expect("move back");
+
+    // The untouched manifest primes, relocated from the seed's own path.
+    let ran = run(&mut prime_cmd(&seed, &into));
+    assert!(ran.success(), "{}", ran.describe());
+    assert_eq!(
+        ran.json()["relocated_from"].as_str(),
+        seed.to_str(),
+        "{}",
+        ran.describe()
+    );
+
+    // A seed without venvs: `pex_root` names nothing the seed holds, and is not used.
+    let zseed = sb.join("zseed");
+    seed_ok(&zseed, &[&zipapp]);
+    let zoriginal = fs::read(zseed.join(".pexinit-seed.json")).expect("manifest");
+    edit_manifest(&zseed, &zoriginal, |m| m["pex_root"] = Value::from("/usr"));
+    let zinto = sb.join("volume/z");
+    let ran = run(&mut prime_cmd(&zseed, &zinto));
+    assert!(ran.success(), "{}", ran.describe());
+    let report = ran.json();
+    assert!(report["relocated_from"].is_null(), "{report:#}");
+    assert_eq!(report["tree"]["files_rewritten"], 0, "{report:#}");
+    let interp_infos: Vec<Node> = nodes(&zseed.join("interpreters"))
+        .into_iter()
+        .filter(|n| n.rel.ends_with("INTERP-INFO"))
+        .collect();
+    assert!(!interp_infos.is_empty());
+    for info in interp_infos {
+        let primed = fs::read(zinto.join("interpreters").join(&info.rel)).expect("primed");
+        assert_eq!(
+            primed,
+            fs::read(zseed.join("interpreters").join(&info.rel)).expect("seeded"),
+            "{} was rewritten",
+            info.rel
+        );
+        assert!(String::from_utf8_lossy(&primed).contains("/usr/bin/python3.11"));
+    }
+    let before = content(&zinto);
+    let ran = run(pexinit()
+        .env("HOME", home.path())
+        .env("PEXINIT_PEX_ROOT", &zinto)
+        .args(["run", "--python", PYTHON, "--"])
+        .arg(&zipapp)
+        .args(["-t", "moo"]));
+    assert_cowsay_said(&ran, "moo");
+    assert_eq!(content(&zinto), before, "a run from the prime was not warm");
+}

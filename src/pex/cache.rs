@@ -209,6 +209,15 @@ impl CacheRoot {
         retry_races(|| openat2(self.fd(), dot_if_empty(rel), how)).map(drop)
     }
 
+    /// Opens the file `rel` below the root for reading, following only links that stay
+    /// inside the root (as [`CacheRoot::resolves_beneath`]); never blocks on a fifo.
+    pub fn open_file_beneath(&self, rel: &Path) -> Result<OwnedFd, Errno> {
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        retry_races(|| openat2(self.fd(), dot_if_empty(rel), how))
+    }
+
     /// Walks every entry of the linked top-level directories.
     pub fn walk(&self, visitor: &mut dyn Visitor) {
         let mut walker = Walker {
