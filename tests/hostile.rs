@@ -1557,3 +1557,142 @@ fn prime_trusts_only_the_build_path_the_seed_itself_names() {
     assert_cowsay_said(&ran, "moo");
     assert_eq!(content(&zinto), before, "a run from the prime was not warm");
 }
+
+// ---------------------------------------------------------------------------------------
+// doctor judges the cache entries of the PEX it examines
+
+/// `dir/<version>/<name>` for the cache-format version directory that holds `name`.
+fn versioned_entry(dir: &Path, name: &str) -> PathBuf {
+    fs::read_dir(dir)
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.path().join(name))
+        .find(|p| p.symlink_metadata().is_ok())
+        .unwrap_or_else(|| panic!("no {name} in {}", dir.display()))
+}
+
+/// Replaces `path` with a link to `target`, keeping the original at `aside`.
+fn replace_with_link(path: &Path, target: &str, aside: &Path) {
+    fs::rename(path, aside).expect("move aside");
+    std::os::unix::fs::symlink(target, path).expect("link");
+}
+
+fn put_back(path: &Path, aside: &Path) {
+    fs::remove_file(path).expect("rm link");
+    fs::rename(aside, path).expect("move back");
+}
+
+/// The entries of the PEX doctor examines are judged: an entry (or the directory holding
+/// the venv entries) that is a link to `/` makes `run` fail, so `doctor` says unhealthy
+/// (status 1) with a line naming the path and its fix; a broken entry is a problem with
+/// `--repair off` (run would not heal it; with the default, run does). doctor writes
+/// nothing.
+#[test]
+fn doctor_reports_cache_entries_of_the_pex_that_lead_out_of_pex_root() {
+    let sb = Sandbox::new();
+    let home = sb.mkdir("home");
+    let root = sb.join("pex-root");
+    let zipapp = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let venv = cowsay(PEX_NEWEST, Kind::Venv);
+    let with = |args: &[&str], app: &Path| {
+        let mut cmd = pexinit();
+        cmd.env("HOME", &home)
+            .env("PEX_ROOT", &root)
+            .args(args)
+            .arg("--")
+            .arg(app);
+        cmd
+    };
+    for app in [&zipapp, &venv] {
+        let ran = run(with(&["run", "--python", PYTHON], app).args(["-t", "moo"]));
+        assert_cowsay_said(&ran, "moo");
+    }
+    let hash = |app: &Path| {
+        pexinit::pex::info::open(app)
+            .expect("PEX-INFO")
+            .info
+            .pex_hash
+            .expect("pex_hash")
+    };
+    let unzipped = versioned_entry(&root.join("unzipped_pexes"), &hash(&zipapp));
+    let venv_hash_dir = versioned_entry(&root.join("venvs"), &hash(&venv));
+    let venv_entry = fs::read_dir(&venv_hash_dir)
+        .expect("venv entries")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .expect("a venv entry");
+    let aside = sb.join("aside");
+    let doctor = |app: &Path, extra: &[&str]| {
+        let before = sb.tree();
+        let mut args = vec!["doctor", "--python", PYTHON];
+        args.extend_from_slice(extra);
+        let ran = run(&mut with(&args, app));
+        assert!(ran.stderr_lines().is_empty(), "{}", ran.describe());
+        assert_eq!(sb.tree(), before, "doctor changed something");
+        ran
+    };
+    let problem = |ran: &Ran| -> String {
+        assert_eq!(ran.code, Some(1), "{}", ran.describe());
+        assert!(ran.stdout.ends_with("unhealthy\n"), "{}", ran.describe());
+        let problems: Vec<&str> = ran
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("problem: "))
+            .collect();
+        assert_eq!(problems.len(), 1, "{}", ran.describe());
+        problems[0].to_owned()
+    };
+
+    for (app, entry) in [(&zipapp, &unzipped), (&venv, &venv_entry)] {
+        replace_with_link(entry, "/", &aside);
+        let ran = run(with(&["run", "--python", PYTHON], app).args(["-t", "moo"]));
+        assert!(
+            !ran.success(),
+            "run got through a link to /: {}",
+            ran.describe()
+        );
+        let line = problem(&doctor(app, &[]));
+        let rel = entry
+            .strip_prefix(&root)
+            .expect("in root")
+            .display()
+            .to_string();
+        assert!(
+            line.contains(&format!(
+                "cache entry {} of this PEX has a link out of PEX_ROOT ({rel} -> /)",
+                entry.display()
+            )) && line.contains(&format!("remove the entry (`rm -r {}`)", entry.display())),
+            "{line}"
+        );
+        put_back(entry, &aside);
+    }
+
+    replace_with_link(&venv_hash_dir, "/", &aside);
+    let line = problem(&doctor(&venv, &[]));
+    assert!(
+        line.contains(&format!(
+            "{} is a symlink where pex keeps a directory of this PEX's cache; remove it (`rm {}`)",
+            venv_hash_dir.display(),
+            venv_hash_dir.display()
+        )),
+        "{line}"
+    );
+    put_back(&venv_hash_dir, &aside);
+
+    // A broken entry: run heals it by default, so only --repair off makes it a problem.
+    replace_with_link(&unzipped, "missing", &aside);
+    let ran = doctor(&zipapp, &[]);
+    assert_eq!(ran.code, Some(0), "{}", ran.describe());
+    ran.assert_stdout_has("would quarantine");
+    let line = problem(&doctor(&zipapp, &["--repair", "off"]));
+    assert!(
+        line.contains(&format!("run `pexinit repair {}`", root.display())),
+        "{line}"
+    );
+    put_back(&unzipped, &aside);
+    for app in [&zipapp, &venv] {
+        let ran = doctor(app, &[]);
+        assert_eq!(ran.code, Some(0), "{}", ran.describe());
+    }
+}
