@@ -1696,3 +1696,88 @@ fn doctor_reports_cache_entries_of_the_pex_that_lead_out_of_pex_root() {
         assert_eq!(ran.code, Some(0), "{}", ran.describe());
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// the seed manifest: a regular file of bounded size, or not read at all
+
+/// A fifo, a link to `/dev/zero` or an oversized file as the seed manifest is refused at
+/// once: `run` runs the app without that seed (one warning line naming why), `prime`
+/// refuses (125, one line) and changes nothing.
+#[test]
+fn a_seed_manifest_that_is_not_a_small_regular_file_is_refused_at_once() {
+    let sb = Sandbox::new();
+    let home = Sandbox::new();
+    let zipapp = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let seed = sb.join("seed");
+    seed_ok(&seed, &[&zipapp]);
+    let manifest = seed.join(".pexinit-seed.json");
+    let into = sb.mkdir("volume").join("pex-root");
+    let in_time = |cmd: &Command| {
+        let mut timed = clean_command("/usr/bin/timeout");
+        timed.args(["-s", "KILL", "60"]).arg(cmd.get_program());
+        timed.args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                timed.env(k, v);
+            }
+        }
+        timed
+    };
+    for (what, needle) in [
+        ("fifo", "is a fifo, not a regular file"),
+        ("device", "is a device, not a regular file"),
+        (
+            "oversized",
+            "is 16777217 bytes, over the limit of 16777216 bytes",
+        ),
+    ] {
+        fs::remove_file(&manifest).expect("rm manifest");
+        match what {
+            "fifo" => {
+                must("mkfifo", tool("mkfifo").arg(&manifest));
+            }
+            "device" => std::os::unix::fs::symlink("/dev/zero", &manifest).expect("link"),
+            _ => fs::write(&manifest, vec![b' '; (16 << 20) + 1]).expect("write"),
+        }
+        let before = snapshot(sb.path());
+        let started = Instant::now();
+        let mut seeded_run = pexinit();
+        seeded_run
+            .env("HOME", home.path())
+            .args(["run", "--python", PYTHON, "--seed"])
+            .arg(&seed)
+            .arg("--")
+            .arg(&zipapp)
+            .args(["-t", "moo"]);
+        let ran = run(&mut in_time(&seeded_run));
+        assert_cowsay_said(&ran, "moo");
+        let lines = ran.stderr_lines();
+        assert!(
+            lines.len() == 1
+                && lines[0].starts_with("pexinit: warning: seed ")
+                && lines[0].contains(needle)
+                && lines[0].ends_with("running without it"),
+            "{what}: {}",
+            ran.describe()
+        );
+        let ran = run(&mut in_time(&prime_cmd(&seed, &into)));
+        assert_one_line_error(&ran, 125, needle);
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}");
+        assert_eq!(snapshot(sb.path()), before, "{what}");
+    }
+
+    // Found at PEX_ROOT (no --seed): the same warning, and pex runs with that PEX_ROOT.
+    fs::remove_file(&manifest).expect("rm manifest");
+    must("mkfifo", tool("mkfifo").arg(&manifest));
+    let mut found = pexinit();
+    found
+        .env("HOME", home.path())
+        .env("PEX_ROOT", &seed)
+        .args(["run", "--python", PYTHON, "--"])
+        .arg(&zipapp)
+        .args(["-t", "moo"]);
+    let ran = run(&mut in_time(&found));
+    assert_cowsay_said(&ran, "moo");
+    assert_eq!(ran.stderr_lines().len(), 1, "{}", ran.describe());
+    ran.assert_stderr_has("is a fifo, not a regular file");
+}

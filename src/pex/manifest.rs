@@ -19,6 +19,7 @@ use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::fs::bounded;
 use crate::fs::digest::{hex, sha256_reader};
 use crate::pex::cache::CacheRoot;
 use crate::pex::info::{self, PEX_INFO, Pex};
@@ -327,8 +328,16 @@ fn stays_inside(rel: &Path) -> bool {
 
 /// Reads `DIR/.pexinit-seed.json`.
 pub fn read(seed_dir: &Path) -> Result<Manifest, ManifestError> {
+    read_with_bytes(seed_dir).map(|(manifest, _)| manifest)
+}
+
+/// Reads `DIR/.pexinit-seed.json`, and returns the bytes it was parsed from (what a
+/// prime records the digest of). Only a regular file of at most
+/// [`bounded::SEED_MANIFEST_LIMIT`] bytes is read: a fifo or a device in its place is
+/// refused at once.
+pub fn read_with_bytes(seed_dir: &Path) -> Result<(Manifest, Vec<u8>), ManifestError> {
     let path = seed_dir.join(MANIFEST_NAME);
-    let text = match fs::read(&path) {
+    let text = match bounded::read(&path, bounded::SEED_MANIFEST_LIMIT, false) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ManifestError::Missing(path)),
         Err(e) => {
@@ -357,7 +366,7 @@ pub fn read(seed_dir: &Path) -> Result<Manifest, ManifestError> {
             ),
         });
     }
-    Ok(manifest)
+    Ok((manifest, text))
 }
 
 /// Writes the manifest atomically: a reader (or a crash) never sees half a file.

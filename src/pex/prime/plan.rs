@@ -46,8 +46,8 @@ pub(super) fn plan(req: &Request) -> Result<Plan> {
     }
     let seed = seed.physical;
     let manifest_path = seed.join(MANIFEST_NAME);
-    let manifest = manifest::read(&seed).map_err(|e| bad(format!("--from: {e}")))?;
-    let manifest_bytes = fs::read(&manifest_path).map_err(failed(manifest_path.display()))?;
+    let (manifest, manifest_bytes) =
+        manifest::read_with_bytes(&seed).map_err(|e| bad(format!("--from: {e}")))?;
 
     let into = absolute(&req.into)?;
     let resolved =
