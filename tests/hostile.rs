@@ -1781,3 +1781,66 @@ fn a_seed_manifest_that_is_not_a_small_regular_file_is_refused_at_once() {
     assert_eq!(ran.stderr_lines().len(), 1, "{}", ran.describe());
     ran.assert_stderr_has("is a fifo, not a regular file");
 }
+
+// ---------------------------------------------------------------------------------------
+// env's text output is bytes
+
+/// `env` prints a HOME that is not UTF-8 as its bytes, never with U+FFFD, in its
+/// `NAME=value` lines and in `--export` lines that a shell reads back to the same bytes.
+#[test]
+fn env_text_output_prints_non_utf8_paths_byte_for_byte() {
+    let sb = Sandbox::new();
+    let home = non_utf8(sb.path(), "h");
+    fs::create_dir(&home).expect("mkdir home");
+    let before = sb.tree();
+    let bytes = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
+    let line = |name: &str, value: &[u8]| {
+        let mut line = format!("{name}=").into_bytes();
+        line.extend_from_slice(value);
+        line.push(b'\n');
+        line
+    };
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+
+    let out = pexinit()
+        .arg("env")
+        .env("HOME", &home)
+        .current_dir(sb.path())
+        .output()
+        .expect("pexinit env");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    assert!(!has(&out.stdout, "\u{fffd}".as_bytes()), "lossy: {out:?}");
+    assert!(has(&out.stdout, &line("HOME", &bytes(&home))), "{out:?}");
+    assert!(
+        has(
+            &out.stdout,
+            &line("PEX_ROOT", &bytes(&home.join(".cache/pex")))
+        ),
+        "{out:?}"
+    );
+
+    let out = pexinit()
+        .args(["env", "--export"])
+        .env("HOME", &home)
+        .current_dir(sb.path())
+        .output()
+        .expect("pexinit env --export");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!has(&out.stdout, "\u{fffd}".as_bytes()), "lossy: {out:?}");
+    let script = sb.join("exports.sh");
+    fs::write(&script, &out.stdout).expect("write script");
+    let shell = clean_command("/bin/sh")
+        .arg("-c")
+        .arg(". \"$1\" && printf '%s|%s' \"$HOME\" \"$PEX_ROOT\"")
+        .arg("sh")
+        .arg(&script)
+        .output()
+        .expect("sh");
+    let mut expected = bytes(&home);
+    expected.push(b'|');
+    expected.extend_from_slice(&bytes(&home.join(".cache/pex")));
+    assert_eq!(shell.stdout, expected, "{shell:?}");
+    fs::remove_file(&script).expect("rm script");
+    assert_eq!(sb.tree(), before);
+}
