@@ -1084,3 +1084,763 @@ fn a_seed_manifest_path_leading_out_of_the_seed_is_not_used() {
     ran.assert_stdout_lacks("escaped");
     ran.assert_stderr_has("does not stay inside the seed");
 }
+
+// ---------------------------------------------------------------------------------------
+// seed killed, or out of space, then run again
+
+const SEED_EPOCH: &str = "1700000000";
+const FAST_PATH_TAKEN: &str = "pexinit: info: fast path: exec the seeded venv";
+const LAUNCHER_TAKEN: &str = "pexinit: info: fast path: exec the seeded launcher";
+
+/// `pexinit seed --python python3.11 --pex-root ROOT APPS...` with a fixed epoch.
+fn seed_cmd(root: &Path, apps: &[&Path]) -> Command {
+    let mut cmd = pexinit();
+    cmd.env("SOURCE_DATE_EPOCH", SEED_EPOCH)
+        .args(["seed", "--python", PYTHON, "--pex-root"])
+        .arg(root)
+        .args(apps)
+        .stdout(Stdio::null());
+    cmd
+}
+
+fn seed_ok(root: &Path, apps: &[&Path]) {
+    let ran = run(&mut seed_cmd(root, apps));
+    assert!(ran.success(), "seed {apps:?}: {}", ran.describe());
+}
+
+/// Modes, owners, mtimes, link targets and content hashes of every path below `root`:
+/// seeds of the same inputs at the same path give equal listings.
+fn fingerprint(root: &Path) -> Vec<String> {
+    nodes(root).iter().map(Node::describe).collect()
+}
+
+/// The pids of processes whose environment holds `PEX_ROOT=root`: pex processes a seed
+/// of `root` started.
+fn pex_processes_of(root: &Path) -> Vec<u32> {
+    let mut needle = b"PEX_ROOT=".to_vec();
+    needle.extend_from_slice(root.as_os_str().as_encoded_bytes());
+    needle.push(0);
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .windows(needle.len())
+            .any(|w| w == needle.as_slice())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Each app runs warm from the seed: the right fast path, nothing new in the seed.
+fn assert_runs_warm_from(seed: &Path, apps: &[(&Path, &str)], home: &Path, label: &str) {
+    let before = content(seed);
+    for (app, taken) in apps {
+        let ran = run(pexinit()
+            .env("HOME", home)
+            .args(["-v", "run", "--python", PYTHON, "--seed"])
+            .arg(seed)
+            .arg("--")
+            .arg(app)
+            .args(["-t", "moo"]));
+        assert_cowsay_said(&ran, "moo");
+        assert!(ran.stderr.contains(taken), "{label}: {}", ran.describe());
+    }
+    assert_eq!(
+        content(seed),
+        before,
+        "{label}: a run from the seed created files"
+    );
+}
+
+/// A seed killed with `kill -9` at a random moment (pex warming, compiling, verifying,
+/// writing the manifest, setting owners) is finished by the same command run again: the
+/// result is the tree an uninterrupted seed gives, byte for byte, and runs warm. The pex
+/// processes a killed seed started die with it, and the next seed removes the scratch
+/// directory it left in TMPDIR. The same holds for a re-seed that adds a PEX to a
+/// finished seed.
+#[test]
+fn a_seed_killed_at_a_random_moment_is_finished_by_the_same_command() {
+    let venv = cowsay(PEX_NEWEST, Kind::Venv);
+    let zipapp = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let apps = [venv.as_path(), zipapp.as_path()];
+    let warm = [
+        (venv.as_path(), FAST_PATH_TAKEN),
+        (zipapp.as_path(), LAUNCHER_TAKEN),
+    ];
+    let sb = Sandbox::new();
+    let home = Sandbox::new();
+    let tmp = Sandbox::new();
+    let root = sb.join("seed");
+
+    // The reference: uninterrupted, at the same path; and how long a seed takes.
+    let started = Instant::now();
+    seed_ok(&root, &apps);
+    let full = started.elapsed();
+    let reference = fingerprint(&root);
+    fs::remove_dir_all(&root).expect("rm seed");
+    seed_ok(&root, &apps[..1]);
+    let started = Instant::now();
+    seed_ok(&root, &apps[1..]);
+    let reseed = started.elapsed();
+    let reference_reseeded = fingerprint(&root);
+    fs::remove_dir_all(&root).expect("rm seed");
+    let outside = snapshot(sb.path());
+
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+        | 1;
+    let mut killed_running = 0;
+    for trial in 0..7 {
+        // Five kills of a first seed, two of a re-seed adding the zipapp.
+        let adding = trial >= 5;
+        let (killed_apps, span, expected) = match adding {
+            false => (&apps[..], full, &reference),
+            true => {
+                seed_ok(&root, &apps[..1]);
+                (&apps[1..], reseed, &reference_reseeded)
+            }
+        };
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = Duration::from_millis(x % span.as_millis().max(1) as u64);
+        let label = format!("trial {trial}: killed after {delay:?} of {span:?}");
+        let mut child = seed_cmd(&root, killed_apps)
+            .env("TMPDIR", tmp.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn seed");
+        std::thread::sleep(delay);
+        if child.try_wait().expect("try_wait").is_none() {
+            killed_running += 1;
+        }
+        child.kill().expect("kill -9");
+        child.wait().expect("wait");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pex_processes_of(&root).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{label}: pex processes outlived the killed seed: {:?}",
+                pex_processes_of(&root)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        let ran = run(seed_cmd(&root, killed_apps).env("TMPDIR", tmp.path()));
+        assert!(ran.success(), "{label}: {}", ran.describe());
+        assert!(ran.stderr.is_empty(), "{label}: {}", ran.describe());
+        // The killed seed's scratch directory is gone too.
+        assert_eq!(names_in(tmp.path()), Vec::<String>::new(), "{label}");
+        let got = fingerprint(&root);
+        let diff: Vec<_> = got
+            .iter()
+            .filter(|l| !expected.contains(l))
+            .take(5)
+            .collect();
+        assert!(
+            got == *expected,
+            "{label}: the seed differs from an uninterrupted one ({} vs {} paths): {diff:#?}",
+            got.len(),
+            expected.len()
+        );
+        assert_runs_warm_from(&root, &warm, home.path(), &label);
+        fs::remove_dir_all(&root).expect("rm seed");
+        assert_eq!(
+            snapshot(sb.path()),
+            outside,
+            "{label}: changed outside the seed"
+        );
+    }
+    assert!(killed_running >= 4, "the seeds ended before the kill");
+}
+
+/// `find` and `sha256sum` listing of a tree, made the same way inside and outside a mount
+/// namespace.
+const LIST_TREE: &str = "cd \"$1\" && find . -printf '%p %m %U:%G %T@ %l\\n' | LC_ALL=C sort \
+     && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum";
+
+/// A seed that runs out of space (in pex's warm-up, or writing the manifest) fails with
+/// the documented status and one line; once space is freed, the same command seeds the
+/// same directory: the tree an uninterrupted seed gives, which runs warm.
+#[test]
+fn a_seed_that_ran_out_of_space_is_finished_once_space_is_freed() {
+    let venv = cowsay(PEX_NEWEST, Kind::Venv);
+    let zipapp = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let sb = Sandbox::new();
+    let home = Sandbox::new();
+    let disk = sb.mkdir("disk");
+    let root = disk.join("seed");
+    let out = sb.mkdir("out");
+    seed_ok(&root, &[&venv, &zipapp]);
+    let reference = run(tool("sh").args(["-c", LIST_TREE, "sh"]).arg(&root));
+    assert!(reference.success(), "{}", reference.describe());
+    fs::remove_dir_all(&root).expect("rm seed");
+    let outside = snapshot(sb.path());
+
+    // 4m: pex's warm-up fails; 20m: writing the manifest fails.
+    for size in ["4m", "20m"] {
+        let ran = run(&mut in_mount_namespace(
+            &format!(
+                "mount -t tmpfs -o size={size} tmpfs \"$1\" || exit 99
+                 export SOURCE_DATE_EPOCH={SEED_EPOCH}
+                 seed() {{ \"$2\" seed --python \"$3\" --pex-root \"$1/seed\" \"$4\" \"$5\"; }}
+                 seed \"$@\" >/dev/null 2>\"$6/full.err\"; echo $? >\"$6/full.code\"
+                 mount -o remount,size=256m \"$1\" || exit 98
+                 seed \"$@\" >/dev/null 2>\"$6/again.err\" || exit 97
+                 sh -c \"$8\" sh \"$1/seed\" || exit 96
+                 for app in \"$4\" \"$5\"; do
+                     HOME=\"$7\" \"$2\" -v run --python \"$3\" --seed \"$1/seed\" -- \"$app\" -t moo \
+                         >>\"$6/run.out\" 2>>\"$6/run.err\" || exit 95
+                 done"
+            ),
+            &[
+                &disk,
+                &pexinit_bin(),
+                &PYTHON,
+                &venv,
+                &zipapp,
+                &out,
+                &home.path(),
+                &LIST_TREE,
+            ],
+        ));
+        let read = |name: &str| fs::read_to_string(out.join(name)).unwrap_or_default();
+        let full = Ran {
+            code: read("full.code").trim().parse().ok(),
+            stdout: String::new(),
+            stderr: read("full.err"),
+        };
+        assert_one_line_error(&full, 1, "No space left on device");
+        assert!(
+            ran.success(),
+            "{size}: {}\nagain: {}\nrun: {}",
+            ran.describe(),
+            read("again.err"),
+            read("run.err")
+        );
+        assert_eq!(read("again.err"), "", "{size}");
+        let said = read("run.out");
+        assert_eq!(said.matches("| moo |").count(), 2, "{size}: {said}");
+        let run_err = read("run.err");
+        assert!(
+            run_err.contains(FAST_PATH_TAKEN) && run_err.contains(LAUNCHER_TAKEN),
+            "{size}: {run_err}"
+        );
+        assert!(
+            ran.stdout == reference.stdout,
+            "{size}: the seed differs from an uninterrupted one"
+        );
+        for name in names_in(&out) {
+            fs::remove_file(out.join(name)).expect("rm");
+        }
+        assert_eq!(
+            snapshot(sb.path()),
+            outside,
+            "{size}: changed outside the seed"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// seed into a directory it cannot write
+
+/// A read-only file system (a read-only tmpfs, a read-only bind mount) or a root-owned
+/// 0755 directory seeded by another uid: 125 and one line naming the path, the cause and
+/// the fix, before anything is written.
+#[test]
+fn seed_into_a_read_only_or_foreign_directory_names_the_path_and_the_fix() {
+    let sb = Sandbox::new();
+    let app = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let ro = sb.mkdir("ro");
+    let bound = sb.mkdir("bound");
+    let foreign = sb.mkdir("foreign");
+    fs::set_permissions(&foreign, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let before = snapshot(sb.path());
+
+    let ran = run(&mut in_mount_namespace(
+        "mount -t tmpfs -o ro tmpfs \"$1\" && exec \"$2\" seed --python \"$3\" --pex-root \"$1/seed\" \"$4\"",
+        &[&ro, &pexinit_bin(), &PYTHON, &app],
+    ));
+    assert_one_line_error(
+        &ran,
+        125,
+        &format!(
+            "cannot create --pex-root {}/seed in {}: read-only file system; seed into a directory on a writable file system",
+            ro.display(),
+            ro.display()
+        ),
+    );
+    let ran = run(&mut in_mount_namespace(
+        "mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" \
+         && exec \"$2\" seed --python \"$3\" --pex-root \"$1\" \"$4\"",
+        &[&bound, &pexinit_bin(), &PYTHON, &app],
+    ));
+    assert_one_line_error(
+        &ran,
+        125,
+        &format!(
+            "cannot write to --pex-root {}: read-only file system",
+            bound.display()
+        ),
+    );
+
+    for (dir, what) in [
+        (
+            foreign.clone(),
+            format!("cannot write to --pex-root {}", foreign.display()),
+        ),
+        (
+            foreign.join("seed"),
+            format!(
+                "cannot create --pex-root {}/seed in {}",
+                foreign.display(),
+                foreign.display()
+            ),
+        ),
+    ] {
+        let mut seed = pexinit();
+        seed.args(["seed", "--python", PYTHON, "--pex-root"])
+            .arg(&dir)
+            .arg(&app);
+        let ran = run(&mut as_user(65534, 65534, &seed));
+        assert_one_line_error(
+            &ran,
+            125,
+            &format!(
+                "{what}: permission denied ({} is owned by uid 0 gid 0, mode 0755); seed into a directory you can write",
+                foreign.display()
+            ),
+        );
+    }
+    assert_eq!(snapshot(sb.path()), before);
+}
+
+// ---------------------------------------------------------------------------------------
+// prime trusts only the build path the seed itself names
+
+/// Rewrites the seed manifest at `seed` with `edit` applied to `original`.
+fn edit_manifest(seed: &Path, original: &[u8], edit: impl FnOnce(&mut Value)) {
+    let mut manifest: Value = serde_json::from_slice(original).expect("manifest json");
+    edit(&mut manifest);
+    fs::write(
+        seed.join(".pexinit-seed.json"),
+        serde_json::to_vec_pretty(&manifest).expect("json"),
+    )
+    .expect("write manifest");
+}
+
+fn prime_cmd(from: &Path, into: &Path) -> Command {
+    let mut cmd = pexinit();
+    cmd.args(["prime", "--json", "--from"])
+        .arg(from)
+        .arg("--into")
+        .arg(into);
+    cmd
+}
+
+/// A prime relocates from the path the seed was built for, which the seed's venvs name
+/// in their `#!` lines. A manifest whose `pex_root` says another path (`/etc`, `/usr`, a
+/// relative one) or whose entry path leads out of the seed through a link is refused
+/// (125, one line) before anything is written. A seed without venvs names no path: its
+/// `pex_root` is not used, and nothing it holds is rewritten (`/usr/bin/python3.11` in
+/// pex's interpreter cache stays).
+#[test]
+fn prime_trusts_only_the_build_path_the_seed_itself_names() {
+    let sb = Sandbox::new();
+    let home = Sandbox::new();
+    let venv = cowsay(PEX_NEWEST, Kind::Venv);
+    let zipapp = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let seed = sb.join("seed");
+    seed_ok(&seed, &[&venv, &zipapp]);
+    let original = fs::read(seed.join(".pexinit-seed.json")).expect("manifest");
+    let into = sb.mkdir("volume").join("pex-root");
+
+    let escaping = format!("{}/../elsewhere", sb.path().display());
+    for (pex_root, needle) in [
+        (
+            "/etc",
+            "pex_root /etc is not the path the seed was built for".to_owned(),
+        ),
+        (
+            "/usr",
+            "pex_root /usr is not the path the seed was built for".to_owned(),
+        ),
+        (
+            "relative/root",
+            "pex_root relative/root is not an absolute path".to_owned(),
+        ),
+        (
+            escaping.as_str(),
+            format!("pex_root {escaping} is not an absolute path"),
+        ),
+    ] {
+        edit_manifest(&seed, &original, |m| m["pex_root"] = Value::from(pex_root));
+        let before = snapshot(sb.path());
+        let ran = run(&mut prime_cmd(&seed, &into));
+        assert_one_line_error(&ran, 125, &needle);
+        ran.assert_stderr_has("rebuild the seed with `pexinit seed`");
+        assert_eq!(snapshot(sb.path()), before, "{pex_root}");
+    }
+
+    // An entry path that leads out of the seed through a link on the way.
+    edit_manifest(&seed, &original, |_| {});
+    let aside = sb.join("aside");
+    fs::rename(seed.join("unzipped_pexes"), &aside).expect("move");
+    std::os::unix::fs::symlink(&aside, seed.join("unzipped_pexes")).expect("link");
+    let before = snapshot(sb.path());
+    let ran = run(&mut prime_cmd(&seed, &into));
+    assert_one_line_error(
+        &ran,
+        125,
+        "does not resolve beneath the seed (a link on the way leads out of it)",
+    );
+    assert_eq!(snapshot(sb.path()), before);
+    fs::remove_file(seed.join("unzipped_pexes")).expect("rm link");
+    fs::rename(&aside, seed.join("unzipped_pexes")).expect("move back");
+
+    // The untouched manifest primes, relocated from the seed's own path.
+    let ran = run(&mut prime_cmd(&seed, &into));
+    assert!(ran.success(), "{}", ran.describe());
+    assert_eq!(
+        ran.json()["relocated_from"].as_str(),
+        seed.to_str(),
+        "{}",
+        ran.describe()
+    );
+
+    // A seed without venvs: `pex_root` names nothing the seed holds, and is not used.
+    let zseed = sb.join("zseed");
+    seed_ok(&zseed, &[&zipapp]);
+    let zoriginal = fs::read(zseed.join(".pexinit-seed.json")).expect("manifest");
+    edit_manifest(&zseed, &zoriginal, |m| m["pex_root"] = Value::from("/usr"));
+    let zinto = sb.join("volume/z");
+    let ran = run(&mut prime_cmd(&zseed, &zinto));
+    assert!(ran.success(), "{}", ran.describe());
+    let report = ran.json();
+    assert!(report["relocated_from"].is_null(), "{report:#}");
+    assert_eq!(report["tree"]["files_rewritten"], 0, "{report:#}");
+    let interp_infos: Vec<Node> = nodes(&zseed.join("interpreters"))
+        .into_iter()
+        .filter(|n| n.rel.ends_with("INTERP-INFO"))
+        .collect();
+    assert!(!interp_infos.is_empty());
+    for info in interp_infos {
+        let primed = fs::read(zinto.join("interpreters").join(&info.rel)).expect("primed");
+        assert_eq!(
+            primed,
+            fs::read(zseed.join("interpreters").join(&info.rel)).expect("seeded"),
+            "{} was rewritten",
+            info.rel
+        );
+        assert!(String::from_utf8_lossy(&primed).contains("/usr/bin/python3.11"));
+    }
+    let before = content(&zinto);
+    let ran = run(pexinit()
+        .env("HOME", home.path())
+        .env("PEXINIT_PEX_ROOT", &zinto)
+        .args(["run", "--python", PYTHON, "--"])
+        .arg(&zipapp)
+        .args(["-t", "moo"]));
+    assert_cowsay_said(&ran, "moo");
+    assert_eq!(content(&zinto), before, "a run from the prime was not warm");
+}
+
+// ---------------------------------------------------------------------------------------
+// doctor judges the cache entries of the PEX it examines
+
+/// `dir/<version>/<name>` for the cache-format version directory that holds `name`.
+fn versioned_entry(dir: &Path, name: &str) -> PathBuf {
+    fs::read_dir(dir)
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.path().join(name))
+        .find(|p| p.symlink_metadata().is_ok())
+        .unwrap_or_else(|| panic!("no {name} in {}", dir.display()))
+}
+
+/// Replaces `path` with a link to `target`, keeping the original at `aside`.
+fn replace_with_link(path: &Path, target: &str, aside: &Path) {
+    fs::rename(path, aside).expect("move aside");
+    std::os::unix::fs::symlink(target, path).expect("link");
+}
+
+fn put_back(path: &Path, aside: &Path) {
+    fs::remove_file(path).expect("rm link");
+    fs::rename(aside, path).expect("move back");
+}
+
+/// The entries of the PEX doctor examines are judged: an entry (or the directory holding
+/// the venv entries) that is a link to `/` makes `run` fail, so `doctor` says unhealthy
+/// (status 1) with a line naming the path and its fix; a broken entry is a problem with
+/// `--repair off` (run would not heal it; with the default, run does). doctor writes
+/// nothing.
+#[test]
+fn doctor_reports_cache_entries_of_the_pex_that_lead_out_of_pex_root() {
+    let sb = Sandbox::new();
+    let home = sb.mkdir("home");
+    let root = sb.join("pex-root");
+    let zipapp = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let venv = cowsay(PEX_NEWEST, Kind::Venv);
+    let with = |args: &[&str], app: &Path| {
+        let mut cmd = pexinit();
+        cmd.env("HOME", &home)
+            .env("PEX_ROOT", &root)
+            .args(args)
+            .arg("--")
+            .arg(app);
+        cmd
+    };
+    for app in [&zipapp, &venv] {
+        let ran = run(with(&["run", "--python", PYTHON], app).args(["-t", "moo"]));
+        assert_cowsay_said(&ran, "moo");
+    }
+    let hash = |app: &Path| {
+        pexinit::pex::info::open(app)
+            .expect("PEX-INFO")
+            .info
+            .pex_hash
+            .expect("pex_hash")
+    };
+    let unzipped = versioned_entry(&root.join("unzipped_pexes"), &hash(&zipapp));
+    let venv_hash_dir = versioned_entry(&root.join("venvs"), &hash(&venv));
+    let venv_entry = fs::read_dir(&venv_hash_dir)
+        .expect("venv entries")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .expect("a venv entry");
+    let aside = sb.join("aside");
+    let doctor = |app: &Path, extra: &[&str]| {
+        let before = sb.tree();
+        let mut args = vec!["doctor", "--python", PYTHON];
+        args.extend_from_slice(extra);
+        let ran = run(&mut with(&args, app));
+        assert!(ran.stderr_lines().is_empty(), "{}", ran.describe());
+        assert_eq!(sb.tree(), before, "doctor changed something");
+        ran
+    };
+    let problem = |ran: &Ran| -> String {
+        assert_eq!(ran.code, Some(1), "{}", ran.describe());
+        assert!(ran.stdout.ends_with("unhealthy\n"), "{}", ran.describe());
+        let problems: Vec<&str> = ran
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("problem: "))
+            .collect();
+        assert_eq!(problems.len(), 1, "{}", ran.describe());
+        problems[0].to_owned()
+    };
+
+    for (app, entry) in [(&zipapp, &unzipped), (&venv, &venv_entry)] {
+        replace_with_link(entry, "/", &aside);
+        let ran = run(with(&["run", "--python", PYTHON], app).args(["-t", "moo"]));
+        assert!(
+            !ran.success(),
+            "run got through a link to /: {}",
+            ran.describe()
+        );
+        let line = problem(&doctor(app, &[]));
+        let rel = entry
+            .strip_prefix(&root)
+            .expect("in root")
+            .display()
+            .to_string();
+        assert!(
+            line.contains(&format!(
+                "cache entry {} of this PEX has a link out of PEX_ROOT ({rel} -> /)",
+                entry.display()
+            )) && line.contains(&format!("remove the entry (`rm -r {}`)", entry.display())),
+            "{line}"
+        );
+        put_back(entry, &aside);
+    }
+
+    replace_with_link(&venv_hash_dir, "/", &aside);
+    let line = problem(&doctor(&venv, &[]));
+    assert!(
+        line.contains(&format!(
+            "{} is a symlink where pex keeps a directory of this PEX's cache; remove it (`rm {}`)",
+            venv_hash_dir.display(),
+            venv_hash_dir.display()
+        )),
+        "{line}"
+    );
+    put_back(&venv_hash_dir, &aside);
+
+    // A broken entry: run heals it by default, so only --repair off makes it a problem.
+    replace_with_link(&unzipped, "missing", &aside);
+    let ran = doctor(&zipapp, &[]);
+    assert_eq!(ran.code, Some(0), "{}", ran.describe());
+    ran.assert_stdout_has("would quarantine");
+    let line = problem(&doctor(&zipapp, &["--repair", "off"]));
+    assert!(
+        line.contains(&format!("run `pexinit repair {}`", root.display())),
+        "{line}"
+    );
+    put_back(&unzipped, &aside);
+    for app in [&zipapp, &venv] {
+        let ran = doctor(app, &[]);
+        assert_eq!(ran.code, Some(0), "{}", ran.describe());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// the seed manifest: a regular file of bounded size, or not read at all
+
+/// A fifo, a link to `/dev/zero` or an oversized file as the seed manifest is refused at
+/// once: `run` runs the app without that seed (one warning line naming why), `prime`
+/// refuses (125, one line) and changes nothing.
+#[test]
+fn a_seed_manifest_that_is_not_a_small_regular_file_is_refused_at_once() {
+    let sb = Sandbox::new();
+    let home = Sandbox::new();
+    let zipapp = cowsay(PEX_NEWEST, Kind::Zipapp);
+    let seed = sb.join("seed");
+    seed_ok(&seed, &[&zipapp]);
+    let manifest = seed.join(".pexinit-seed.json");
+    let into = sb.mkdir("volume").join("pex-root");
+    let in_time = |cmd: &Command| {
+        let mut timed = clean_command("/usr/bin/timeout");
+        timed.args(["-s", "KILL", "60"]).arg(cmd.get_program());
+        timed.args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                timed.env(k, v);
+            }
+        }
+        timed
+    };
+    for (what, needle) in [
+        ("fifo", "is a fifo, not a regular file"),
+        ("device", "is a device, not a regular file"),
+        (
+            "oversized",
+            "is 16777217 bytes, over the limit of 16777216 bytes",
+        ),
+    ] {
+        fs::remove_file(&manifest).expect("rm manifest");
+        match what {
+            "fifo" => {
+                must("mkfifo", tool("mkfifo").arg(&manifest));
+            }
+            "device" => std::os::unix::fs::symlink("/dev/zero", &manifest).expect("link"),
+            _ => fs::write(&manifest, vec![b' '; (16 << 20) + 1]).expect("write"),
+        }
+        let before = snapshot(sb.path());
+        let started = Instant::now();
+        let mut seeded_run = pexinit();
+        seeded_run
+            .env("HOME", home.path())
+            .args(["run", "--python", PYTHON, "--seed"])
+            .arg(&seed)
+            .arg("--")
+            .arg(&zipapp)
+            .args(["-t", "moo"]);
+        let ran = run(&mut in_time(&seeded_run));
+        assert_cowsay_said(&ran, "moo");
+        let lines = ran.stderr_lines();
+        assert!(
+            lines.len() == 1
+                && lines[0].starts_with("pexinit: warning: seed ")
+                && lines[0].contains(needle)
+                && lines[0].ends_with("running without it"),
+            "{what}: {}",
+            ran.describe()
+        );
+        let ran = run(&mut in_time(&prime_cmd(&seed, &into)));
+        assert_one_line_error(&ran, 125, needle);
+        assert!(started.elapsed() < Duration::from_secs(60), "{what}");
+        assert_eq!(snapshot(sb.path()), before, "{what}");
+    }
+
+    // Found at PEX_ROOT (no --seed): the same warning, and pex runs with that PEX_ROOT.
+    fs::remove_file(&manifest).expect("rm manifest");
+    must("mkfifo", tool("mkfifo").arg(&manifest));
+    let mut found = pexinit();
+    found
+        .env("HOME", home.path())
+        .env("PEX_ROOT", &seed)
+        .args(["run", "--python", PYTHON, "--"])
+        .arg(&zipapp)
+        .args(["-t", "moo"]);
+    let ran = run(&mut in_time(&found));
+    assert_cowsay_said(&ran, "moo");
+    assert_eq!(ran.stderr_lines().len(), 1, "{}", ran.describe());
+    ran.assert_stderr_has("is a fifo, not a regular file");
+}
+
+// ---------------------------------------------------------------------------------------
+// env's text output is bytes
+
+/// `env` prints a HOME that is not UTF-8 as its bytes, never with U+FFFD, in its
+/// `NAME=value` lines and in `--export` lines that a shell reads back to the same bytes.
+#[test]
+fn env_text_output_prints_non_utf8_paths_byte_for_byte() {
+    let sb = Sandbox::new();
+    let home = non_utf8(sb.path(), "h");
+    fs::create_dir(&home).expect("mkdir home");
+    let before = sb.tree();
+    let bytes = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
+    let line = |name: &str, value: &[u8]| {
+        let mut line = format!("{name}=").into_bytes();
+        line.extend_from_slice(value);
+        line.push(b'\n');
+        line
+    };
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+
+    let out = pexinit()
+        .arg("env")
+        .env("HOME", &home)
+        .current_dir(sb.path())
+        .output()
+        .expect("pexinit env");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    assert!(!has(&out.stdout, "\u{fffd}".as_bytes()), "lossy: {out:?}");
+    assert!(has(&out.stdout, &line("HOME", &bytes(&home))), "{out:?}");
+    assert!(
+        has(
+            &out.stdout,
+            &line("PEX_ROOT", &bytes(&home.join(".cache/pex")))
+        ),
+        "{out:?}"
+    );
+
+    let out = pexinit()
+        .args(["env", "--export"])
+        .env("HOME", &home)
+        .current_dir(sb.path())
+        .output()
+        .expect("pexinit env --export");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!has(&out.stdout, "\u{fffd}".as_bytes()), "lossy: {out:?}");
+    let script = sb.join("exports.sh");
+    fs::write(&script, &out.stdout).expect("write script");
+    let shell = clean_command("/bin/sh")
+        .arg("-c")
+        .arg(". \"$1\" && printf '%s|%s' \"$HOME\" \"$PEX_ROOT\"")
+        .arg("sh")
+        .arg(&script)
+        .output()
+        .expect("sh");
+    let mut expected = bytes(&home);
+    expected.push(b'|');
+    expected.extend_from_slice(&bytes(&home.join(".cache/pex")));
+    assert_eq!(shell.stdout, expected, "{shell:?}");
+    fs::remove_file(&script).expect("rm script");
+    assert_eq!(sb.tree(), before);
+}

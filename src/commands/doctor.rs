@@ -1,7 +1,7 @@
 //! `pexinit doctor`: explain every decision `run` would take; status 1 when something
 //! cannot be fixed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cli::DoctorArgs;
 use crate::config::RepairMode;
@@ -53,15 +53,25 @@ pub fn doctor(args: &DoctorArgs, verbose: u8) -> Result<u8> {
         }
     };
     let pex_root = plan.value("PEX_ROOT").map(PathBuf::from);
+    // doctor looks at the PEX's entries even when run would not (--repair off): what
+    // it finds there is what pex will meet.
     let cache = CacheCheck::scan(
         pex_root.as_deref(),
-        settings.repair,
+        match settings.repair {
+            RepairMode::Off => RepairMode::Check,
+            mode => mode,
+        },
         command.as_ref().and_then(|c| c.pex.as_ref()),
         matches!(seed, SeedCheck::Used { .. }),
     );
     if cache.poisoned().is_some() && settings.repair != RepairMode::Auto {
-        problems.push(format!("PEX_ROOT is poisoned: {}", cache.summary()));
+        problems.push(format!(
+            "PEX_ROOT is poisoned: {}; run `pexinit repair {}`, or run with --repair auto",
+            cache.summary(),
+            pex_root.as_deref().unwrap_or(Path::new("")).display()
+        ));
     }
+    problems.extend(cache.problems());
     let diagnosis = Diagnosis {
         healthy: problems.is_empty(),
         config_file: settings.config_file.clone(),

@@ -26,13 +26,14 @@ pub fn env(args: &EnvArgs, verbose: u8) -> Result<u8> {
         (Ok(Some(seeded)), Some(command)) => seed_use::choose(seeded, command, &mut plan),
         _ => None,
     };
-    let text = if args.json {
-        super::json(&EnvReport::new(&plan, command.as_ref(), fast_path.as_ref()))?
+    // Paths are bytes: the text forms print them as the program gets them.
+    let out = if args.json {
+        super::json(&EnvReport::new(&plan, command.as_ref(), fast_path.as_ref()))?.into_bytes()
     } else if args.export {
         export_lines(&plan)
     } else {
         env_lines(&plan)
     };
-    super::print(&text)?;
+    super::print_bytes(&out)?;
     Ok(0)
 }

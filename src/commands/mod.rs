@@ -102,8 +102,13 @@ fn json_or(
 }
 
 fn print(text: &str) -> Result<()> {
+    print_bytes(text.as_bytes())
+}
+
+/// Writes `bytes` to stdout as they are (paths that are not UTF-8 included).
+fn print_bytes(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         // A closed pipe (`pexinit env | head`) is the reader's choice, not our failure.
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(Error::io("writing to stdout", e))

@@ -139,6 +139,16 @@ fn temp_name(name: &OsStr, pid: u32) -> OsString {
     OsString::from_vec(temp)
 }
 
+/// Whether `name` is a temp name a write of `target` (a file name) uses: `.NAME.tmp.PID`.
+pub fn is_temp_of(name: &OsStr, target: &OsStr) -> bool {
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(target.as_bytes());
+    prefix.extend_from_slice(b".tmp.");
+    name.as_bytes()
+        .strip_prefix(prefix.as_slice())
+        .is_some_and(|pid| !pid.is_empty() && pid.iter().all(u8::is_ascii_digit))
+}
+
 /// Removes `.NAME.tmp.PID` files in `dir` whose process is gone. Only regular files are
 /// removed (a link is never followed); anything unreadable is left alone.
 fn remove_stale_temps(dir: &Path, name: &OsStr) {
@@ -169,7 +179,7 @@ fn remove_stale_temps(dir: &Path, name: &OsStr) {
 }
 
 /// No process with this id exists (in this pid namespace).
-fn process_gone(pid: i32) -> bool {
+pub fn process_gone(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists; nothing is sent.
     let rc = unsafe { libc::kill(pid, 0) };
     rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
@@ -225,5 +235,8 @@ mod tests {
         write(&dir.path().join("out"), b"new", 0o644).expect("write");
         assert!(!stale.exists());
         assert!(live.exists() && other.exists());
+        assert!(is_temp_of(stale.file_name().unwrap(), OsStr::new("out")));
+        assert!(!is_temp_of(other.file_name().unwrap(), OsStr::new("out")));
+        assert!(!is_temp_of(OsStr::new(".out.tmp."), OsStr::new("out")));
     }
 }

@@ -19,6 +19,8 @@ pub const OCI_LAYOUT_FILE_LIMIT: u64 = 64 << 10;
 pub const OCI_JSON_BLOB_LIMIT: u64 = 16 << 20;
 /// A pexinit YAML config file.
 pub const CONFIG_LIMIT: u64 = 64 << 10;
+/// A seed manifest (`.pexinit-seed.json`): about 1 KiB per seeded PEX.
+pub const SEED_MANIFEST_LIMIT: u64 = 16 << 20;
 
 /// Opens `path` for reading if it is a regular file (following links unless `nofollow`).
 pub fn open_regular(path: &Path, nofollow: bool) -> io::Result<File> {

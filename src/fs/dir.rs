@@ -69,6 +69,15 @@ pub fn resolves_beneath(root: BorrowedFd<'_>, rel: &Path) -> nix::Result<()> {
     retry_races(|| openat2(root, dot_if_empty(rel), how)).map(drop)
 }
 
+/// Opens the file `rel` below `root` for reading, following only links that stay inside
+/// `root` (as [`resolves_beneath`]); never blocks on a fifo.
+pub fn open_file_beneath(root: BorrowedFd<'_>, rel: &Path) -> nix::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    retry_races(|| openat2(root, dot_if_empty(rel), how))
+}
+
 /// How often a lookup is retried when the kernel saw a rename race.
 const RACE_RETRIES: usize = 100;
 

@@ -188,6 +188,12 @@ impl CacheRoot {
         dir::resolves_beneath(self.fd(), rel)
     }
 
+    /// Opens the file `rel` below the root for reading, following only links that stay
+    /// inside the root (as [`CacheRoot::resolves_beneath`]); never blocks on a fifo.
+    pub fn open_file_beneath(&self, rel: &Path) -> Result<OwnedFd, Errno> {
+        dir::open_file_beneath(self.fd(), rel)
+    }
+
     /// Walks every entry of the linked top-level directories.
     pub fn walk(&self, visitor: &mut dyn Visitor) {
         let mut walker = Walker {
@@ -215,8 +221,12 @@ impl CacheRoot {
         }
         let mut buf = vec![0; LIST_BUFFER];
         for top in ["unzipped_pexes", "venvs"] {
-            let Ok(top_fd) = self.open_dir(Path::new(top)) else {
-                continue;
+            let top_fd = match self.open_dir(Path::new(top)) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    self.report_not_a_dir(Path::new(top), e, visitor);
+                    continue;
+                }
             };
             let Ok(versions) = read_dir(top_fd.as_fd(), &mut buf) else {
                 continue;
@@ -224,20 +234,39 @@ impl CacheRoot {
             // pex ≤ 2.17: `<top>/<pex_hash>` with no version level.
             let unversioned = Some((OsString::new(), FileKind::Directory));
             for (version, kind) in versions.into_iter().chain(unversioned) {
-                if kind != FileKind::Directory || !(version.is_empty() || is_version_name(&version))
-                {
+                if !(version.is_empty() || is_version_name(&version)) {
+                    continue;
+                }
+                if kind != FileKind::Directory {
+                    // pex would go through it to reach its entries of that version.
+                    let rel = Path::new(top).join(&version);
+                    self.report_not_a_dir(&rel, Errno::ENOTDIR, visitor);
                     continue;
                 }
                 let at_hash = Path::new(top).join(&version).join(hash);
-                if version.is_empty() && self.open_dir(&at_hash).is_err() {
+                let parent = Path::new(top).join(&version);
+                let Ok(parent_fd) = self.open_dir(&parent) else {
                     continue;
-                }
+                };
+                let Some(hash_kind) = lstat_kind(parent_fd.as_fd(), hash.as_os_str()) else {
+                    continue; // this version holds nothing of this PEX
+                };
                 if top == "unzipped_pexes" {
                     self.walk_entry(&at_hash, visitor);
                     continue;
                 }
-                let Ok(hash_fd) = self.open_dir(&at_hash) else {
-                    continue;
+                // `venvs/V/<pex_hash>` holds the entries, one per interpreter: a link or
+                // a file there is what pex would go through to reach them.
+                let hash_fd = match hash_kind {
+                    FileKind::Directory => self.open_dir(&at_hash),
+                    _ => Err(Errno::ENOTDIR),
+                };
+                let hash_fd = match hash_fd {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        self.report_not_a_dir(&at_hash, e, visitor);
+                        continue;
+                    }
                 };
                 let Ok(venvs) = read_dir(hash_fd.as_fd(), &mut buf) else {
                     continue;
@@ -247,6 +276,29 @@ impl CacheRoot {
                 }
             }
         }
+    }
+
+    /// Reports `rel`, a directory pex goes through, when a link or a file stands there
+    /// (`e` from opening it without following links); a missing one is no problem.
+    fn report_not_a_dir(&self, rel: &Path, e: Errno, visitor: &mut dyn Visitor) {
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return;
+        };
+        if e == Errno::ENOENT {
+            return;
+        }
+        let Ok(parent_fd) = self.open_dir(parent) else {
+            return;
+        };
+        let problem = match lstat_kind(parent_fd.as_fd(), name) {
+            None => return,
+            Some(FileKind::Directory) => Problem::Unreadable {
+                error: io::Error::from(e).to_string(),
+            },
+            Some(FileKind::Symlink) => Problem::SymlinkInsteadOfDirectory,
+            Some(FileKind::File | FileKind::Other) => Problem::NotADirectory,
+        };
+        visitor.problem(rel, problem);
     }
 
     /// Walks the one entry at `rel` (used under the entry's lock, to re-judge it).

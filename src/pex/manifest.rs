@@ -12,12 +12,16 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
+use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::fs::bounded;
 use crate::fs::digest::{hex, sha256_reader};
+use crate::pex::cache::CacheRoot;
 use crate::pex::info::{self, PEX_INFO, Pex};
 
 /// The manifest's file name at the root of a seeded PEX_ROOT.
@@ -191,6 +195,11 @@ impl Manifest {
     /// The first path of an entry that could lead out of the seed: every path `run` and
     /// `prime` join to the seed must be relative and free of `..`. None when all stay in.
     pub fn escaping_path(&self) -> Option<&Path> {
+        self.entry_paths().find(|p| !stays_inside(p))
+    }
+
+    /// Every path of an entry, relative to the seed.
+    fn entry_paths(&self) -> impl Iterator<Item = &Path> {
         self.entries
             .iter()
             .flat_map(|e| {
@@ -200,7 +209,67 @@ impl Manifest {
                     .chain(e.launcher.as_ref().map(|l| &l.file))
             })
             .map(PathBuf::as_path)
-            .find(|p| !stays_inside(p))
+    }
+
+    /// Checks the manifest against the seed it was read from (`seed`, physical), for a
+    /// command that copies the seed elsewhere (`prime`):
+    /// - every entry path resolves beneath the seed: links inside it are followed, and
+    ///   none on the way may lead out of it or dangle;
+    /// - `pex_root` is the path the seed was built for. A seed may sit elsewhere than
+    ///   that path (an image keeps it at another path, a volume is mounted elsewhere), so
+    ///   it is checked against what the seed holds: the `#!` line of every listed venv's
+    ///   `pex` script names it.
+    ///
+    /// Returns the path the seed's content names, to relocate from: `pex_root`, or None
+    /// when the seed lists no venv (nothing in it names its build path) and is not at
+    /// `pex_root` (the path is then unproven, and nothing needs it). The error is one
+    /// line saying what does not hold.
+    pub fn built_for(&self, seed: &Path) -> Result<Option<&Path>, String> {
+        if let Some(bad) = self.escaping_path() {
+            return Err(format!(
+                "entry path {} does not stay inside the seed",
+                bad.display()
+            ));
+        }
+        let root = CacheRoot::open(seed).map_err(|e| format!("{}: {e}", seed.display()))?;
+        for rel in self.entry_paths() {
+            if let Err(e) = root.resolves_beneath(rel) {
+                return Err(format!(
+                    "entry path {} does not resolve beneath the seed ({})",
+                    rel.display(),
+                    beneath_failure(e)
+                ));
+            }
+        }
+        // Compared as bytes below: spelled exactly as its components (no `.`, no `//`).
+        let normal: PathBuf = self.pex_root.components().collect();
+        let absolute = self.pex_root.is_absolute()
+            && normal.as_os_str() == self.pex_root.as_os_str()
+            && self
+                .pex_root
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !absolute {
+            return Err(format!(
+                "pex_root {} is not an absolute path without `.` or `..`",
+                self.pex_root.display()
+            ));
+        }
+        let mut named = self.pex_root.as_os_str() == seed.as_os_str();
+        for venv in self.entries.iter().filter_map(|e| e.venv.as_ref()) {
+            let script = venv.dir.join("pex");
+            let head = read_head(&root, &script, SCRIPT_HEAD)
+                .map_err(|e| format!("cannot read the venv script {}: {e}", script.display()))?;
+            if !names_root(&head, self.pex_root.as_os_str().as_bytes()) {
+                return Err(format!(
+                    "pex_root {} is not the path the seed was built for (the venv script {} names another)",
+                    self.pex_root.display(),
+                    script.display()
+                ));
+            }
+            named = true;
+        }
+        Ok(named.then_some(self.pex_root.as_path()))
     }
 
     /// The entry for a PEX with this hash and layout, if seeded. The layouts of one
@@ -238,6 +307,49 @@ pub enum ManifestError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// How much of a venv's `pex` script is read for the root its `#!` line names (pex
+/// writes a `/bin/sh` preamble naming it when the path is too long for a `#!` line).
+const SCRIPT_HEAD: usize = 4096;
+
+fn beneath_failure(e: Errno) -> String {
+    match e {
+        Errno::EXDEV => "a link on the way leads out of it".into(),
+        Errno::ENOENT => "it does not exist".into(),
+        Errno::ELOOP => "a symlink loop".into(),
+        other => io::Error::from(other).to_string(),
+    }
+}
+
+/// The first `limit` bytes of the regular file `rel` below `root`, reached without
+/// leaving it.
+fn read_head(root: &CacheRoot, rel: &Path, limit: usize) -> Result<Vec<u8>, String> {
+    let fd = root.open_file_beneath(rel).map_err(beneath_failure)?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut head = Vec::with_capacity(limit);
+    file.take(limit as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| e.to_string())?;
+    Ok(head)
+}
+
+/// Whether `bytes` names `root` as a whole path: `root` followed by `/venvs/`, and not
+/// preceded by something that continues a path (`/srv/pex` is not in `/x/srv/pex`).
+fn names_root(bytes: &[u8], root: &[u8]) -> bool {
+    let mut needle = root.to_vec();
+    needle.extend_from_slice(b"/venvs/");
+    bytes.windows(needle.len()).enumerate().any(|(at, window)| {
+        window == needle.as_slice()
+            && (at == 0
+                || !(bytes[at - 1] == b'/'
+                    || bytes[at - 1].is_ascii_alphanumeric()
+                    || matches!(bytes[at - 1], b'.' | b'_' | b'-' | b'+' | b'~')))
+    })
+}
+
 /// Whether `rel` joined to a directory stays inside it: relative, only plain names.
 fn stays_inside(rel: &Path) -> bool {
     rel.components()
@@ -246,8 +358,16 @@ fn stays_inside(rel: &Path) -> bool {
 
 /// Reads `DIR/.pexinit-seed.json`.
 pub fn read(seed_dir: &Path) -> Result<Manifest, ManifestError> {
+    read_with_bytes(seed_dir).map(|(manifest, _)| manifest)
+}
+
+/// Reads `DIR/.pexinit-seed.json`, and returns the bytes it was parsed from (what a
+/// prime records the digest of). Only a regular file of at most
+/// [`bounded::SEED_MANIFEST_LIMIT`] bytes is read: a fifo or a device in its place is
+/// refused at once.
+pub fn read_with_bytes(seed_dir: &Path) -> Result<(Manifest, Vec<u8>), ManifestError> {
     let path = seed_dir.join(MANIFEST_NAME);
-    let text = match fs::read(&path) {
+    let text = match bounded::read(&path, bounded::SEED_MANIFEST_LIMIT, false) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ManifestError::Missing(path)),
         Err(e) => {
@@ -276,7 +396,7 @@ pub fn read(seed_dir: &Path) -> Result<Manifest, ManifestError> {
             ),
         });
     }
-    Ok(manifest)
+    Ok((manifest, text))
 }
 
 /// Writes the manifest atomically: a reader (or a crash) never sees half a file.
@@ -380,6 +500,19 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_root_is_named_only_as_a_whole_path() {
+        let root = b"/srv/pex";
+        assert!(names_root(
+            b"#!/srv/pex/venvs/4/s/ab/venv/bin/python -I",
+            root
+        ));
+        assert!(names_root(b"#!/bin/sh\n'/srv/pex/venvs/4/x'", root));
+        assert!(!names_root(b"#!/x/srv/pex/venvs/4/s/ab", root));
+        assert!(!names_root(b"#!/srv/pex2/venvs/4/s/ab", root));
+        assert!(!names_root(b"#!/srv/pex/installed_wheels/", root));
+    }
 
     #[test]
     fn entry_paths_must_stay_inside_the_seed() {

@@ -99,6 +99,9 @@ pub struct EntryQuarantine {
 /// A link pexinit does not understand: left alone, reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SuspiciousLink {
+    /// The cache entry holding the link (the link itself when the entry is a link).
+    #[serde(serialize_with = "lossy")]
+    pub entry: PathBuf,
     #[serde(serialize_with = "lossy")]
     pub path: PathBuf,
     #[serde(serialize_with = "lossy")]
@@ -475,6 +478,7 @@ impl Visitor for Judge<'_> {
         match verdict {
             Verdict::Healthy => {}
             Verdict::Suspicious(reason) => self.plan.suspicious.push(SuspiciousLink {
+                entry: entry.rel.to_path_buf(),
                 path,
                 target: text,
                 reason,

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::RepairMode;
 use crate::error::{Error, Result};
+use crate::pex::cache::Problem;
 use crate::pex::info::Pex;
 use crate::pex::repair::{self, RepairPlan};
 
@@ -69,6 +70,47 @@ impl CacheCheck {
             CacheCheck::Scanned { plan } if plan.has_work() => Some(plan),
             _ => None,
         }
+    }
+
+    /// What `run` leaves in the entries of the PEX that makes pex fail or run something
+    /// it did not write, one line each with its fix: a link out of PEX_ROOT (repair
+    /// leaves those alone), a link or a file where pex keeps a directory, a place that
+    /// cannot be read. `doctor` counts each as a problem.
+    pub fn problems(&self) -> Vec<String> {
+        let CacheCheck::Scanned { plan } = self else {
+            return Vec::new();
+        };
+        let root = &plan.pex_root;
+        let mut out = Vec::new();
+        for s in &plan.suspicious {
+            out.push(format!(
+                "cache entry {} of this PEX has a link out of PEX_ROOT ({} -> {}) that pex would follow and `pexinit repair` leaves alone; remove the entry (`rm -r {}`): pex rebuilds it",
+                root.join(&s.entry).display(),
+                s.path.display(),
+                s.target.to_string_lossy(),
+                root.join(&s.entry).display()
+            ));
+        }
+        for p in &plan.problems {
+            let path = root.join(&p.path);
+            out.push(match &p.problem {
+                Problem::SymlinkInsteadOfDirectory | Problem::NotADirectory => format!(
+                    "{} is {} where pex keeps a directory of this PEX's cache; remove it (`rm {}`): pex rebuilds it",
+                    path.display(),
+                    if p.problem == Problem::NotADirectory { "a file" } else { "a symlink" },
+                    path.display()
+                ),
+                Problem::TooDeep => format!(
+                    "{} is nested deeper than pex writes; remove the entry holding it: pex rebuilds it",
+                    path.display()
+                ),
+                Problem::Unreadable { error } => format!(
+                    "{} in this PEX's cache cannot be read ({error}); make it readable for this user, or remove it: pex rebuilds it",
+                    path.display()
+                ),
+            });
+        }
+        out
     }
 
     /// One line for `doctor`'s text report.

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -49,25 +51,29 @@ impl<'a> EnvReport<'a> {
     }
 }
 
-/// `NAME=value` lines, as env(1) prints them.
-pub fn env_lines(plan: &EnvPlan) -> String {
-    let mut out = String::new();
+/// `NAME=value` lines, as env(1) prints them: names and values byte for byte (a path
+/// that is not UTF-8 is printed as the bytes the program gets).
+pub fn env_lines(plan: &EnvPlan) -> Vec<u8> {
+    let mut out = Vec::new();
     for (k, v) in plan.env.iter() {
-        let _ = writeln!(out, "{}={}", k.to_string_lossy(), v.to_string_lossy());
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'\n');
     }
     out
 }
 
-/// `export NAME='value'` lines, plus `unset` for what run drops, for `eval`.
-pub fn export_lines(plan: &EnvPlan) -> String {
-    let mut out = String::new();
+/// `export NAME='value'` lines, plus `unset` for what run drops, for `eval`; values byte
+/// for byte inside the quotes.
+pub fn export_lines(plan: &EnvPlan) -> Vec<u8> {
+    let mut out = Vec::new();
     for (k, v) in plan.env.iter() {
-        let _ = writeln!(
-            out,
-            "export {}={}",
-            k.to_string_lossy(),
-            shell_quote(&v.to_string_lossy())
-        );
+        out.extend_from_slice(b"export ");
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        shell_quote(v.as_bytes(), &mut out);
+        out.push(b'\n');
     }
     for d in &plan.decisions {
         if d.value.is_none() && d.input.is_some() {
@@ -77,8 +83,17 @@ pub fn export_lines(plan: &EnvPlan) -> String {
     out
 }
 
-fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
+/// `value` in single quotes, each `'` written as `'\''`.
+fn shell_quote(value: &[u8], out: &mut Vec<u8>) {
+    out.push(b'\'');
+    for &b in value {
+        if b == b'\'' {
+            out.extend_from_slice(br"'\''");
+        } else {
+            out.push(b);
+        }
+    }
+    out.push(b'\'');
 }
 
 /// The PEX part of a diagnosis.

@@ -62,7 +62,9 @@ pub fn find(
     let seed = match &settings.seed {
         Some(seed) => seed.clone(),
         None => match plan.value("PEX_ROOT").map(PathBuf::from) {
-            Some(root) if root.join(MANIFEST_NAME).is_file() => root,
+            // Anything by that name makes PEX_ROOT a seed: one that is not a regular file
+            // (a fifo, a link to a device) is then refused with its reason, never read.
+            Some(root) if root.join(MANIFEST_NAME).symlink_metadata().is_ok() => root,
             _ => return Ok(None),
         },
     };

@@ -32,6 +32,7 @@ use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::symlinkat;
 use serde::{Deserialize, Serialize};
 
+use crate::fs::bounded;
 use crate::fs::dir::{create_file, open_dir, open_parent};
 use crate::fs::rename::chown_nofollow;
 use crate::pex::cache::is_version_name;
@@ -98,7 +99,8 @@ fn io_error(path: &Path, e: impl std::fmt::Display) -> MaterializeError {
 /// The marker a farm of `seed` (physical path) carries.
 pub fn marker_for(seed: &Path) -> Result<FarmMarker, MaterializeError> {
     let path = seed.join(MANIFEST_NAME);
-    let bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;
+    let bytes = bounded::read(&path, bounded::SEED_MANIFEST_LIMIT, false)
+        .map_err(|e| io_error(&path, e))?;
     Ok(FarmMarker {
         seed: seed.to_path_buf(),
         manifest_sha256: manifest::sha256_bytes(&bytes),
@@ -107,7 +109,7 @@ pub fn marker_for(seed: &Path) -> Result<FarmMarker, MaterializeError> {
 
 /// Whether `into` holds a finished farm with this marker.
 pub fn is_farm_of(into: &Path, marker: &FarmMarker) -> bool {
-    fs::read(into.join(FARM_MARKER))
+    bounded::read(&into.join(FARM_MARKER), bounded::SEED_MANIFEST_LIMIT, true)
         .ok()
         .and_then(|b| serde_json::from_slice::<FarmMarker>(&b).ok())
         .is_some_and(|m| &m == marker)

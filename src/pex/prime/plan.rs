@@ -46,8 +46,8 @@ pub(super) fn plan(req: &Request) -> Result<Plan> {
     }
     let seed = seed.physical;
     let manifest_path = seed.join(MANIFEST_NAME);
-    let manifest = manifest::read(&seed).map_err(|e| bad(format!("--from: {e}")))?;
-    let manifest_bytes = fs::read(&manifest_path).map_err(failed(manifest_path.display()))?;
+    let (manifest, manifest_bytes) =
+        manifest::read_with_bytes(&seed).map_err(|e| bad(format!("--from: {e}")))?;
 
     let into = absolute(&req.into)?;
     let resolved =
@@ -78,16 +78,23 @@ pub(super) fn plan(req: &Request) -> Result<Plan> {
             seed.display()
         )));
     }
-    let relocation = if into == manifest.pex_root {
-        None
-    } else {
-        Some(Relocation::new(&manifest.pex_root, &into).map_err(|e| {
+    // What the seed's content names, never what the manifest merely says: a relocation
+    // from another path would rewrite the wrong references.
+    let built_for = manifest.built_for(&seed).map_err(|e| {
+        bad(format!(
+            "--from: seed manifest {}: {e}; rebuild the seed with `pexinit seed`",
+            manifest_path.display()
+        ))
+    })?;
+    let relocation = match built_for {
+        Some(from) if from != into => Some(Relocation::new(from, &into).map_err(|e| {
             bad(format!(
                 "the seed was built for {}, and --into {} cannot take it: {e}",
-                manifest.pex_root.display(),
+                from.display(),
                 into.display()
             ))
-        })?)
+        })?),
+        _ => None,
     };
     let mount_point = resolved.exists && is_mount_point(&into, parent);
     if req.mode == LinkMode::Hardlink {

@@ -98,8 +98,12 @@ def capture(request):
     directory = os.path.dirname(out)
     if not os.path.isdir(directory):
         os.makedirs(directory)
-    with open(out, "w") as fp:
+    # Written whole or not at all: a seed killed here must not leave a truncated
+    # launcher for a PEX an earlier seed recorded.
+    temp = os.path.join(directory, ".%s.tmp.%d" % (os.path.basename(out), os.getpid()))
+    with open(temp, "w") as fp:
         fp.write(render(launcher, request["template"]))
+    os.rename(temp, out)
     return {"launcher": out, "entry": kind}
 
 

@@ -16,25 +16,30 @@
 //! 5. sets ownership and modes for the runtime user (default: the OpenShift convention,
 //!    group 0 with group permissions equal to the user's), then clamps mtimes again.
 //!
+//! Before step 1 it marks DIR unfinished, and removes the mark after step 5: a seed that
+//! was killed or ran out of space is recognized and started again by the next (see
+//! [`state`]).
+//!
 //! [`plan`] is pure (reads only) and printable; [`apply`] carries it out.
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{Mode, UtimensatFlags, fchmod, fstat, utimensat};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, Flock, FlockArg, OFlag, openat};
+use nix::sys::stat::{Mode, UtimensatFlags, fchmod, fstat, futimens, utimensat};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid, fchownat};
+use nix::unistd::{AccessFlags, Gid, Uid, faccessat, fchownat};
 use serde::Serialize;
 
 use crate::epoch::DEFAULT_SOURCE_DATE_EPOCH;
-use crate::fs::dir::{self, FileKind, open_dir, open_dir_following};
+use crate::fs::dir::{self, FileKind, open_dir, open_dir_following, read_dir};
 use crate::identity::Identity;
 use crate::paths::{find_executable, resolve_physical};
 use crate::pex::info::{self, Layout, Pex};
@@ -46,9 +51,11 @@ use crate::progress::Bar;
 
 mod launch;
 mod slim;
+mod state;
 
 use launch::Captured;
 pub use launch::{LAUNCH_DIR, SEED_DIR};
+pub use state::{DirState, UNFINISHED_NAME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
@@ -122,6 +129,8 @@ pub struct SeedPlan {
     pub reseed: bool,
     /// Only what the fast path reads is kept (see [`slim`]).
     pub slim: bool,
+    /// What DIR holds now (read again under the seed's lock when it is applied).
+    pub dir_state: DirState,
     pub items: Vec<Item>,
     pub compileall: String,
     #[serde(skip)]
@@ -138,6 +147,16 @@ impl SeedPlan {
             self.python_realpath.display(),
             self.source_date_epoch
         );
+        match self.dir_state {
+            DirState::New => {}
+            DirState::Seed => out.push_str("  add to the seed already there\n"),
+            DirState::Unfinished => out.push_str(
+                "  remove what an unfinished seed left (it was killed or failed), then seed anew\n",
+            ),
+            DirState::InterruptedReseed => out.push_str(
+                "  add to the seed already there (an earlier re-seed did not finish: its temporary files are removed)\n",
+            ),
+        }
         for item in &self.items {
             out.push_str(&format!(
                 "  warm {} ({:?}, pex {}, {:?}): {}\n",
@@ -176,7 +195,7 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
     let resolved = resolve_physical(&root)
         .map_err(|e| SeedError::BadInput(format!("--pex-root {}: {e}", root.display())))?;
     let pex_root = resolved.physical;
-    let reseed = if resolved.exists {
+    let dir_state = if resolved.exists {
         let meta = fs::metadata(&pex_root).map_err(io_err(pex_root.display().to_string()))?;
         if !meta.is_dir() {
             return Err(SeedError::BadInput(format!(
@@ -184,26 +203,24 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
                 pex_root.display()
             )));
         }
-        let has_manifest = pex_root.join(MANIFEST_NAME).is_file();
-        let empty = fs::read_dir(&pex_root)
-            .map_err(io_err(pex_root.display().to_string()))?
-            .next()
-            .is_none();
-        if !empty && !has_manifest {
-            return Err(SeedError::BadInput(format!(
-                "--pex-root {} is not empty and holds no pexinit seed; seed into a new or empty directory",
-                pex_root.display()
-            )));
-        }
-        if has_manifest && !req.slim && manifest::read(&pex_root).is_ok_and(|m| m.slim) {
+        writable(&pex_root, &pex_root)?;
+        let dir = crate::fs::dir::open_dir(nix::fcntl::AT_FDCWD, &pex_root)
+            .map_err(|e| io_err(pex_root.display().to_string())(e.into()))?;
+        let Ok(state) =
+            state::state_of(dir.as_fd()).map_err(io_err(pex_root.display().to_string()))?
+        else {
+            return Err(foreign(&pex_root));
+        };
+        if state.has_manifest() && !req.slim && manifest::read(&pex_root).is_ok_and(|m| m.slim) {
             return Err(SeedError::BadInput(format!(
                 "--pex-root {} holds a slim seed (no pex runtime): add --slim, or seed into a new directory",
                 pex_root.display()
             )));
         }
-        has_manifest
+        state
     } else {
-        false
+        writable(&pex_root, &resolved.existing_ancestor)?;
+        DirState::New
     };
 
     let mut opened = Vec::new();
@@ -314,11 +331,78 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
         python_realpath,
         source_date_epoch: req.source_date_epoch.unwrap_or(DEFAULT_SOURCE_DATE_EPOCH),
         ownership,
-        reseed,
+        reseed: dir_state.has_manifest(),
         slim: req.slim,
+        dir_state,
         items,
         path_var: req.path_var.clone(),
     })
+}
+
+/// A directory that is neither empty nor a seed: someone else's.
+fn foreign(pex_root: &Path) -> SeedError {
+    SeedError::BadInput(format!(
+        "--pex-root {} is not empty and holds no pexinit seed; seed into a new or empty directory",
+        pex_root.display()
+    ))
+}
+
+/// Refuses a DIR this process cannot write (`at` is DIR, or the deepest existing
+/// directory above a DIR still to be made): the kernel decides, so read-only mounts,
+/// modes, ACLs and capabilities all count.
+fn writable(pex_root: &Path, at: &Path) -> Result<(), SeedError> {
+    match faccessat(
+        nix::fcntl::AT_FDCWD,
+        at,
+        AccessFlags::W_OK | AccessFlags::X_OK,
+        AtFlags::AT_EACCESS,
+    ) {
+        Ok(()) => Ok(()),
+        Err(errno) => Err(not_writable(
+            pex_root,
+            at == pex_root,
+            errno,
+            (at != pex_root).then_some(at),
+        )),
+    }
+}
+
+/// One line naming DIR, why it cannot be written, and the fix.
+fn not_writable(pex_root: &Path, exists: bool, errno: Errno, parent: Option<&Path>) -> SeedError {
+    use std::os::unix::fs::MetadataExt;
+    let at = parent.unwrap_or(pex_root);
+    let (why, fix) = match errno {
+        Errno::EROFS => (
+            "read-only file system".to_owned(),
+            "seed into a directory on a writable file system",
+        ),
+        Errno::EACCES | Errno::EPERM => (
+            match fs::metadata(at) {
+                Ok(meta) => format!(
+                    "permission denied ({} is owned by uid {} gid {}, mode {:04o})",
+                    at.display(),
+                    meta.uid(),
+                    meta.gid(),
+                    meta.mode() & 0o7777
+                ),
+                Err(_) => "permission denied".to_owned(),
+            },
+            "seed into a directory you can write, or as a user who can write it (root in a Dockerfile RUN)",
+        ),
+        other => (
+            io::Error::from(other).to_string(),
+            "seed into a writable directory",
+        ),
+    };
+    let what = match (exists, parent) {
+        (false, Some(parent)) => format!(
+            "cannot create --pex-root {} in {}",
+            pex_root.display(),
+            parent.display()
+        ),
+        _ => format!("cannot write to --pex-root {}", pex_root.display()),
+    };
+    SeedError::BadInput(format!("{what}: {why}; {fix}"))
 }
 
 /// What a finished seed holds.
@@ -343,16 +427,45 @@ pub fn apply(plan: &SeedPlan) -> Result<SeedReport, SeedError> {
 
 fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> {
     let root = &plan.pex_root;
-    fs::create_dir_all(root).map_err(io_err(format!("creating {}", root.display())))?;
+    fs::create_dir_all(root).map_err(|e| match e.raw_os_error().map(Errno::from_raw) {
+        Some(errno @ (Errno::EROFS | Errno::EACCES | Errno::EPERM)) => {
+            not_writable(root, false, errno, None)
+        }
+        _ => io_err(format!("creating {}", root.display()))(e),
+    })?;
+    let dir = state::Locked::open(root)?;
+    let Ok(dir_state) = state::state_of(dir.fd()).map_err(io_err(root.display().to_string()))?
+    else {
+        return Err(foreign(root));
+    };
+    match dir_state {
+        DirState::Unfinished => {
+            let removed = state::clear_unfinished(dir.fd(), root)?;
+            tracing::info!(
+                "{}: removed {removed} name(s) an unfinished seed left; seeding anew",
+                root.display()
+            );
+        }
+        DirState::InterruptedReseed => {
+            let removed = state::remove_leftovers(root)?;
+            tracing::info!(
+                "{}: an earlier re-seed did not finish; removed {removed} temporary file(s) it left",
+                root.display()
+            );
+        }
+        DirState::New | DirState::Seed => {}
+    }
+    // Before anything else is written into DIR.
+    state::mark_unfinished(root)?;
     let scratch = Scratch::new()?;
     let mut warmed = Vec::new();
     for item in &plan.items {
         progress.step(format!("warming {}", item.pex.display()));
-        let prefix = warm(plan, item, &scratch.0)?;
+        let prefix = warm(plan, item, &scratch.path)?;
         let captured = match item.mode.is_venv() {
             // A venv PEX is started by exec'ing its venv: nothing to record.
             true => None,
-            false => Some(capture_launcher(plan, item, &scratch.0)?),
+            false => Some(capture_launcher(plan, item, &scratch.path)?),
         };
         warmed.push((item, prefix, captured));
     }
@@ -374,7 +487,7 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
     progress.step("verifying".into());
     let before = snapshot(root)?;
     for item in &plan.items {
-        warm(plan, item, &scratch.0)?;
+        warm(plan, item, &scratch.path)?;
         progress.step(format!("re-warming {}", item.pex.display()));
     }
     let after = snapshot(root)?;
@@ -390,7 +503,7 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
     verify_links(root)?;
 
     progress.step("writing the manifest".into());
-    let mut entries: Vec<Entry> = match plan.reseed {
+    let mut entries: Vec<Entry> = match dir_state.has_manifest() {
         true => manifest::read(root).map(|m| m.entries).unwrap_or_default(),
         false => Vec::new(),
     };
@@ -427,6 +540,10 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
 
     progress.step("ownership and modes".into());
     let stats = fix_tree(root, &plan.ownership, sde)?;
+    // Last: the seed is finished. Removing the mark changed DIR's mtime: clamped again.
+    state::mark_finished(dir.fd(), root)?;
+    let t = TimeSpec::new(sde, 0);
+    futimens(dir.fd(), &t, &t).map_err(|e| io_err(root.display().to_string())(e.into()))?;
     Ok(SeedReport {
         manifest,
         files: stats.0,
@@ -453,17 +570,33 @@ fn verify_links(root: &Path) -> Result<(), SeedError> {
 
 /// A private scratch HOME/TMPDIR for the warm-up, removed afterwards: the warm-up must
 /// not depend on (or write to) the builder's HOME, which may be a symlink (pex#2572).
-struct Scratch(PathBuf);
+/// It is locked (`flock`) while in use, so the scratch directory of a killed seed, which
+/// nothing else would remove, is told from a live one and removed by the next seed.
+struct Scratch {
+    path: PathBuf,
+    _lock: Flock<OwnedFd>,
+}
+
+/// Scratch directories are `pexinit-seed-<pid>-<n>` in TMPDIR.
+const SCRATCH_PREFIX: &str = "pexinit-seed-";
 
 impl Scratch {
     fn new() -> Result<Scratch, SeedError> {
         let base = std::env::temp_dir();
+        remove_stale_scratch(&base);
         for n in 0..100 {
-            let dir = base.join(format!("pexinit-seed-{}-{n}", std::process::id()));
+            let dir = base.join(format!("{SCRATCH_PREFIX}{}-{n}", std::process::id()));
             match fs::DirBuilder::new().mode_private().create(&dir) {
                 Ok(()) => {
                     let dir = fs::canonicalize(&dir).map_err(io_err(dir.display().to_string()))?;
-                    return Ok(Scratch(dir));
+                    let fd = crate::fs::dir::open_dir(nix::fcntl::AT_FDCWD, &dir)
+                        .map_err(|e| io_err(dir.display().to_string())(e.into()))?;
+                    let lock = Flock::lock(fd, FlockArg::LockExclusiveNonblock)
+                        .map_err(|(_, e)| io_err(format!("locking {}", dir.display()))(e.into()))?;
+                    return Ok(Scratch {
+                        path: dir,
+                        _lock: lock,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_err(format!("creating {}", dir.display()))(e)),
@@ -478,7 +611,50 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Removes the scratch directories killed seeds left in `base`: ours (same owner), of a
+/// process that no longer exists, and not locked by a live seed (in another pid
+/// namespace, say). Best effort: anything unclear is left alone.
+fn remove_stale_scratch(base: &Path) {
+    let Ok(base) = fs::canonicalize(base) else {
+        return;
+    };
+    let Ok(base_fd) = crate::fs::dir::open_dir(nix::fcntl::AT_FDCWD, &base) else {
+        return;
+    };
+    let mut buf = vec![0u8; crate::fs::dir::LIST_BUFFER];
+    let Ok(names) = read_dir(base_fd.as_fd(), &mut buf) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for (name, kind) in names {
+        let Some(pid) = name
+            .as_bytes()
+            .strip_prefix(SCRATCH_PREFIX.as_bytes())
+            .and_then(|rest| std::str::from_utf8(rest).ok())
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, n)| n.parse::<u32>().ok().and(pid.parse::<i32>().ok()))
+            .filter(|pid| *pid > 0)
+        else {
+            continue;
+        };
+        if kind != FileKind::Directory || !crate::fs::atomic::process_gone(pid) {
+            continue;
+        }
+        let Ok(fd) = crate::fs::dir::open_dir(base_fd.as_fd(), name.as_os_str()) else {
+            continue;
+        };
+        if fstat(fd.as_fd()).map_or(true, |st| st.st_uid != me) {
+            continue;
+        }
+        // Held by a live seed: not stale.
+        let Ok(_locked) = Flock::lock(fd, FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        let _ = crate::fs::dir::remove_tree(base_fd.as_fd(), &name, &mut buf);
     }
 }
 
@@ -495,7 +671,11 @@ impl PrivateDir for fs::DirBuilder {
 
 /// A child with exactly the environment the seed controls: nothing of the builder's
 /// environment leaks into pex's choices (PEX_PYTHON, PEX_PATH…) or into the bytes.
+///
+/// The child is killed when this process dies (`PR_SET_PDEATHSIG`): a seed killed with
+/// `kill -9` leaves no pex still writing into DIR while the next seed clears it.
 fn child(plan: &SeedPlan, scratch: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(&plan.python);
     cmd.env_clear()
         .env("PATH", &plan.path_var)
@@ -503,6 +683,21 @@ fn child(plan: &SeedPlan, scratch: &Path) -> Command {
         .env("TMPDIR", scratch)
         .env("PYTHONHASHSEED", "0")
         .stdin(Stdio::null());
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent died before the request took effect: no signal will come.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
     cmd
 }
 
@@ -551,17 +746,19 @@ fn warm(plan: &SeedPlan, item: &Item, scratch: &Path) -> Result<Option<String>, 
 /// reproducible. Returns compileall's complaint, if any.
 fn compile(plan: &SeedPlan, dir: &Path, force: bool) -> Result<Option<String>, SeedError> {
     let scratch = Scratch::new()?;
-    let mut cmd = child(plan, &scratch.0);
+    let mut cmd = child(plan, &scratch.path);
     cmd.args(["-m", "compileall", "-q"]);
     if force {
         cmd.arg("-f");
     }
-    // Launchers, and the `__main__.py` at the top of each unzipped PEX and venv, only
-    // ever run as `__main__`, which Python never loads from bytecode: a .pyc of them
-    // would be dead bytes in every image.
+    // Launchers, and the `__main__.py` at the top of each venv, only ever run as
+    // `__main__`, which Python never loads from bytecode: a .pyc of them would be dead
+    // bytes in every image. (pex itself writes one for each unzipped PEX's
+    // `__main__.py`, with the mtime it saw: `-f` rewrites it from the clamped source, so
+    // its bytes are reproducible; `--slim` removes it.)
     cmd.args([
         "-x",
-        r"/\.pexinit/|/(unzipped_pexes|venvs)/([0-9]+/)?[0-9a-f]+/([0-9a-f]+/)?__main__\.py$",
+        r"/\.pexinit/|/venvs/([0-9]+/)?[0-9a-f]+/[0-9a-f]+/__main__\.py$",
     ]);
     let out = cmd.arg(dir).output().map_err(io_err(format!(
         "starting {} -m compileall",
