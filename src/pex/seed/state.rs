@@ -32,8 +32,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 use serde::Serialize;
 
 use crate::fs::atomic::is_temp_of;
-use crate::fs::dir::{FileKind, read_dir};
-use crate::fs::dir::{LIST_BUFFER, list_names, open_dir, remove_tree};
+use crate::fs::dir::{FileKind, LIST_BUFFER, list_names, open_dir, read_dir, remove_tree};
 use crate::fs::lock::lock_exclusive;
 use crate::pex::manifest::MANIFEST_NAME;
 
