@@ -10,6 +10,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -115,6 +116,19 @@ impl Setup {
             .env("HOME", self.dir.path())
             .env("PEXINIT_CONFIG", "/dev/null")
             .current_dir(self.dir.path());
+        // As a container runtime starts it: every signal at its default. A harness that
+        // started the suite in the background of a non-interactive shell would otherwise
+        // hand down SIGINT and SIGQUIT ignored, and pexinit rightly passes an ignored
+        // signal on ignored.
+        // SAFETY: only sigaction-level calls between fork and exec (async-signal-safe).
+        unsafe {
+            command.pre_exec(|| {
+                for sig in [libc::SIGINT, libc::SIGQUIT] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
         command
     }
 
