@@ -45,15 +45,7 @@ BIGAPP_REQS=(attrs==26.1.0 boto3==1.44.8 botocore==1.44.8 certifi==2026.10.19.po
     python-dateutil==2.9.0.post0 pyyaml==6.0.4 requests==2.34.2 rich==15.0.0
     s3transfer==0.19.3 six==1.17.0 typing-extensions==4.16.0 urllib3==2.8.0)
 
-mkdir -p "$WORK/src/bigapp"
-: >"$WORK/src/bigapp/__init__.py"
-cat >"$WORK/src/bigapp/main.py" <<'EOF'
-import boto3, requests, rich.console, click, jinja2, yaml, attr
-
-
-def main():
-    rich.console.Console().print("ok", requests.__version__, boto3.__version__)
-EOF
+write_bigapp_src "$WORK/src"
 
 declare -A RUN_ARGS=([cowsay]="-t moo" [bigapp]="")
 declare -A ENTRY=([cowsay]="from cowsay.__main__ import cli; cli()" [bigapp]="from bigapp.main import main; main()")

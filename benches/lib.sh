@@ -12,6 +12,7 @@
 #                                 builds OUT with pex VERSION unless it exists; LAYOUT is
 #                                 zipapp, packed, loose or venv; ARGS are pex's (requirements,
 #                                 -c/-e, -D)
+#   write_bigapp_src DIR          writes bigapp's own module to DIR/bigapp (the 22-wheel app)
 #   alternate NAME ARGS...        benches/alternate.py --warmup 3 --runs $RUNS ARGS, results
 #                                 in $WORK/NAME.json, its output in $WORK/NAME.log (printed
 #                                 when it fails)
@@ -90,4 +91,16 @@ finish_section() { # HEADING INTRO
         grep -q "^## $1" docs/BENCHMARKS.md || printf '\n## %s\n\n%s\n' "$1" "$2" >>docs/BENCHMARKS.md
         cat "$WORK/section.md" >>docs/BENCHMARKS.md
     fi
+}
+
+write_bigapp_src() { # DIR: bigapp's own module (imports its wheels' top packages, prints)
+    mkdir -p "$1/bigapp"
+    : >"$1/bigapp/__init__.py"
+    cat >"$1/bigapp/main.py" <<'PY'
+import boto3, requests, rich.console, click, jinja2, yaml, attr
+
+
+def main():
+    rich.console.Console().print("ok", requests.__version__, boto3.__version__)
+PY
 }

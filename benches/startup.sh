@@ -30,15 +30,7 @@ build() { # NAME ARGS... -> $WORK/NAME-{zipapp,venv}.pex
     done
 }
 
-mkdir -p "$WORK/src/bigapp"
-: >"$WORK/src/bigapp/__init__.py"
-cat >"$WORK/src/bigapp/main.py" <<'EOF'
-import boto3, requests, rich.console, click, jinja2, yaml, attr
-
-
-def main():
-    rich.console.Console().print("ok", requests.__version__, boto3.__version__)
-EOF
+write_bigapp_src "$WORK/src"
 build cowsay cowsay -c cowsay
 build bigapp requests rich boto3 click attrs jinja2 pyyaml packaging typing-extensions \
     -D "$WORK/src" -e bigapp.main:main
