@@ -116,16 +116,11 @@ impl Setup {
             .env("HOME", self.dir.path())
             .env("PEXINIT_CONFIG", "/dev/null")
             .current_dir(self.dir.path());
-        // As a container runtime starts it: every signal at its default. A harness that
-        // started the suite in the background of a non-interactive shell would otherwise
-        // hand down SIGINT and SIGQUIT ignored, and pexinit rightly passes an ignored
-        // signal on ignored.
-        // SAFETY: only sigaction-level calls between fork and exec (async-signal-safe).
+        // As a container runtime starts it (see `default_signal_dispositions`).
+        // SAFETY: only signal(2) between fork and exec (async-signal-safe).
         unsafe {
             command.pre_exec(|| {
-                for sig in [libc::SIGINT, libc::SIGQUIT] {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
+                support::default_signal_dispositions();
                 Ok(())
             });
         }

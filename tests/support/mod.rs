@@ -363,6 +363,17 @@ pub fn snapshot(root: &Path) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Sets SIGINT and SIGQUIT to their defaults, as a container runtime or a terminal's
+/// session starts a program: a harness that runs the suite in the background of a
+/// non-interactive shell hands them down ignored, and pexinit rightly passes an ignored
+/// signal on ignored. Async-signal-safe: for `pre_exec`.
+pub fn default_signal_dispositions() {
+    for sig in [libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: plain signal(2) with SIG_DFL; no handler code involved.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
 /// A command with a clean, explicit environment: only PATH unless the test adds more.
 pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);

@@ -53,6 +53,7 @@ impl Pty {
                 if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                super::default_signal_dispositions();
                 Ok(())
             });
         }
