@@ -14,15 +14,20 @@ use oci_support::recipe::{Built, Recipe, SDE, build, src_dest};
 use oci_support::*;
 use support::*;
 
+/// The package `PACKAGE` in `dir`: an empty `__init__.py` and `main.py` holding `main`.
+fn write_package(dir: &Path, package: &str, main: &str) {
+    fs::create_dir_all(dir.join(package)).expect("src dir");
+    fs::write(dir.join(package).join("__init__.py"), "").expect("write");
+    fs::write(dir.join(package).join("main.py"), main).expect("write");
+}
+
 /// An app of cowsay plus its own module, built by pex from sources in `dir`.
 fn write_sources(dir: &Path) {
-    fs::create_dir_all(dir.join("imgapp")).expect("src dir");
-    fs::write(dir.join("imgapp/__init__.py"), "").expect("write");
-    fs::write(
-        dir.join("imgapp/main.py"),
+    write_package(
+        dir,
+        "imgapp",
         "import cowsay\n\n\ndef main():\n    cowsay.cow('same')\n",
-    )
-    .expect("write");
+    );
 }
 
 /// `pex cowsay -D SRC -e imgapp.main:main -o OUT`, as a user builds it in a checkout.
@@ -207,13 +212,11 @@ fn a_slim_numpy_image_is_no_bigger_than_pex_recipe() {
     let sb = Sandbox::new();
     let app = pex_fixture(PEX_NEWEST, Kind::Zipapp, "npapp", || {
         let src = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures/npapp-src");
-        fs::create_dir_all(src.join("npapp")).expect("src dir");
-        fs::write(src.join("npapp/__init__.py"), "").expect("write");
-        fs::write(
-            src.join("npapp/main.py"),
+        write_package(
+            &src,
+            "npapp",
             "import numpy\n\n\ndef main():\n    print(numpy.arange(6).sum())\n",
-        )
-        .expect("write");
+        );
         let args: Vec<OsString> = vec![
             "numpy==2.1.3".into(),
             "-D".into(),

@@ -90,52 +90,42 @@ fn when_only_pex_bootstrap_could_start_it_run_refuses_and_doctor_says_why() {
     assert!(seed_slim(&root, &pex).success());
     let gone = absent(&sb, &pex);
 
-    let doctor = run(pexinit()
-        .args(["doctor", "--python", PYTHON, "--seed"])
-        .arg(&root)
-        .arg("--")
-        .arg(&gone));
+    // `pexinit COMMAND --python PYTHON --seed ROOT -- PROGRAM`, with one variable set.
+    let with_seed = |command: &str, var: Option<(&str, &str)>, program: &Path| {
+        let mut cmd = pexinit();
+        if let Some((name, value)) = var {
+            cmd.env(name, value);
+        }
+        run(cmd
+            .args([command, "--python", PYTHON, "--seed"])
+            .arg(&root)
+            .arg("--")
+            .arg(program))
+    };
+
+    let doctor = with_seed("doctor", None, &gone);
     assert_eq!(doctor.code, Some(0), "{}", doctor.describe());
     doctor.assert_stdout_has("the file is not here: the seed holds this PEX");
     doctor.assert_stdout_has("is slim: no pex runtime in it");
 
-    let refused = run(pexinit()
-        .env("PEX_INTERPRETER", "1")
-        .args(["run", "--python", PYTHON, "--seed"])
-        .arg(&root)
-        .arg("--")
-        .arg(&gone));
+    let refused = with_seed("run", Some(("PEX_INTERPRETER", "1")), &gone);
     assert_eq!(refused.code, Some(126), "{}", refused.describe());
     assert_eq!(refused.stderr_lines().len(), 1, "{}", refused.describe());
     refused.assert_stderr_has("the file is not here");
     refused.assert_stderr_has("PEX_INTERPRETER is set");
 
-    let unhealthy = run(pexinit()
-        .env("PEX_INTERPRETER", "1")
-        .args(["doctor", "--python", PYTHON, "--seed"])
-        .arg(&root)
-        .arg("--")
-        .arg(&gone));
+    let unhealthy = with_seed("doctor", Some(("PEX_INTERPRETER", "1")), &gone);
     assert_ne!(unhealthy.code, Some(0), "{}", unhealthy.describe());
     unhealthy.assert_stdout_has("problem: cannot start");
 
     // The file is there, but the slim seed has no runtime for pex's bootstrap.
-    let slim = run(pexinit()
-        .env("PEX_MODULE", "cowsay")
-        .args(["run", "--python", PYTHON, "--seed"])
-        .arg(&root)
-        .arg("--")
-        .arg(&pex));
+    let slim = with_seed("run", Some(("PEX_MODULE", "cowsay")), &pex);
     assert_eq!(slim.code, Some(126), "{}", slim.describe());
     slim.assert_stderr_has("is slim (no pex runtime for pex's bootstrap)");
     slim.assert_stderr_has("PEX_MODULE is set");
 
     // An unknown name is still "not found".
-    let missing = run(pexinit()
-        .args(["run", "--python", PYTHON, "--seed"])
-        .arg(&root)
-        .arg("--")
-        .arg(sb.join("not-shipped/other.pex")));
+    let missing = with_seed("run", None, &sb.join("not-shipped/other.pex"));
     assert_eq!(missing.code, Some(127), "{}", missing.describe());
 }
 

@@ -18,12 +18,12 @@ use crate::fs::dir::{self, open_dir, open_file};
 use crate::fs::rename::chown_nofollow;
 use crate::pex::manifest::{self, MANIFEST_NAME};
 use crate::pex::materialize::tree::{self, TreeError, TreeReport, TreeRequest};
+use crate::pex::seed::SEED_DIR;
 use crate::progress::Bar;
 
 use super::marker::Marker;
 use super::plan::Plan;
 use super::{MARKER_NAME, Request, failed, nix_failed};
-use crate::pex::seed::SEED_DIR;
 
 /// Makes the directory a prime is built in: private until the tree is complete.
 pub(super) fn create_staging(dir: &Path) -> Result<()> {

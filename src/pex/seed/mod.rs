@@ -204,7 +204,7 @@ pub fn plan(req: &Request) -> Result<SeedPlan, SeedError> {
             )));
         }
         writable(&pex_root, &pex_root)?;
-        let dir = crate::fs::dir::open_dir(nix::fcntl::AT_FDCWD, &pex_root)
+        let dir = open_dir(nix::fcntl::AT_FDCWD, &pex_root)
             .map_err(|e| io_err(pex_root.display().to_string())(e.into()))?;
         let Ok(state) =
             state::state_of(dir.as_fd()).map_err(io_err(pex_root.display().to_string()))?
@@ -500,7 +500,6 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
             new[0]
         )));
     }
-    verify_links(root)?;
 
     progress.step("writing the manifest".into());
     let mut entries: Vec<Entry> = match dir_state.has_manifest() {
@@ -518,8 +517,9 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
             return Err(SeedError::BadInput(why));
         }
         slim::strip(root, &entries)?;
-        verify_links(root)?;
     }
+    // After `--slim` removed what only pex's bootstrap reads: nothing may point at it.
+    verify_links(root)?;
     let manifest = Manifest {
         unflushed_boot_id: None,
         slim: plan.slim,
@@ -589,7 +589,7 @@ impl Scratch {
             match fs::DirBuilder::new().mode_private().create(&dir) {
                 Ok(()) => {
                     let dir = fs::canonicalize(&dir).map_err(io_err(dir.display().to_string()))?;
-                    let fd = crate::fs::dir::open_dir(nix::fcntl::AT_FDCWD, &dir)
+                    let fd = open_dir(nix::fcntl::AT_FDCWD, &dir)
                         .map_err(|e| io_err(dir.display().to_string())(e.into()))?;
                     let lock = Flock::lock(fd, FlockArg::LockExclusiveNonblock)
                         .map_err(|(_, e)| io_err(format!("locking {}", dir.display()))(e.into()))?;
@@ -622,10 +622,10 @@ fn remove_stale_scratch(base: &Path) {
     let Ok(base) = fs::canonicalize(base) else {
         return;
     };
-    let Ok(base_fd) = crate::fs::dir::open_dir(nix::fcntl::AT_FDCWD, &base) else {
+    let Ok(base_fd) = open_dir(nix::fcntl::AT_FDCWD, &base) else {
         return;
     };
-    let mut buf = vec![0u8; crate::fs::dir::LIST_BUFFER];
+    let mut buf = vec![0u8; dir::LIST_BUFFER];
     let Ok(names) = read_dir(base_fd.as_fd(), &mut buf) else {
         return;
     };
@@ -644,7 +644,7 @@ fn remove_stale_scratch(base: &Path) {
         if kind != FileKind::Directory || !crate::fs::atomic::process_gone(pid) {
             continue;
         }
-        let Ok(fd) = crate::fs::dir::open_dir(base_fd.as_fd(), name.as_os_str()) else {
+        let Ok(fd) = open_dir(base_fd.as_fd(), name.as_os_str()) else {
             continue;
         };
         if fstat(fd.as_fd()).map_or(true, |st| st.st_uid != me) {
@@ -654,7 +654,7 @@ fn remove_stale_scratch(base: &Path) {
         let Ok(_locked) = Flock::lock(fd, FlockArg::LockExclusiveNonblock) else {
             continue;
         };
-        let _ = crate::fs::dir::remove_tree(base_fd.as_fd(), &name, &mut buf);
+        let _ = dir::remove_tree(base_fd.as_fd(), &name, &mut buf);
     }
 }
 

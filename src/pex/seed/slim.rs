@@ -18,14 +18,14 @@
 //! something a launcher cannot replay) cannot be seeded slim.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
-use crate::fs::dir::{LIST_BUFFER, list_names, open_dir, remove_tree};
+use crate::fs::dir::{LIST_BUFFER, list_names, open_dir, open_dir_beneath, remove_tree};
 use crate::pex::manifest::Entry;
 
 use super::{SeedError, io_err};
@@ -49,7 +49,8 @@ pub fn refusal(entry: &Entry) -> Option<String> {
 }
 
 /// Removes from the seed at `root` what only pex's bootstrap reads (see the module
-/// docs). Never follows a link: every directory is opened relative to its parent.
+/// docs). Never follows a link: every directory is opened relative to the seed's, with
+/// no symlink on the way.
 pub fn strip(root: &Path, entries: &[Entry]) -> Result<(), SeedError> {
     let root_fd = open_dir(nix::fcntl::AT_FDCWD, root)
         .map_err(|e| io_err(root.display().to_string())(e.into()))?;
@@ -59,7 +60,7 @@ pub fn strip(root: &Path, entries: &[Entry]) -> Result<(), SeedError> {
             .map_err(io_err(format!("removing {}", root.join(name).display())))?;
     }
     for unzipped in entries.iter().filter_map(|e| e.unzipped.as_ref()) {
-        let dir = match open_below(root_fd.as_fd(), unzipped) {
+        let dir = match open_dir_beneath(root_fd.as_fd(), unzipped) {
             Ok(dir) => dir,
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(io_err(root.join(unzipped).display().to_string())(e.into())),
@@ -98,13 +99,4 @@ fn remove_main_bytecode(unzipped: BorrowedFd<'_>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Opens `rel` below `dir` one component at a time, none of them through a link.
-fn open_below(dir: BorrowedFd<'_>, rel: &Path) -> nix::Result<OwnedFd> {
-    let mut fd = open_dir(dir, ".")?;
-    for part in rel.components() {
-        fd = open_dir(fd.as_fd(), part.as_os_str())?;
-    }
-    Ok(fd)
 }
