@@ -13,14 +13,15 @@
 //! | `user_code/` | the application's own sources (zipapp) | the code changes |
 //! | `unzipped_pexes/` | PEX-INFO, `__main__.py`, links into `installed_wheels` | the PEX changes |
 //! | `venvs/` | the `--venv` venv: scripts, PEX-INFO, sources, links into `installed_wheels` | the PEX changes |
-//! | `.pexinit-seed.json` | the seed manifest (sha256 of each PEX) | the PEX changes |
+//! | `.pexinit/`, `.pexinit-seed.json` | the launchers and the seed manifest | the PEX changes |
 //!
 //! The first group is the dependency layer; everything else, including names pexinit
 //! does not know, goes in the application layer. `interpreters/` is in the application
 //! layer: its names depend on the build host's kernel and its entries on the app's venv,
 //! and the dependency layer must depend on neither (a slim seed has no `interpreters/`).
-//! So nothing that might change is frozen in the layer meant to stay the same. The directories above and at DEST are
-//! in both layers (same entries, so the order of the layers does not matter for them).
+//! So nothing that might change is frozen in the layer meant to stay the same. The
+//! directories above and at DEST are in both layers (same entries, so the order of the
+//! layers does not matter for them).
 
 use crate::oci::walk::Entry;
 
