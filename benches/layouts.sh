@@ -68,14 +68,15 @@ done
 NWHEELS=$(unzip -p "$WORK/bigapp-2.105.2-venv.pex" PEX-INFO | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)["distributions"]))')
 
 # One read-only seed holding every PEX, as an image layer would (made again when the set
-# of PEX files changed).
+# of PEX files or the pexinit binary changed).
 SEED=$WORK/seed
-if [ ! -e "$SEED/.pexinit-seed.json" ] || ! printf '%s\n' "${PEXES[@]}" | cmp -s - "$WORK/seed.pexes"; then
+seed_key() { sha256sum <"$PEXINIT"; printf '%s\n' "${PEXES[@]}"; }
+if [ ! -e "$SEED/.pexinit-seed.json" ] || ! seed_key | cmp -s - "$WORK/seed.pexes"; then
     chmod -R u+w "$SEED" 2>/dev/null || true
     rm -rf "$SEED"
     "$PEXINIT" seed --pex-root "$SEED" --python $PY "${PEXES[@]}" >/dev/null
     chmod -R a-w "$SEED"
-    printf '%s\n' "${PEXES[@]}" >"$WORK/seed.pexes"
+    seed_key >"$WORK/seed.pexes"
 fi
 
 mkdir -p "$WORK/tmp" && chmod 1777 "$WORK/tmp"

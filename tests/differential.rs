@@ -55,7 +55,8 @@
 //!   interpreter binary); `sys.prefix` and the interpreter flags are reported under
 //!   `info`, shown when a case fails, and not compared.
 //!
-//! stderr is compared after replacing the PEX_ROOT spellings by `$PEX_ROOT`.
+//! stderr is compared after naming the files a traceback shows as above, and replacing
+//! other PEX_ROOT spellings by `$PEX_ROOT`.
 
 mod differential_support;
 mod support;
@@ -183,6 +184,18 @@ fn cases(
         &["fail=stopped: by SystemExit"],
         1,
     ));
+    if !launcher {
+        // pex execs the venv's script: an uncaught exception's traceback holds the
+        // script's frames and the app's, nothing of pexinit's start.
+        for entry in [Entry::Console, Entry::Module] {
+            cases.push(case(
+                &format!("{} uncaught exception (its traceback)", entry.name()),
+                pex(entry),
+                &["raise=an uncaught error"],
+                1,
+            ));
+        }
+    }
     let interpreter = pex(Entry::Interpreter);
     let mut code_args = vec!["-c", INTERPRETER_CODE];
     code_args.extend(FULL_ARGS);
@@ -442,9 +455,22 @@ impl Locations {
         path.into()
     }
 
-    /// stderr and other free text: PEX_ROOT spellings replaced.
+    /// stderr and other free text: each file a traceback names (`File "PATH"`) named by
+    /// what it holds, as in the report; other PEX_ROOT spellings replaced.
     fn text(&self, text: &str) -> String {
-        let mut out = text.to_owned();
+        const FILE: &str = "File \"";
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(FILE) {
+            let start = at + FILE.len();
+            let Some(len) = rest[start..].find('"') else {
+                break;
+            };
+            out.push_str(&rest[..start]);
+            out.push_str(&self.name(&rest[start..start + len], false));
+            rest = &rest[start + len..];
+        }
+        out.push_str(rest);
         for root in &self.roots {
             out = out.replace(root.as_str(), "$PEX_ROOT");
         }

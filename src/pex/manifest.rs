@@ -73,6 +73,10 @@ pub struct VenvEntry {
     /// The venv's `__main__.py` honours `_PEX_CACHE_SET_LAST_ACCESS` (newer pex): the
     /// fast path sets it to 0 so a read-only seed needs no write at all.
     pub last_access_env: bool,
+    /// `.pexinit/launch/venv.py` when the seed compiled this venv's `pex` script for it:
+    /// the fast path starts the script from that bytecode instead of its source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +210,7 @@ impl Manifest {
                 e.unzipped
                     .iter()
                     .chain(e.venv.as_ref().map(|v| &v.dir))
+                    .chain(e.venv.as_ref().and_then(|v| v.launcher.as_ref()))
                     .chain(e.launcher.as_ref().map(|l| &l.file))
             })
             .map(PathBuf::as_path)

@@ -11,8 +11,13 @@
 //!
 //! | pex | argv |
 //! |---|---|
-//! | ≤ 2.27 | `<venv>/bin/python [inject_python_args] [-sE if hermetic] <venv>/pex ARGS` |
-//! | newer | `<#! interpreter of <venv>/pex> [inject_python_args] [its #! flag] <venv>/pex ARGS` |
+//! | ≤ 2.27 | `<venv>/bin/python [inject_python_args] [-sE if hermetic] [L] <venv>/pex ARGS` |
+//! | newer | `<#! interpreter of <venv>/pex> [inject_python_args] [its #! flag] [L] <venv>/pex ARGS` |
+//!
+//! where `L` is the seed's venv launcher (`SEED/.pexinit/launch/venv.py`, when the seed
+//! compiled the venv's script for it): it runs the same script from bytecode, set up as
+//! Python sets up a script (`sys.argv`, `sys.orig_argv`, `sys.path[0]`, `__file__`), so
+//! Python does not compile pex's 11–18 KB script on every start.
 //!
 //! with `PEX=realpath(app.pex)` added to the environment, as the bootstrap does, and
 //! `_PEX_CACHE_SET_LAST_ACCESS=0` when the venv's `__main__.py` knows that variable
@@ -91,7 +96,11 @@ impl FastPath {
     /// What is exec'd, for logs and `doctor`.
     pub fn describe(&self) -> String {
         match (&self.venv, &self.launcher) {
-            (Some(venv), _) => format!("exec the seeded venv {}", venv.display()),
+            (Some(venv), None) => format!("exec the seeded venv {}", venv.display()),
+            (Some(venv), Some(_)) => format!(
+                "exec the seeded venv {} (its script from bytecode)",
+                venv.display()
+            ),
             (None, Some(launcher)) => format!("exec the seeded launcher {}", launcher.display()),
             (None, None) => format!("exec {}", self.executable.display()),
         }
@@ -189,6 +198,14 @@ fn venv_plan(req: &Request<'_>, entry: &Entry, venv: &VenvEntry) -> Result<FastP
             program
         }
     };
+    // The seed's venv launcher runs the same script from the bytecode the seed compiled
+    // for it; without one (an older seed, Python < 3.11) Python compiles its source.
+    let launcher = venv
+        .launcher
+        .as_ref()
+        .map(|rel| req.seed.join(rel))
+        .filter(|file| fs::metadata(file).is_ok_and(|m| m.is_file()));
+    argv_os.extend(launcher.iter().map(|file| file.clone().into_os_string()));
     argv_os.push(venv_pex.into());
     argv_os.extend(req.args.iter().cloned());
 
@@ -209,7 +226,7 @@ fn venv_plan(req: &Request<'_>, entry: &Entry, venv: &VenvEntry) -> Result<FastP
         argv_os,
         env,
         venv: Some(venv_dir),
-        launcher: None,
+        launcher,
         entries: entry_dirs(req, entry),
     })
 }

@@ -7,6 +7,7 @@ point kind):
     err=TEXT     write TEXT and a newline to stderr
     exit=N       exit with status N (after the report)
     fail=TEXT    raise SystemExit(TEXT) (after the report): pex prints TEXT, status 1
+    raise=TEXT   raise RuntimeError(TEXT) (after the report): uncaught, a traceback, status 1
     extra        import `extra_mod` (found only through PEX_EXTRA_SYS_PATH or inherited paths)
 
 Everything is reported raw: the test normalizes the locations that may legitimately differ
@@ -79,6 +80,9 @@ def report():
     for word in words:
         if word.startswith("fail="):
             raise SystemExit(word[len("fail="):])
+    for word in words:
+        if word.startswith("raise="):
+            raise RuntimeError(word[len("raise="):])
     for word in words:
         if word.startswith("exit="):
             return int(word[len("exit="):])

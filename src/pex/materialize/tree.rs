@@ -635,11 +635,20 @@ fn written_at_run_time(name: &OsStr) -> bool {
     n.ends_with(b".lck") || n == b".last-access"
 }
 
-/// `stem.<tag>.pyc` (or `.opt-N.pyc`) of a source rewritten in the directory above.
+/// `stem.<tag>.pyc` (or `.opt-N.pyc`) of a source rewritten in the directory above; or
+/// the bytecode of a venv's `pex` script (a link to its `__main__.py`) when that
+/// `__main__.py` was rewritten: Python names the bytecode of a source without suffix
+/// `<name><tag>.pyc` (`pexcpython-311.pyc`).
 fn is_stale_bytecode(name: &OsStr, rewritten: &HashSet<OsString>) -> bool {
     let n = name.as_bytes();
     if rewritten.is_empty() || !n.ends_with(b".pyc") {
         return false;
+    }
+    if n.starts_with(b"pex")
+        && !n[3..].starts_with(b".")
+        && rewritten.contains(OsStr::new("__main__.py"))
+    {
+        return true;
     }
     let Some(dot) = n.iter().position(|&b| b == b'.') else {
         return false;
@@ -690,6 +699,19 @@ mod tests {
         assert!(!is_stale_bytecode(
             OsStr::new("__main__.cpython-311.pyc"),
             &HashSet::new()
+        ));
+        // The venv's `pex` script is `__main__.py` by another name.
+        assert!(is_stale_bytecode(
+            OsStr::new("pexcpython-311.pyc"),
+            &rewritten
+        ));
+        assert!(!is_stale_bytecode(
+            OsStr::new("pexcpython-311.pyc"),
+            &["other.py".into()].into_iter().collect()
+        ));
+        assert!(!is_stale_bytecode(
+            OsStr::new("pex.cpython-311.pyc"),
+            &rewritten
         ));
     }
 
