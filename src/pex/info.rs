@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::zip_member::Lookup;
+
 /// The metadata file every PEX carries at its root.
 pub const PEX_INFO: &str = "PEX-INFO";
 
@@ -170,25 +172,43 @@ const MAX_PEX_INFO: u64 = 16 << 20;
 
 fn read_zip_pex_info(path: &Path) -> Result<(PexInfo, serde_json::Value), PexError> {
     let file = File::open(path)?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| PexError::NotZip(e.to_string()))?;
-    let mut text = String::new();
-    match archive.by_name(PEX_INFO) {
-        Ok(entry) if entry.size() > MAX_PEX_INFO => {
-            return Err(PexError::BadPexInfo(format!(
-                "it inflates to {} bytes, more than the {MAX_PEX_INFO} a PEX-INFO may hold",
-                entry.size()
-            )));
+    let bytes = match super::zip_member::read(&file, PEX_INFO, MAX_PEX_INFO)? {
+        Lookup::Found(bytes) => bytes,
+        Lookup::Missing => return Err(PexError::NoPexInfo),
+        Lookup::TooLarge(size) => return Err(too_large(size)),
+        Lookup::Unsupported => {
+            tracing::debug!("{}: read with the zip crate", path.display());
+            read_pex_info_with_zip_crate(file)?
         }
+    };
+    let text = String::from_utf8(bytes).map_err(|e| PexError::BadPexInfo(e.to_string()))?;
+    parse_info(&text)
+}
+
+/// PEX-INFO of an archive the quick reader leaves alone (ZIP64, a damaged member…):
+/// the `zip` crate reads it or says what is wrong.
+fn read_pex_info_with_zip_crate(file: File) -> Result<Vec<u8>, PexError> {
+    let file = BufReader::new(file);
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| PexError::NotZip(e.to_string()))?;
+    let mut bytes = Vec::new();
+    match archive.by_name(PEX_INFO) {
+        Ok(entry) if entry.size() > MAX_PEX_INFO => return Err(too_large(entry.size())),
         Ok(entry) => {
             entry
                 .take(MAX_PEX_INFO)
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
                 .map_err(|e| PexError::BadPexInfo(e.to_string()))?;
         }
         Err(zip::result::ZipError::FileNotFound) => return Err(PexError::NoPexInfo),
         Err(e) => return Err(PexError::BadPexInfo(e.to_string())),
     }
-    parse_info(&text)
+    Ok(bytes)
+}
+
+fn too_large(size: u64) -> PexError {
+    PexError::BadPexInfo(format!(
+        "it inflates to {size} bytes, more than the {MAX_PEX_INFO} a PEX-INFO may hold"
+    ))
 }
 
 fn parse_info(text: &str) -> Result<(PexInfo, serde_json::Value), PexError> {

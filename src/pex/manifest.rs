@@ -437,7 +437,7 @@ pub fn pex_digest(pex: &Pex) -> io::Result<(String, DigestOf)> {
 pub fn read_member(pex: &Pex, name: &str) -> io::Result<Vec<u8>> {
     match pex.layout {
         info::Layout::Zipapp => {
-            let file = File::open(&pex.path)?;
+            let file = io::BufReader::new(File::open(&pex.path)?);
             let mut archive = zip::ZipArchive::new(file).map_err(io::Error::other)?;
             let mut entry = archive.by_name(name).map_err(io::Error::other)?;
             let mut bytes = Vec::new();

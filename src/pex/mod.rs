@@ -8,3 +8,4 @@ pub mod materialize;
 pub mod prime;
 pub mod repair;
 pub mod seed;
+pub mod zip_member;

@@ -17,7 +17,7 @@ use crate::identity::Identity;
 use crate::paths::{dir_writable_by, resolve_physical};
 use crate::pex::info::{self, Pex};
 use crate::pex::manifest::{self, MANIFEST_NAME, Manifest};
-use crate::pex::materialize::{self, FarmPlan};
+use crate::pex::materialize::{self, FarmMarker, FarmPlan};
 use crate::pex::prime;
 use crate::run::command::CommandPlan;
 use crate::run::fast_path::{self, FastPath};
@@ -69,7 +69,8 @@ pub fn find(
         },
     };
     let unusable = |reason: String| (seed.clone(), reason);
-    let manifest = manifest::read(&seed).map_err(|e| unusable(e.to_string()))?;
+    let (manifest, manifest_bytes) =
+        manifest::read_with_bytes(&seed).map_err(|e| unusable(e.to_string()))?;
     if let Some(boot) = &manifest.unflushed_boot_id
         && prime::may_have_lost_data(boot)
     {
@@ -86,6 +87,7 @@ pub fn find(
     let used = plan_use(&UseRequest {
         seed: &seed,
         manifest: &manifest,
+        manifest_bytes: &manifest_bytes,
         who,
         tmp: &tmp,
     })
@@ -296,6 +298,8 @@ pub struct UseRequest<'a> {
     /// The seed directory (`--seed`, config `seed`, `PEXINIT_SEED`, or PEX_ROOT).
     pub seed: &'a Path,
     pub manifest: &'a Manifest,
+    /// The bytes `manifest` was parsed from: a farm records their digest.
+    pub manifest_bytes: &'a [u8],
     pub who: &'a Identity,
     /// Where a private farm goes when the seed sits at its build path but is read-only
     /// (TMPDIR, else /tmp; physical).
@@ -315,10 +319,10 @@ pub fn plan_use(req: &UseRequest<'_>) -> Result<SeedUse, String> {
         }
         // Read-only seed at its own path: its absolute paths resolve as they are; pex
         // only needs a writable PEX_ROOT in front of it.
-        let marker = materialize::marker_for(&seed).map_err(|e| e.to_string())?;
+        let marker = FarmMarker::new(&seed, req.manifest_bytes);
         let name = format!("pex-root-{}", &marker.manifest_sha256[..16]);
         let into = req.tmp.join(format!("pexinit-{}", req.who.uid)).join(name);
-        let farm = materialize::plan_link_farm(&seed, &into).map_err(|e| e.to_string())?;
+        let farm = materialize::plan_link_farm(marker, &into).map_err(|e| e.to_string())?;
         return Ok(SeedUse::Farm {
             pex_root: into,
             farm,
@@ -352,7 +356,8 @@ pub fn plan_use(req: &UseRequest<'_>) -> Result<SeedUse, String> {
             built_at.display()
         ));
     }
-    let farm = materialize::plan_link_farm(&seed, built_at).map_err(|e| e.to_string())?;
+    let marker = FarmMarker::new(&seed, req.manifest_bytes);
+    let farm = materialize::plan_link_farm(marker, built_at).map_err(|e| e.to_string())?;
     Ok(SeedUse::Farm {
         pex_root: built_at.clone(),
         farm,

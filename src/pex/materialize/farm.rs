@@ -36,7 +36,7 @@ use crate::fs::bounded;
 use crate::fs::dir::{create_file, open_dir, open_parent};
 use crate::fs::rename::chown_nofollow;
 use crate::pex::cache::is_version_name;
-use crate::pex::manifest::{self, MANIFEST_NAME};
+use crate::pex::manifest;
 
 /// Marks a finished farm: which seed (and which manifest of it) it mirrors. Written last,
 /// atomically, so a farm with a matching marker is complete and can be reused as is.
@@ -96,15 +96,16 @@ fn io_error(path: &Path, e: impl std::fmt::Display) -> MaterializeError {
     }
 }
 
-/// The marker a farm of `seed` (physical path) carries.
-pub fn marker_for(seed: &Path) -> Result<FarmMarker, MaterializeError> {
-    let path = seed.join(MANIFEST_NAME);
-    let bytes = bounded::read(&path, bounded::SEED_MANIFEST_LIMIT, false)
-        .map_err(|e| io_error(&path, e))?;
-    Ok(FarmMarker {
-        seed: seed.to_path_buf(),
-        manifest_sha256: manifest::sha256_bytes(&bytes),
-    })
+impl FarmMarker {
+    /// The marker a farm of `seed` (physical path) carries, whose manifest is
+    /// `manifest_bytes` (as read once by the caller, so the farm mirrors exactly the
+    /// manifest the caller trusted).
+    pub fn new(seed: &Path, manifest_bytes: &[u8]) -> FarmMarker {
+        FarmMarker {
+            seed: seed.to_path_buf(),
+            manifest_sha256: manifest::sha256_bytes(manifest_bytes),
+        }
+    }
 }
 
 /// Whether `into` holds a finished farm with this marker.
@@ -115,11 +116,12 @@ pub fn is_farm_of(into: &Path, marker: &FarmMarker) -> bool {
         .is_some_and(|m| &m == marker)
 }
 
-/// Plans a link farm of the physical seed directory `seed` at the physical path `into`
+/// Plans a link farm of the seed `marker` names (physical) at the physical path `into`
 /// (which may be missing, empty, a finished farm of the same seed, or a farm an earlier
 /// attempt left half-done).
-pub fn plan_link_farm(seed: &Path, into: &Path) -> Result<FarmPlan, MaterializeError> {
-    let marker = marker_for(seed)?;
+pub fn plan_link_farm(marker: FarmMarker, into: &Path) -> Result<FarmPlan, MaterializeError> {
+    let seed = marker.seed.clone();
+    let seed = seed.as_path();
     if is_farm_of(into, &marker) {
         return Ok(FarmPlan {
             seed: seed.to_path_buf(),
