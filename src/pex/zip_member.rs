@@ -77,10 +77,16 @@ fn end_record(file: &File, len: u64) -> io::Result<Option<EndRecord>> {
     if len < END_RECORD_LEN as u64 {
         return Ok(None);
     }
-    let tail_len = len.min(END_RECORD_LEN as u64 + MAX_COMMENT);
-    let mut tail = vec![0u8; tail_len as usize];
+    // pex writes no archive comment: the record is the last 22 bytes. Else it is the
+    // last signature whose comment length reaches exactly to the end of the file.
+    let mut tail_len = END_RECORD_LEN as u64;
+    let mut tail = vec![0u8; END_RECORD_LEN];
     file.read_exact_at(&mut tail, len - tail_len)?;
-    // The last signature whose comment length reaches exactly to the end of the file.
+    if u32_at(&tail, 0) != END_RECORD_SIG || u16_at(&tail, 20) != 0 {
+        tail_len = len.min(END_RECORD_LEN as u64 + MAX_COMMENT);
+        tail = vec![0u8; tail_len as usize];
+        file.read_exact_at(&mut tail, len - tail_len)?;
+    }
     let found = (0..=tail.len() - END_RECORD_LEN).rev().find(|&at| {
         u32_at(&tail, at) == END_RECORD_SIG
             && at + END_RECORD_LEN + u16_at(&tail, at + 20) as usize == tail.len()
@@ -264,6 +270,24 @@ mod tests {
         assert_eq!(
             read(&file, "PEX-INFO", 10).expect("read"),
             Lookup::TooLarge(inflated)
+        );
+    }
+
+    #[test]
+    fn an_archive_comment_is_stepped_over() {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        zip.set_comment("a comment with PK\x05\x06 inside")
+            .expect("comment");
+        zip.start_file("PEX-INFO", zip::write::SimpleFileOptions::default())
+            .expect("start file");
+        zip.write_all(b"{}").expect("write member");
+        let archive = zip.finish().expect("finish").into_inner();
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(&archive).expect("write");
+        let file = file.reopen().expect("open");
+        assert_eq!(
+            read(&file, "PEX-INFO", 1 << 20).expect("read"),
+            Lookup::Found(b"{}".to_vec())
         );
     }
 
