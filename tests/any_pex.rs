@@ -194,61 +194,82 @@ fn an_exe_pex_starts_through_its_launcher_as_pex_starts_it() {
     );
 }
 
-/// A `--venv` PEX's venv script is started from the bytecode the seed compiled for it:
-/// Python, made verbose by the PEX's own `--inject-python-args=-v`, reports loading the
-/// script's code object from `__pycache__`. A script changed after seeding runs from its
-/// new source: stale bytecode is never run.
+/// The scripts the fast path starts, a `--venv` PEX's venv `pex` script and a zipapp's
+/// launcher, start from the bytecode the seed compiled for them: Python, made verbose by
+/// the PEX's own `--inject-python-args=-v`, reports loading each one's code object from
+/// `__pycache__`. A script changed after seeding runs from its new source: stale
+/// bytecode is never run.
 #[test]
-fn a_venv_script_starts_from_the_seeds_bytecode_and_never_from_stale_bytecode() {
-    const FROM_BYTECODE: &str = "/__pycache__/pexcpython-";
-    let sb = Sandbox::new();
-    let pex = pex_fixture(PEX_NEWEST, Kind::Venv, "cowsay-verbose", || {
-        ["cowsay", "-c", "cowsay", "--inject-python-args=-v"]
-            .map(OsString::from)
-            .to_vec()
-    });
-    let root = sb.join("seed");
-    let seeded = seed(&root, &pex);
-    assert!(seeded.success(), "{}", seeded.describe());
-    let ran = run_seeded(&sb, &root, &pex);
-    assert_cowsay_said(&ran, "moo");
-    ran.assert_stderr_has(VENV_TAKEN);
-    assert!(
-        ran.stderr
-            .lines()
-            .any(|l| l.starts_with("# code object from '") && l.contains(FROM_BYTECODE)),
-        "the venv script was not loaded from its bytecode:\n{}",
-        ran.describe()
-    );
+fn seeded_scripts_start_from_their_bytecode_and_never_from_stale_bytecode() {
+    for (kind, taken, bytecode) in [
+        (Kind::Venv, VENV_TAKEN, "/__pycache__/pexcpython-"),
+        (
+            Kind::Zipapp,
+            LAUNCHER_TAKEN,
+            "/.pexinit/launch/__pycache__/",
+        ),
+    ] {
+        let sb = Sandbox::new();
+        let pex = pex_fixture(PEX_NEWEST, kind, "cowsay-verbose", || {
+            ["cowsay", "-c", "cowsay", "--inject-python-args=-v"]
+                .map(OsString::from)
+                .to_vec()
+        });
+        let root = sb.join("seed");
+        let seeded = seed(&root, &pex);
+        assert!(seeded.success(), "{}", seeded.describe());
+        let ran = run_seeded(&sb, &root, &pex);
+        assert_cowsay_said(&ran, "moo");
+        ran.assert_stderr_has(taken);
+        let loaded_bytecode = |ran: &Ran| {
+            ran.stderr
+                .lines()
+                .any(|l| l.starts_with("# code object from '") && l.contains(bytecode))
+        };
+        assert!(
+            loaded_bytecode(&ran),
+            "{kind:?}: the script was not loaded from its bytecode:\n{}",
+            ran.describe()
+        );
 
-    // The venv's script, rewritten after seeding (its first line kept: pex's #! line).
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(root.join(".pexinit-seed.json")).expect("read the manifest"),
-    )
-    .expect("parse the manifest");
-    let venv = root.join(
-        manifest["entries"][0]["venv"]["dir"]
-            .as_str()
-            .expect("a venv entry"),
-    );
-    let script = venv.join("__main__.py");
-    let source = std::fs::read_to_string(&script).expect("read the venv script");
-    let shebang = source.lines().next().expect("a #! line");
-    let mut perms = std::fs::metadata(&script).expect("stat").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&script, perms).expect("chmod");
-    std::fs::write(
-        &script,
-        format!("{shebang}\nimport sys\nprint('the rewritten script ran', sys.argv[1:])\n"),
-    )
-    .expect("rewrite the venv script");
-    let ran = run_seeded(&sb, &root, &pex);
-    assert!(ran.success(), "{}", ran.describe());
-    ran.assert_stdout_has("the rewritten script ran ['-t', 'moo']");
-    ran.assert_stderr_has(VENV_TAKEN);
-    assert!(
-        !ran.stderr.lines().any(|l| l.contains(FROM_BYTECODE)),
-        "stale bytecode of the venv script was loaded:\n{}",
-        ran.describe()
-    );
+        // The script, rewritten after seeding (a venv script's first line kept: pex's
+        // #! line, which names the interpreter).
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join(".pexinit-seed.json")).expect("read the manifest"),
+        )
+        .expect("parse the manifest");
+        let entry = &manifest["entries"][0];
+        let (script, first_line) = match kind {
+            Kind::Venv => {
+                let script = root
+                    .join(entry["venv"]["dir"].as_str().expect("a venv entry"))
+                    .join("__main__.py");
+                let source = std::fs::read_to_string(&script).expect("read the venv script");
+                let shebang = source.lines().next().expect("a #! line").to_owned();
+                (script, shebang + "\n")
+            }
+            _ => (
+                root.join(entry["launcher"]["file"].as_str().expect("a launcher")),
+                String::new(),
+            ),
+        };
+        std::fs::write(
+            &script,
+            format!("{first_line}import sys\nprint('the rewritten script ran', sys.argv[1:])\n"),
+        )
+        .expect("rewrite the script");
+        let ran = run_seeded(&sb, &root, &pex);
+        assert!(ran.success(), "{}", ran.describe());
+        ran.assert_stderr_has(taken);
+        assert!(
+            !loaded_bytecode(&ran),
+            "{kind:?}: stale bytecode of the script was loaded:\n{}",
+            ran.describe()
+        );
+        let expected = match kind {
+            Kind::Venv => "the rewritten script ran ['-t', 'moo']",
+            _ => "the rewritten script ran [",
+        };
+        ran.assert_stdout_has(expected);
+    }
 }

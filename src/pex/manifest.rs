@@ -73,10 +73,6 @@ pub struct VenvEntry {
     /// The venv's `__main__.py` honours `_PEX_CACHE_SET_LAST_ACCESS` (newer pex): the
     /// fast path sets it to 0 so a read-only seed needs no write at all.
     pub last_access_env: bool,
-    /// `.pexinit/launch/venv.py` when the seed compiled this venv's `pex` script for it:
-    /// the fast path starts the script from that bytecode instead of its source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub launcher: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +179,10 @@ pub struct Manifest {
     pub python: PathBuf,
     pub source_date_epoch: i64,
     pub ownership: Ownership,
+    /// `.pexinit/launch/bytecode.py` when the seed compiled the scripts the fast path
+    /// starts (Python ≥ 3.11): they are started through it, from their bytecode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytecode_launcher: Option<PathBuf>,
     pub entries: Vec<Entry>,
     /// `pexinit seed --slim`: only what the fast path reads is kept (no pex runtime, no
     /// interpreter cache), so pex's bootstrap must never run against this seed.
@@ -199,7 +199,9 @@ impl Manifest {
     /// The first path of an entry that could lead out of the seed: every path `run` and
     /// `prime` join to the seed must be relative and free of `..`. None when all stay in.
     pub fn escaping_path(&self) -> Option<&Path> {
-        self.entry_paths().find(|p| !stays_inside(p))
+        self.entry_paths()
+            .chain(self.bytecode_launcher.as_deref())
+            .find(|p| !stays_inside(p))
     }
 
     /// Every path of an entry, relative to the seed.
@@ -210,7 +212,6 @@ impl Manifest {
                 e.unzipped
                     .iter()
                     .chain(e.venv.as_ref().map(|v| &v.dir))
-                    .chain(e.venv.as_ref().and_then(|v| v.launcher.as_ref()))
                     .chain(e.launcher.as_ref().map(|l| &l.file))
             })
             .map(PathBuf::as_path)

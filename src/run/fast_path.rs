@@ -14,10 +14,10 @@
 //! | ≤ 2.27 | `<venv>/bin/python [inject_python_args] [-sE if hermetic] [L] <venv>/pex ARGS` |
 //! | newer | `<#! interpreter of <venv>/pex> [inject_python_args] [its #! flag] [L] <venv>/pex ARGS` |
 //!
-//! where `L` is the seed's venv launcher (`SEED/.pexinit/launch/venv.py`, when the seed
-//! compiled the venv's script for it): it runs the same script from bytecode, set up as
-//! Python sets up a script (`sys.argv`, `sys.orig_argv`, `sys.path[0]`, `__file__`), so
-//! Python does not compile pex's 11–18 KB script on every start.
+//! where `L` is the seed's bytecode launcher (`SEED/.pexinit/launch/bytecode.py`, when
+//! the seed has one): it runs the same script from the bytecode the seed compiled for
+//! it, as Python runs a script (see `pex::seed::bytecode`), and so does a zipapp's
+//! launcher start: `PYTHON [inject_python_args] [#! flags] [L] LAUNCHER APP ARGS`.
 //!
 //! with `PEX=realpath(app.pex)` added to the environment, as the bootstrap does, and
 //! `_PEX_CACHE_SET_LAST_ACCESS=0` when the venv's `__main__.py` knows that variable
@@ -79,6 +79,9 @@ pub struct FastPath {
     /// The launcher in the seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub launcher: Option<PathBuf>,
+    /// The seed's bytecode launcher, when the script starts from its bytecode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_bytecode: Option<PathBuf>,
     /// The seed entries this start uses, whose `.last-access` files `pex3 cache prune`
     /// judges: `run` refreshes them when it can write the seed (pex itself would,
     /// through its bootstrap). Not looked at here: only a writable seed needs them.
@@ -95,14 +98,14 @@ impl FastPath {
 
     /// What is exec'd, for logs and `doctor`.
     pub fn describe(&self) -> String {
-        match (&self.venv, &self.launcher) {
-            (Some(venv), None) => format!("exec the seeded venv {}", venv.display()),
-            (Some(venv), Some(_)) => format!(
-                "exec the seeded venv {} (its script from bytecode)",
-                venv.display()
-            ),
+        let what = match (&self.venv, &self.launcher) {
+            (Some(venv), _) => format!("exec the seeded venv {}", venv.display()),
             (None, Some(launcher)) => format!("exec the seeded launcher {}", launcher.display()),
             (None, None) => format!("exec {}", self.executable.display()),
+        };
+        match self.from_bytecode {
+            Some(_) => format!("{what} (from bytecode)"),
+            None => what,
         }
     }
 }
@@ -198,14 +201,12 @@ fn venv_plan(req: &Request<'_>, entry: &Entry, venv: &VenvEntry) -> Result<FastP
             program
         }
     };
-    // The seed's venv launcher runs the same script from the bytecode the seed compiled
-    // for it; without one (an older seed, Python < 3.11) Python compiles its source.
-    let launcher = venv
-        .launcher
-        .as_ref()
-        .map(|rel| req.seed.join(rel))
-        .filter(|file| fs::metadata(file).is_ok_and(|m| m.is_file()));
-    argv_os.extend(launcher.iter().map(|file| file.clone().into_os_string()));
+    let from_bytecode = bytecode_launcher(req);
+    argv_os.extend(
+        from_bytecode
+            .iter()
+            .map(|file| file.clone().into_os_string()),
+    );
     argv_os.push(venv_pex.into());
     argv_os.extend(req.args.iter().cloned());
 
@@ -226,12 +227,13 @@ fn venv_plan(req: &Request<'_>, entry: &Entry, venv: &VenvEntry) -> Result<FastP
         argv_os,
         env,
         venv: Some(venv_dir),
-        launcher,
+        launcher: None,
+        from_bytecode,
         entries: entry_dirs(req, entry),
     })
 }
 
-/// `PYTHON [inject_python_args] [#! flags] SEED/.pexinit/launch/X.py PEX ARGS`: the
+/// `PYTHON [inject_python_args] [#! flags] [L] SEED/.pexinit/launch/X.py PEX ARGS`: the
 /// launcher replays what pex's bootstrap recorded at seed time, so anything that would
 /// make the bootstrap act differently at run time sends `run` down the normal path.
 fn launcher_plan(
@@ -271,6 +273,12 @@ fn launcher_plan(
     }
     let mut argv_os: Vec<OsString> = vec![req.interpreter.as_os_str().to_owned()];
     argv_os.extend(python_args(req, entry));
+    let from_bytecode = bytecode_launcher(req);
+    argv_os.extend(
+        from_bytecode
+            .iter()
+            .map(|file| file.clone().into_os_string()),
+    );
     argv_os.push(file.clone().into());
     argv_os.push(req.pex.path.clone().into());
     argv_os.extend(req.args.iter().cloned());
@@ -282,8 +290,20 @@ fn launcher_plan(
         env: Vec::new(),
         venv: None,
         launcher: Some(file),
+        from_bytecode,
         entries: entry_dirs(req, entry),
     })
+}
+
+/// The seed's bytecode launcher, which starts the script after it (a venv's `pex`
+/// script, a launcher) from the bytecode the seed compiled for it. None for a seed
+/// without one (an older pexinit, Python < 3.11): Python compiles the script's source.
+fn bytecode_launcher(req: &Request<'_>) -> Option<PathBuf> {
+    let rel = req.manifest.bytecode_launcher.as_ref()?;
+    let file = req.seed.join(rel);
+    fs::metadata(&file)
+        .is_ok_and(|m| m.is_file())
+        .then_some(file)
 }
 
 /// The variables pex's runtime reads (pex's `variables.py`), less PEX_ROOT (pexinit's

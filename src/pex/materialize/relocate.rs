@@ -16,8 +16,8 @@
 //! A rewritten `.py` file no longer matches the `.pyc` compiled from it (size, and
 //! constants holding the old root): that bytecode is left out, so Python never runs the
 //! old constants. The only such file pex writes is the venv's `__main__.py`, which runs
-//! as a script; its bytecode is the one `pexinit seed` compiles for the venv launcher
-//! under the name of the venv's `pex` script (a link to it), so a relocated venv's script
+//! as a script; its bytecode is the one `pexinit seed` compiles for the fast path under
+//! the name of the venv's `pex` script (a link to it), so a relocated venv's script
 //! starts from its source.
 
 use std::ffi::OsStr;

@@ -16,13 +16,11 @@
 //! written and the reason is kept in the manifest for `doctor`.
 //!
 //! A `--venv` PEX needs no recording: pex's bootstrap only execs its venv's `pex`
-//! script, and so does the fast path. What it costs is Python compiling that script
-//! (11–18 KB) on every start, since a script run as `__main__` is never read from
-//! bytecode. So the seed compiles it once, to the checked-hash `.pyc` Python's own
-//! loader looks for, and `venv_launcher.py` runs it from there (see that file).
+//! script, and so does the fast path. Both kinds of script start from bytecode (see
+//! [`super::bytecode`]).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde::Deserialize;
@@ -40,22 +38,6 @@ pub const SEED_DIR: &str = ".pexinit";
 const CAPTURE_MODULE: &str = "_pexinit_seed_capture";
 const CAPTURE_PY: &str = include_str!("capture.py");
 const LAUNCHER_PY: &str = include_str!("launcher.py");
-/// Starts a seeded venv's `pex` script from its bytecode; one file for every venv.
-pub const VENV_LAUNCHER: &str = ".pexinit/launch/venv.py";
-const VENV_LAUNCHER_PY: &str = include_str!("venv_launcher.py");
-/// Compiles each script named on the command line to the bytecode file
-/// `SourceFileLoader` looks for, validated by the source's hash (a relocated seed
-/// rewrites the script: a stale `.pyc` is then ignored, never run). Python < 3.11 gets
-/// none: the launcher's traceback trimming needs 3.11's bare `raise`.
-const COMPILE_VENV_SCRIPTS: &str = "\
-import importlib.util, py_compile, sys
-if sys.version_info >= (3, 11):
-    for script in sys.argv[1:]:
-        py_compile.compile(script, cfile=importlib.util.cache_from_source(script), doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
-    print('compiled')
-";
-
 /// What the capture found: a launcher, or why there is none.
 pub enum Captured {
     Launcher(LauncherEntry),
@@ -125,44 +107,6 @@ pub fn capture(
     }
 }
 
-/// Compiles the `pex` script of each venv in `venvs` (physical directories) and writes
-/// the venv launcher into `root`. Returns whether the launcher applies (Python ≥ 3.11);
-/// `cmd` is the seed's child command.
-pub fn compile_venv_scripts(
-    mut cmd: Command,
-    root: &Path,
-    venvs: &[PathBuf],
-) -> Result<bool, SeedError> {
-    if venvs.is_empty() {
-        return Ok(false);
-    }
-    let out = cmd
-        .arg("-c")
-        .arg(COMPILE_VENV_SCRIPTS)
-        .args(venvs.iter().map(|v| v.join("pex")))
-        .output()
-        .map_err(io_err(
-            "starting python to compile the venv scripts".to_owned(),
-        ))?;
-    if !out.status.success() {
-        return Err(SeedError::WarmFailed(format!(
-            "compiling the venv scripts failed ({}): {}",
-            out.status,
-            last_line(&out.stderr)
-        )));
-    }
-    if !String::from_utf8_lossy(&out.stdout).contains("compiled") {
-        return Ok(false);
-    }
-    let target = root.join(VENV_LAUNCHER);
-    if let Some(dir) = target.parent() {
-        fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    }
-    crate::fs::atomic::write(&target, VENV_LAUNCHER_PY.as_bytes(), 0o644)
-        .map_err(io_err(format!("writing {}", target.display())))?;
-    Ok(true)
-}
-
 fn layout_name(item: &Item) -> &'static str {
     match item.layout {
         crate::pex::info::Layout::Zipapp => "zipapp",
@@ -171,7 +115,7 @@ fn layout_name(item: &Item) -> &'static str {
     }
 }
 
-fn last_line(stderr: &[u8]) -> String {
+pub(super) fn last_line(stderr: &[u8]) -> String {
     String::from_utf8_lossy(stderr)
         .lines()
         .rev()

@@ -49,6 +49,7 @@ use crate::pex::manifest::{
 use crate::pex::repair;
 use crate::progress::Bar;
 
+mod bytecode;
 mod launch;
 mod slim;
 mod state;
@@ -482,13 +483,19 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
             }
         }
     }
-    // Each venv's `pex` script, which Python would compile on every start.
-    let venvs: Vec<PathBuf> = warmed
+    // The scripts the fast path starts (each venv's `pex` script, each launcher), which
+    // Python would compile on every start.
+    let scripts: Vec<PathBuf> = warmed
         .iter()
-        .filter(|(item, _, _)| item.mode.is_venv())
-        .filter_map(|(_, prefix, _)| fs::canonicalize(prefix.as_deref()?).ok())
+        .filter_map(
+            |(item, prefix, captured)| match (item.mode.is_venv(), captured) {
+                (true, _) => Some(fs::canonicalize(prefix.as_deref()?).ok()?.join("pex")),
+                (false, Some(Captured::Launcher(launcher))) => Some(root.join(&launcher.file)),
+                (false, _) => None,
+            },
+        )
         .collect();
-    let venv_bytecode = launch::compile_venv_scripts(child(plan, &scratch.path), root, &venvs)?;
+    let bytecode_launcher = bytecode::compile(child(plan, &scratch.path), root, &scripts)?;
     clamp_tree(root, sde)?;
 
     progress.step("verifying".into());
@@ -514,7 +521,7 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
         false => Vec::new(),
     };
     for (item, prefix, captured) in warmed {
-        let entry = entry_for(plan, item, prefix.as_deref(), captured, venv_bytecode)?;
+        let entry = entry_for(plan, item, prefix.as_deref(), captured)?;
         entries.retain(|e| (&e.pex_hash, e.layout) != (&entry.pex_hash, entry.layout));
         entries.push(entry);
     }
@@ -538,6 +545,7 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
         python: plan.python_realpath.clone(),
         source_date_epoch: sde,
         ownership: plan.ownership.clone(),
+        bytecode_launcher,
         entries,
     };
     manifest::write(root, &manifest).map_err(io_err(format!(
@@ -760,9 +768,8 @@ fn compile(plan: &SeedPlan, dir: &Path, force: bool) -> Result<Option<String>, S
     }
     // Launchers, and the `__main__.py` at the top of each venv, only ever run as
     // `__main__`, which Python never loads from bytecode: a .pyc of them would be dead
-    // bytes in every image. (The venv's `pex` script, the same file, gets the bytecode
-    // the venv launcher reads, under the name that launcher's loader looks for: see
-    // `launch::compile_venv_scripts`.) (pex itself writes one for each unzipped PEX's
+    // bytes in every image. (`bytecode::compile` gives the venv's `pex` script, the
+    // same file, and each launcher the bytecode the fast path starts them from.) (pex itself writes one for each unzipped PEX's
     // `__main__.py`, with the mtime it saw: `-f` rewrites it from the clamped source, so
     // its bytes are reproducible; `--slim` removes it.)
     cmd.args([
@@ -793,7 +800,6 @@ fn entry_for(
     item: &Item,
     prefix: Option<&str>,
     captured: Option<Captured>,
-    venv_bytecode: bool,
 ) -> Result<Entry, SeedError> {
     let root = &plan.pex_root;
     let pex = &item.opened;
@@ -829,7 +835,6 @@ fn entry_for(
             exec_style: manifest::exec_style(&pex_main),
             hermetic: runtime.venv_hermetic_scripts,
             last_access_env: manifest::contains(&main_py, b"_PEX_CACHE_SET_LAST_ACCESS"),
-            launcher: venv_bytecode.then(|| PathBuf::from(launch::VENV_LAUNCHER)),
         })
     } else {
         None
