@@ -121,10 +121,9 @@ pub fn is_farm_of(into: &Path, marker: &FarmMarker) -> bool {
 /// attempt left half-done).
 pub fn plan_link_farm(marker: FarmMarker, into: &Path) -> Result<FarmPlan, MaterializeError> {
     let seed = marker.seed.clone();
-    let seed = seed.as_path();
     if is_farm_of(into, &marker) {
         return Ok(FarmPlan {
-            seed: seed.to_path_buf(),
+            seed: seed.clone(),
             into: into.to_path_buf(),
             marker,
             reuse: true,
@@ -134,7 +133,7 @@ pub fn plan_link_farm(marker: FarmMarker, into: &Path) -> Result<FarmPlan, Mater
     let mut items = vec![Item::WritableFile {
         path: PathBuf::from("access.lck"),
     }];
-    for (name, is_dir) in list(seed)? {
+    for (name, is_dir) in list(&seed)? {
         let rel = PathBuf::from(&name);
         if name == "access.lck" || name.as_bytes().starts_with(b".pexinit") {
             // Our own files (manifest, quarantine) stay in the seed: the manifest's
@@ -142,9 +141,9 @@ pub fn plan_link_farm(marker: FarmMarker, into: &Path) -> Result<FarmPlan, Mater
             continue;
         }
         if is_dir && PER_ENTRY_TOPS.iter().any(|t| name == OsStr::new(t)) {
-            plan_per_entry(seed, &rel, &mut items)?;
+            plan_per_entry(&seed, &rel, &mut items)?;
         } else if is_dir && name == "interpreters" {
-            plan_interpreters(seed, &rel, &mut items)?;
+            plan_interpreters(&seed, &rel, &mut items)?;
         } else {
             items.push(Item::Link {
                 target: seed.join(&rel),
@@ -164,7 +163,7 @@ pub fn plan_link_farm(marker: FarmMarker, into: &Path) -> Result<FarmPlan, Mater
         }
     }
     Ok(FarmPlan {
-        seed: seed.to_path_buf(),
+        seed: seed.clone(),
         into: into.to_path_buf(),
         marker,
         reuse: false,

@@ -1,6 +1,6 @@
 # Written by `pexinit seed`. `PYTHON [FLAGS] THIS_FILE SCRIPT ARGS` runs SCRIPT from the
 # bytecode the seed compiled for it, exactly as `PYTHON [FLAGS] SCRIPT ARGS` would from
-# its source (see pexinit's src/pex/seed/launch.rs).
+# its source (see pexinit's src/pex/seed/bytecode.rs).
 def _pexinit_bytecode():
     import sys
     from _frozen_importlib_external import SourceFileLoader

@@ -38,6 +38,7 @@ pub const SEED_DIR: &str = ".pexinit";
 const CAPTURE_MODULE: &str = "_pexinit_seed_capture";
 const CAPTURE_PY: &str = include_str!("capture.py");
 const LAUNCHER_PY: &str = include_str!("launcher.py");
+
 /// What the capture found: a launcher, or why there is none.
 pub enum Captured {
     Launcher(LauncherEntry),

@@ -9,7 +9,8 @@
 //! 2. clamps every mtime to SOURCE_DATE_EPOCH, then `python -m compileall -f` with
 //!    PYTHONHASHSEED=0, so every module has a `.pyc` whose header records the clamped
 //!    source mtime: imports are warm (Python validates by mtime and size) and the bytes
-//!    are the same on every build;
+//!    are the same on every build; the scripts the fast path starts (venv scripts,
+//!    launchers) get checked-hash bytecode of their own ([`bytecode`]);
 //! 3. verifies: a second warm-up creates nothing new, and the repair scan
 //!    ([`crate::pex::repair::plan`]) finds no poisoned, broken or suspicious link;
 //! 4. writes the manifest ([`crate::pex::manifest`]) atomically;
@@ -767,11 +768,12 @@ fn compile(plan: &SeedPlan, dir: &Path, force: bool) -> Result<Option<String>, S
         cmd.arg("-f");
     }
     // Launchers, and the `__main__.py` at the top of each venv, only ever run as
-    // `__main__`, which Python never loads from bytecode: a .pyc of them would be dead
-    // bytes in every image. (`bytecode::compile` gives the venv's `pex` script, the
-    // same file, and each launcher the bytecode the fast path starts them from.) (pex itself writes one for each unzipped PEX's
-    // `__main__.py`, with the mtime it saw: `-f` rewrites it from the clamped source, so
-    // its bytes are reproducible; `--slim` removes it.)
+    // `__main__`, which Python never loads from bytecode: compileall's timestamped .pyc
+    // of them would be dead bytes in every image. `bytecode::compile` gives them (the
+    // venv's under its `pex` name) the checked-hash bytecode the fast path starts them
+    // from. (pex itself writes a .pyc for each unzipped PEX's `__main__.py`, with the
+    // mtime it saw: `-f` rewrites it from the clamped source, so its bytes are
+    // reproducible; `--slim` removes it.)
     cmd.args([
         "-x",
         r"/\.pexinit/|/venvs/([0-9]+/)?[0-9a-f]+/[0-9a-f]+/__main__\.py$",
