@@ -114,21 +114,6 @@ impl Error {
     }
 }
 
-/// `seed`'s own errors, each with its documented status: bad input 125, no interpreter
-/// 127, warm-up failed 1, verification failed 2.
-impl From<crate::pex::seed::SeedError> for Error {
-    fn from(e: crate::pex::seed::SeedError) -> Self {
-        use crate::pex::seed::SeedError;
-        match e {
-            SeedError::BadInput(message) => Error::Usage(message),
-            SeedError::NoInterpreter(message) => Error::NotFound(message),
-            SeedError::WarmFailed(message) => Error::Failed(message),
-            SeedError::VerifyFailed(message) => Error::Unverified(message),
-            SeedError::Io { context, source } => Error::failed(context, source),
-        }
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// `message` on one line: control characters (a newline in a path the user gave, say)

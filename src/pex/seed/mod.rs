@@ -73,6 +73,22 @@ pub enum SeedError {
     Io { context: String, source: io::Error },
 }
 
+/// `seed`'s own errors, each with its documented status: bad input 125, no interpreter
+/// 127, warm-up failed 1, verification failed 2. (Here, not in `error.rs`: the error
+/// type knows no domain module.)
+impl From<SeedError> for crate::error::Error {
+    fn from(e: SeedError) -> Self {
+        use crate::error::Error;
+        match e {
+            SeedError::BadInput(message) => Error::Usage(message),
+            SeedError::NoInterpreter(message) => Error::NotFound(message),
+            SeedError::WarmFailed(message) => Error::Failed(message),
+            SeedError::VerifyFailed(message) => Error::Unverified(message),
+            SeedError::Io { context, source } => Error::failed(context, source),
+        }
+    }
+}
+
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SeedError {
     let context = context.into();
     move |source| SeedError::Io { context, source }
