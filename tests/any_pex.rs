@@ -273,3 +273,15 @@ fn seeded_scripts_start_from_their_bytecode_and_never_from_stale_bytecode() {
         ran.assert_stdout_has(expected);
     }
 }
+
+/// The bytecode launcher runs a script exactly as Python runs it from its source: the
+/// same sys.argv, sys.orig_argv, `__file__`, sys.path[0] and `__main__` names, the same
+/// tracebacks (chained ones too) and exit statuses (scripts/check-bytecode-launcher, for
+/// the interpreter the tests use; other interpreters can be given to the script by hand).
+#[test]
+fn the_bytecode_launcher_runs_a_script_as_python_does() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check-bytecode-launcher");
+    let checked = run(std::process::Command::new(script).arg(PYTHON));
+    assert!(checked.success(), "{}", checked.describe());
+    checked.assert_stdout_has("value:same kbd:same exit:same code:same chain:same");
+}
