@@ -1055,34 +1055,39 @@ fn a_pex_hash_that_is_not_hex_is_refused_before_pex_runs() {
 }
 
 /// Every path `run` joins to a seed comes from its manifest: one that leads out of the
-/// seed makes the seed unusable (the app runs without it, and says why), never an exec
-/// of what lies outside.
+/// seed (a launcher's, the bytecode launcher's) makes the seed unusable (the app runs
+/// without it, and says why), never an exec of what lies outside.
 #[test]
 fn a_seed_manifest_path_leading_out_of_the_seed_is_not_used() {
-    let sb = Sandbox::new();
     let pex = cowsay(PEX_NEWEST, Kind::Zipapp);
-    let seed = sb.join("seed");
-    let seeded = run(pexinit()
-        .args(["seed", "--python", PYTHON, "--pex-root"])
-        .arg(&seed)
-        .arg(&pex));
-    assert!(seeded.success(), "{}", seeded.describe());
-    let manifest_path = seed.join(".pexinit-seed.json");
-    let mut manifest: Value =
-        serde_json::from_slice(&fs::read(&manifest_path).expect("manifest")).expect("json");
-    manifest["entries"][0]["launcher"]["file"] = Value::from("../outside.py");
-    fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
-    fs::write(sb.join("outside.py"), "print('escaped')\n").expect("write");
-    let ran = run(pexinit()
-        .env("HOME", sb.mkdir("home"))
-        .args(["run", "--python", PYTHON, "--seed"])
-        .arg(&seed)
-        .arg("--")
-        .arg(&pex)
-        .args(["-t", "moo"]));
-    assert_cowsay_said(&ran, "moo");
-    ran.assert_stdout_lacks("escaped");
-    ran.assert_stderr_has("does not stay inside the seed");
+    for pointer in ["/entries/0/launcher/file", "/bytecode_launcher"] {
+        let sb = Sandbox::new();
+        let seed = sb.join("seed");
+        let seeded = run(pexinit()
+            .args(["seed", "--python", PYTHON, "--pex-root"])
+            .arg(&seed)
+            .arg(&pex));
+        assert!(seeded.success(), "{}", seeded.describe());
+        let manifest_path = seed.join(".pexinit-seed.json");
+        let mut manifest: Value =
+            serde_json::from_slice(&fs::read(&manifest_path).expect("manifest")).expect("json");
+        let field = manifest
+            .pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("the manifest has no {pointer}"));
+        *field = Value::from("../outside.py");
+        fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+        fs::write(sb.join("outside.py"), "print('escaped')\n").expect("write");
+        let ran = run(pexinit()
+            .env("HOME", sb.mkdir("home"))
+            .args(["run", "--python", PYTHON, "--seed"])
+            .arg(&seed)
+            .arg("--")
+            .arg(&pex)
+            .args(["-t", "moo"]));
+        assert_cowsay_said(&ran, "moo");
+        ran.assert_stdout_lacks("escaped");
+        ran.assert_stderr_has("does not stay inside the seed");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
