@@ -59,7 +59,12 @@ pub fn read(file: &File, name: &str, max: u64) -> io::Result<Lookup> {
     if member.size > max {
         return Ok(Lookup::TooLarge(member.size));
     }
-    inflate(file, &member)
+    // Deflate never needs much more room than the data it holds: a larger claim (or one
+    // past the end of the file) is not an archive to trust with an allocation.
+    if member.compressed > member.size + member.size / 8 + 1024 || member.compressed > len {
+        return Ok(Lookup::Unsupported);
+    }
+    inflate(file, len, &member)
 }
 
 /// The end of central directory record, where it says the directory starts (adjusted
@@ -141,9 +146,12 @@ enum Entry {
     Unsupported,
 }
 
+/// The last member of that name, as Python's `zipfile` (what pex reads PEX-INFO with)
+/// finds it.
 fn find(file: &File, end: &EndRecord, name: &[u8]) -> io::Result<Entry> {
     let mut directory = vec![0u8; end.directory_len as usize];
     file.read_exact_at(&mut directory, end.directory_at)?;
+    let mut found = Entry::Missing;
     let mut at = 0;
     for _ in 0..end.entries {
         let Some(header) = directory.get(at..at + CENTRAL_HEADER_LEN) else {
@@ -165,16 +173,16 @@ fn find(file: &File, end: &EndRecord, name: &[u8]) -> io::Result<Entry> {
             let readable = u16_at(header, 8) & ENCRYPTED == 0
                 && matches!(method, STORED | DEFLATED)
                 && ![compressed, size, local].contains(&u32::MAX);
-            if !readable {
-                return Ok(Entry::Unsupported);
-            }
-            return Ok(Entry::Found(Member {
-                method,
-                crc: u32_at(header, 16),
-                compressed: u64::from(compressed),
-                size: u64::from(size),
-                local_header_at: u64::from(local) + end.prefix,
-            }));
+            found = match readable {
+                true => Entry::Found(Member {
+                    method,
+                    crc: u32_at(header, 16),
+                    compressed: u64::from(compressed),
+                    size: u64::from(size),
+                    local_header_at: u64::from(local) + end.prefix,
+                }),
+                false => Entry::Unsupported,
+            };
         }
         at = next;
     }
@@ -182,10 +190,13 @@ fn find(file: &File, end: &EndRecord, name: &[u8]) -> io::Result<Entry> {
         // The entries do not fill the directory: not what the end record says.
         return Ok(Entry::Unsupported);
     }
-    Ok(Entry::Missing)
+    Ok(found)
 }
 
-fn inflate(file: &File, member: &Member) -> io::Result<Lookup> {
+fn inflate(file: &File, len: u64, member: &Member) -> io::Result<Lookup> {
+    if member.local_header_at + LOCAL_HEADER_LEN as u64 > len {
+        return Ok(Lookup::Unsupported);
+    }
     let mut local = [0u8; LOCAL_HEADER_LEN];
     file.read_exact_at(&mut local, member.local_header_at)?;
     if u32_at(&local, 0) != LOCAL_HEADER_SIG {
@@ -195,6 +206,9 @@ fn inflate(file: &File, member: &Member) -> io::Result<Lookup> {
         + LOCAL_HEADER_LEN as u64
         + u64::from(u16_at(&local, 26))
         + u64::from(u16_at(&local, 28));
+    if data_at + member.compressed > len {
+        return Ok(Lookup::Unsupported);
+    }
     let mut raw = vec![0u8; member.compressed as usize];
     file.read_exact_at(&mut raw, data_at)?;
     let bytes = match member.method {
@@ -270,6 +284,29 @@ mod tests {
         assert_eq!(
             read(&file, "PEX-INFO", 10).expect("read"),
             Lookup::TooLarge(inflated)
+        );
+    }
+
+    #[test]
+    fn of_two_members_of_one_name_the_last_is_read_as_python_reads_it() {
+        // The zip crate writes no duplicate name: the second is renamed in the bytes
+        // (names are not covered by the CRC).
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        for (name, text) in [("PEX-INFO", b"first"), ("PEX-INFX", b"last!")] {
+            zip.start_file(name, options).expect("start file");
+            zip.write_all(text).expect("write member");
+        }
+        let mut archive = zip.finish().expect("finish").into_inner();
+        while let Some(at) = archive.windows(8).position(|w| w == b"PEX-INFX") {
+            archive[at + 7] = b'O';
+        }
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(&archive).expect("write");
+        let file = file.reopen().expect("open");
+        assert_eq!(
+            read(&file, "PEX-INFO", 1 << 20).expect("read"),
+            Lookup::Found(b"last!".to_vec())
         );
     }
 
