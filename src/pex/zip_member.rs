@@ -262,6 +262,14 @@ mod tests {
         file
     }
 
+    /// `bytes` in a temporary file, opened for reading (the file lives as long as the
+    /// open descriptor needs it: unlinked, still readable).
+    fn file_of(bytes: &[u8]) -> File {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(bytes).expect("write");
+        file.reopen().expect("open")
+    }
+
     #[test]
     fn finds_stored_and_deflated_members_behind_a_prefix() {
         let text = b"{\"pex_hash\": \"abc\"}".repeat(50);
@@ -301,9 +309,7 @@ mod tests {
         while let Some(at) = archive.windows(8).position(|w| w == b"PEX-INFX") {
             archive[at + 7] = b'O';
         }
-        let mut file = tempfile::NamedTempFile::new().expect("temp file");
-        file.write_all(&archive).expect("write");
-        let file = file.reopen().expect("open");
+        let file = file_of(&archive);
         assert_eq!(
             read(&file, "PEX-INFO", 1 << 20).expect("read"),
             Lookup::Found(b"last!".to_vec())
@@ -319,9 +325,7 @@ mod tests {
             .expect("start file");
         zip.write_all(b"{}").expect("write member");
         let archive = zip.finish().expect("finish").into_inner();
-        let mut file = tempfile::NamedTempFile::new().expect("temp file");
-        file.write_all(&archive).expect("write");
-        let file = file.reopen().expect("open");
+        let file = file_of(&archive);
         assert_eq!(
             read(&file, "PEX-INFO", 1 << 20).expect("read"),
             Lookup::Found(b"{}".to_vec())
@@ -330,9 +334,7 @@ mod tests {
 
     #[test]
     fn what_it_does_not_handle_is_left_to_the_zip_crate() {
-        let mut plain = tempfile::NamedTempFile::new().expect("temp file");
-        plain.write_all(b"not a zip at all").expect("write");
-        let file = plain.reopen().expect("open");
+        let file = file_of(b"not a zip at all");
         assert_eq!(
             read(&file, "PEX-INFO", 1 << 20).expect("read"),
             Lookup::Unsupported
