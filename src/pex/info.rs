@@ -105,12 +105,33 @@ pub fn is_pex_candidate(path: &Path) -> bool {
     if path.extension().is_some_and(|e| e == "pex") {
         return true;
     }
+    starts_like_zipapp(path) && read_zip_pex_info(path).is_ok()
+}
+
+/// The PEX at `path` when [`is_pex_candidate`] would say it is one, opened: `None` when
+/// it is not, else what [`open`] gave. A file known only by its content is opened once,
+/// not once to ask and once to open.
+pub fn probe(path: &Path) -> Option<Result<Pex, PexError>> {
+    let meta = fs::metadata(path).ok()?;
+    if meta.is_dir() {
+        return path.join(PEX_INFO).is_file().then(|| open(path));
+    }
+    if path.extension().is_some_and(|e| e == "pex") {
+        return Some(open(path));
+    }
+    if !starts_like_zipapp(path) {
+        return None;
+    }
+    open(path).ok().map(Ok)
+}
+
+/// Starts with a `#!` line or a zip's first local header.
+fn starts_like_zipapp(path: &Path) -> bool {
     let mut head = [0u8; 4];
-    let starts_like_zipapp = File::open(path)
+    File::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok()
-        && (head.starts_with(b"#!") || head == *b"PK\x03\x04");
-    starts_like_zipapp && read_zip_pex_info(path).is_ok()
+        && (head.starts_with(b"#!") || head == *b"PK\x03\x04")
 }
 
 /// Opens the PEX at `path`: a zipapp file or a packed/loose directory.
@@ -176,6 +197,11 @@ fn read_zip_pex_info(path: &Path) -> Result<(PexInfo, serde_json::Value), PexErr
         Lookup::Found(bytes) => bytes,
         Lookup::Missing => return Err(PexError::NoPexInfo),
         Lookup::TooLarge(size) => return Err(too_large(size)),
+        Lookup::NotZip => {
+            return Err(PexError::NotZip(
+                "no end of central directory record".into(),
+            ));
+        }
         Lookup::Unsupported => {
             tracing::debug!("{}: read with the zip crate", path.display());
             read_pex_info_with_zip_crate(file)?

@@ -9,7 +9,9 @@
 //!
 //! Only what pex writes is handled: no ZIP64, no encryption, stored or deflated
 //! members, possibly behind a `#!` prefix. Anything else is [`Lookup::Unsupported`], and
-//! the caller reads the archive with the `zip` crate instead.
+//! the caller reads the archive with the `zip` crate instead; a file with no zip end
+//! record at all (a shell script, any other program `run` is asked to start) is
+//! [`Lookup::NotZip`], with no second reader.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -38,6 +40,8 @@ pub enum Lookup {
     Missing,
     /// A member larger than the limit the caller gave: its size.
     TooLarge(u64),
+    /// No end of central directory record: not a zip archive at all.
+    NotZip,
     /// Not an archive this reader handles (ZIP64, encryption, another compression, a
     /// layout it does not recognize): read it with the `zip` crate.
     Unsupported,
@@ -48,8 +52,9 @@ pub enum Lookup {
 /// `zip` crate gives its own diagnosis.
 pub fn read(file: &File, name: &str, max: u64) -> io::Result<Lookup> {
     let len = file.metadata()?.len();
-    let Some(end) = end_record(file, len)? else {
-        return Ok(Lookup::Unsupported);
+    let end = match end_record(file, len)? {
+        Ok(end) => end,
+        Err(not_read_here) => return Ok(not_read_here),
     };
     let member = match find(file, &end, name.as_bytes())? {
         Entry::Found(member) => member,
@@ -78,9 +83,11 @@ struct EndRecord {
     prefix: u64,
 }
 
-fn end_record(file: &File, len: u64) -> io::Result<Option<EndRecord>> {
+/// The end record, or why it is not read here: [`Lookup::NotZip`] when there is none,
+/// [`Lookup::Unsupported`] for one this reader does not handle.
+fn end_record(file: &File, len: u64) -> io::Result<Result<EndRecord, Lookup>> {
     if len < END_RECORD_LEN as u64 {
-        return Ok(None);
+        return Ok(Err(Lookup::NotZip));
     }
     // pex writes no archive comment: the record is the last 22 bytes. Else it is the
     // last signature whose comment length reaches exactly to the end of the file.
@@ -97,7 +104,7 @@ fn end_record(file: &File, len: u64) -> io::Result<Option<EndRecord>> {
             && at + END_RECORD_LEN + u16_at(&tail, at + 20) as usize == tail.len()
     });
     let Some(at) = found else {
-        return Ok(None);
+        return Ok(Err(Lookup::NotZip));
     };
     let record = &tail[at..];
     let (disk, directory_disk) = (u16_at(record, 4), u16_at(record, 6));
@@ -106,22 +113,22 @@ fn end_record(file: &File, len: u64) -> io::Result<Option<EndRecord>> {
     let directory_offset = u64::from(u32_at(record, 16));
     // Multi-disk archives and ZIP64 (its markers are all-ones fields).
     if disk != 0 || directory_disk != 0 || on_disk != entries || entries == u16::MAX {
-        return Ok(None);
+        return Ok(Err(Lookup::Unsupported));
     }
     if directory_len == u64::from(u32::MAX) || directory_offset == u64::from(u32::MAX) {
-        return Ok(None);
+        return Ok(Err(Lookup::Unsupported));
     }
     let end_at = len - tail_len + at as u64;
     let Some(prefix) = end_at
         .checked_sub(directory_len)
         .and_then(|start| start.checked_sub(directory_offset))
     else {
-        return Ok(None);
+        return Ok(Err(Lookup::Unsupported));
     };
     if directory_len > MAX_CENTRAL_DIRECTORY {
-        return Ok(None);
+        return Ok(Err(Lookup::Unsupported));
     }
-    Ok(Some(EndRecord {
+    Ok(Ok(EndRecord {
         directory_at: directory_offset + prefix,
         directory_len,
         entries,
@@ -334,10 +341,10 @@ mod tests {
 
     #[test]
     fn what_it_does_not_handle_is_left_to_the_zip_crate() {
-        let file = file_of(b"not a zip at all");
+        let file = file_of(b"#!/bin/sh\necho not a zip at all\n");
         assert_eq!(
             read(&file, "PEX-INFO", 1 << 20).expect("read"),
-            Lookup::Unsupported
+            Lookup::NotZip
         );
 
         // A damaged member: its CRC no longer matches.

@@ -71,8 +71,8 @@ pub fn plan_command(
     let path_var = env.get("PATH").unwrap_or(OsStr::new(DEFAULT_PATH));
     let program_path = locate_program(program, path_var, who)?;
 
-    if info::is_pex_candidate(&program_path) {
-        let pex = info::open(&program_path).map_err(|e| {
+    if let Some(opened) = info::probe(&program_path) {
+        let pex = opened.map_err(|e| {
             Error::CannotExecute(format!(
                 "{} {e}; rebuild it with pex or check the path",
                 program_path.display()
@@ -273,9 +273,7 @@ fn script_argument_pex(program: &Path, args: &[OsString]) -> Option<(usize, Pex)
         .iter()
         .position(|a| !a.as_encoded_bytes().starts_with(b"-"))?;
     let script = Path::new(&args[at]);
-    let pex = info::is_pex_candidate(script)
-        .then(|| info::open(script).ok())
-        .flatten()?;
+    let pex = info::probe(script)?.ok()?;
     Some((at + 1, pex))
 }
 
