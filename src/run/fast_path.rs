@@ -202,11 +202,7 @@ fn venv_plan(req: &Request<'_>, entry: &Entry, venv: &VenvEntry) -> Result<FastP
         }
     };
     let from_bytecode = bytecode_launcher(req);
-    argv_os.extend(
-        from_bytecode
-            .iter()
-            .map(|file| file.clone().into_os_string()),
-    );
+    argv_os.extend(from_bytecode.clone().map(PathBuf::into_os_string));
     argv_os.push(venv_pex.into());
     argv_os.extend(req.args.iter().cloned());
 
@@ -274,11 +270,7 @@ fn launcher_plan(
     let mut argv_os: Vec<OsString> = vec![req.interpreter.as_os_str().to_owned()];
     argv_os.extend(python_args(req, entry));
     let from_bytecode = bytecode_launcher(req);
-    argv_os.extend(
-        from_bytecode
-            .iter()
-            .map(|file| file.clone().into_os_string()),
-    );
+    argv_os.extend(from_bytecode.clone().map(PathBuf::into_os_string));
     argv_os.push(file.clone().into());
     argv_os.push(req.pex.path.clone().into());
     argv_os.extend(req.args.iter().cloned());

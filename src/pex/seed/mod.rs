@@ -491,11 +491,11 @@ fn apply_with(plan: &SeedPlan, progress: &Bar) -> Result<SeedReport, SeedError> 
     progress.step("compiling bytecode".into());
     let sde = plan.source_date_epoch;
     clamp_tree(root, sde)?;
-    let mut compile_warnings = compile(plan, root, true)?;
+    let mut compile_warnings = compile(plan, &scratch.path, root, true)?;
     for item in &plan.items {
         if let Some(dir) = &item.compile_in_place {
             // Best effort: a read-only loose PEX simply stays as it was built.
-            if let Some(w) = compile(plan, dir, false)? {
+            if let Some(w) = compile(plan, &scratch.path, dir, false)? {
                 compile_warnings.get_or_insert(w);
             }
         }
@@ -776,9 +776,13 @@ fn warm(plan: &SeedPlan, item: &Item, scratch: &Path) -> Result<Option<String>, 
 /// `python -m compileall -q -f DIR`: timestamps are validated by source mtime and size,
 /// so compiling after clamping mtimes gives `.pyc` files that are both warm and
 /// reproducible. Returns compileall's complaint, if any.
-fn compile(plan: &SeedPlan, dir: &Path, force: bool) -> Result<Option<String>, SeedError> {
-    let scratch = Scratch::new()?;
-    let mut cmd = child(plan, &scratch.path);
+fn compile(
+    plan: &SeedPlan,
+    scratch: &Path,
+    dir: &Path,
+    force: bool,
+) -> Result<Option<String>, SeedError> {
+    let mut cmd = child(plan, scratch);
     cmd.args(["-m", "compileall", "-q"]);
     if force {
         cmd.arg("-f");
