@@ -8,9 +8,11 @@
 //! each of them (tens of kilobytes per layer once compressed). Any other entry gets a
 //! GNU header, its name or link target longer than 100 bytes in a GNU long-name (`L`)
 //! or long-link (`K`) entry, whose header is all zeros but for the size, as GNU tar
-//! reads them; so does an entry whose owner or size needs GNU's base-256 numbers. The tar crate's builder would re-normalize link
-//! targets through `Path::components` (dropping `./` and trailing slashes), which
-//! changes what a symlink means, so headers are filled here with its `Header` type.
+//! reads them; so does an entry whose owner or size needs GNU's base-256 numbers.
+//!
+//! The tar crate's builder would re-normalize link targets through `Path::components`
+//! (dropping `./` and trailing slashes), which changes what a symlink means, so headers
+//! are filled here with its `Header` type.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
