@@ -7,7 +7,7 @@ mod support;
 
 use std::ffi::OsString;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use oci_support::recipe::{Built, Recipe, SDE, build, src_dest};
@@ -49,9 +49,8 @@ fn pex_build(src: &Path, out: &Path) {
 #[test]
 fn rebuilds_in_another_directory_umask_kernel_and_date_give_the_same_digests() {
     let sb = Sandbox::new();
-    let top = PathBuf::from(format!("/opt/pexinit-images-same-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(top.clone());
-    let root = top.join("pex-root");
+    let top = image_dir("images-same");
+    let root = top.path().join("pex-root");
 
     let mut builds: Vec<Built> = Vec::new();
     let variants: [(&str, u32, bool, &str); 2] = [
@@ -160,9 +159,8 @@ fn skopeo_manifest(layout: &Path) -> serde_json::Value {
 
 /// One app both ways: (pexinit's image bytes without pexinit's own layer, pex's).
 fn both_recipes(sb: &Sandbox, name: &str, app: &Path, args: &[&str], prints: &str) -> (u64, u64) {
-    let top = PathBuf::from(format!("/opt/pexinit-images-{name}-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(top.clone());
-    let root = top.join("pex-root");
+    let top = image_dir(&format!("images-{name}"));
+    let root = top.path().join("pex-root");
     let ours = build(sb, &Recipe::new(name, app, &root));
     // The slim seed starts the app without its .pex file.
     let ran = run(pexinit()
@@ -183,7 +181,10 @@ fn both_recipes(sb: &Sandbox, name: &str, app: &Path, args: &[&str], prints: &st
             listing.stdout
         );
     }
-    (ours.app_bytes(), pex_recipe_bytes(sb, name, app, &top))
+    (
+        ours.app_bytes(),
+        pex_recipe_bytes(sb, name, app, top.path()),
+    )
 }
 
 fn assert_no_bigger(name: &str, (ours, theirs): (u64, u64)) {

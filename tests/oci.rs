@@ -463,9 +463,8 @@ fn append(layout: &Path, layers: &[&Path], extra: &[&str]) -> Ran {
 fn seeded_image_runs_warm_in_podman_as_any_uid() {
     let sb = Sandbox::new();
     // A seed is valid only at its own path: build it where the image will have it.
-    let top = PathBuf::from(format!("/opt/pexinit-test-{}", std::process::id()));
-    let _cleanup_seed = RemoveOnDrop(top.clone());
-    let root = top.join("pex-root");
+    let top = image_dir("test");
+    let root = top.path().join("pex-root");
     let app = cowsay(PEX_NEWEST, Kind::Venv);
     seed_at(&root, &app);
     let root_arg = src_dest(&root, &root.display().to_string());

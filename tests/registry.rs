@@ -200,9 +200,8 @@ fn code_change_pushes_only_the_code(sb: &Sandbox, kind: Kind, root: &Path) -> (R
 #[test]
 fn a_code_change_uploads_only_the_code_layer_and_the_config() {
     let sb = Sandbox::new();
-    let top = PathBuf::from(format!("/opt/pexinit-registry-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(top.clone());
-    let root = top.join("pex-root");
+    let top = image_dir("registry");
+    let root = top.path().join("pex-root");
     let (registry, second) = code_change_pushes_only_the_code(&sb, Kind::Zipapp, &root);
 
     // What the registry holds is the second image, whole: umoci checks every diff_id.
@@ -274,9 +273,8 @@ fn a_code_change_uploads_only_the_code_layer_and_the_config() {
 #[test]
 fn a_venv_apps_code_change_uploads_only_the_code_layer_and_the_config() {
     let sb = Sandbox::new();
-    let top = PathBuf::from(format!("/opt/pexinit-registry-venv-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(top.clone());
-    code_change_pushes_only_the_code(&sb, Kind::Venv, &top.join("pex-root"));
+    let top = image_dir("registry-venv");
+    code_change_pushes_only_the_code(&sb, Kind::Venv, &top.path().join("pex-root"));
 }
 
 /// An image and its container, removed from podman's storage when the test ends.
@@ -293,9 +291,8 @@ impl Drop for RemoveImage {
 fn a_requirement_bump_uploads_only_that_distributions_layer() {
     let sb = Sandbox::new();
     let registry = Registry::start(&sb.mkdir("registry"));
-    let top = PathBuf::from(format!("/opt/pexinit-registry-bump-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(top.clone());
-    let root = top.join("pex-root");
+    let top = image_dir("registry-bump");
+    let root = top.path().join("pex-root");
     let split = [
         "--distributions",
         "{out}/dists",

@@ -221,6 +221,21 @@ pub fn copy_base(dest: &Path) -> PathBuf {
 /// image path a seed must be built at).
 pub struct RemoveOnDrop(pub PathBuf);
 
+impl RemoveOnDrop {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// `/opt/pexinit-<name>-<pid>`, removed when dropped: where a test builds a seed at the
+/// path its image will have it (a seed is valid only at the path it was built for).
+pub fn image_dir(name: &str) -> RemoveOnDrop {
+    RemoveOnDrop(PathBuf::from(format!(
+        "/opt/pexinit-{name}-{}",
+        std::process::id()
+    )))
+}
+
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
